@@ -1,0 +1,71 @@
+//! `eider-local`: every endpoint group in one process, on the embedded store.
+//!
+//! Configuration comes from the environment (see the README): `EIDER_LISTEN`,
+//! `EIDER_DATA_DIR`, `EIDER_ACCESS_TOKEN`, `EIDER_DOMAIN`, ...
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use eider_shared::config::{Config, LocalConfig};
+use eider_shared::http::{AppState, finish};
+use eider_shared::store::blob_fs::FsBlobStore;
+use eider_shared::store::embedded::EmbeddedTable;
+
+/// How often expired items (TTL) are removed from the embedded store.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    eider_shared::http::init_tracing(false);
+    let config = Config::from_env()?;
+    let local = LocalConfig::from_env()?;
+    std::fs::create_dir_all(&local.data_dir)
+        .with_context(|| format!("cannot create data folder {}", local.data_dir.display()))?;
+    let table = Arc::new(EmbeddedTable::open(&local.data_dir.join("eider.redb"))?);
+    let blobs = Arc::new(FsBlobStore::new(local.data_dir.join("blobs"))?);
+    let state = AppState::new(table.clone(), blobs, config);
+    let app = finish(eider_local::router(), state);
+
+    let purger = table.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let store = purger.clone();
+            match tokio::task::spawn_blocking(move || store.purge_expired()).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired items purged"),
+                Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "purge failed"),
+                _ => {}
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(local.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (EIDER_LISTEN)", local.listen))?;
+    tracing::info!(
+        listen = %local.listen,
+        data = %local.data_dir.display(),
+        "eider-local ready"
+    );
+    println!("eider-local listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

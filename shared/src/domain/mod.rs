@@ -1,0 +1,19 @@
+//! WildDuck's rules, written once above the storage port. One module per aggregate; each
+//! owns its items' keys (see [`keys`]) and the transactions that keep them consistent.
+
+pub mod addresses;
+pub mod authlog;
+pub mod journal;
+pub mod keys;
+pub mod mailbox_names;
+pub mod mailboxes;
+pub mod names;
+pub mod password;
+pub mod pgp_key;
+pub mod stats;
+pub mod users;
+
+/// Now as unix seconds (TTL attributes, expiry maths).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,14 @@
+//! Eider's common crate: everything the Lambda functions and the local server share.
+//!
+//! * [`store`]: the storage port (single table + blobs) and its two backends.
+//! * [`domain`]: WildDuck's rules, written once above the port (users, addresses, ...).
+//! * [`http`]: the HTTP plumbing every router uses: state, parameters, validation, errors,
+//!   the finishing layer (access token, tracing, body limit, JSON 404).
+//! * [`config`]: configuration read once from the environment.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod id;
+pub mod store;

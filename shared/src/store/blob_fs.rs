@@ -1,0 +1,173 @@
+//! The embedded blob store: the [`BlobStore`] port on a folder of files, one file per key.
+//!
+//! Keys may contain `/` (they become sub-folders). A put writes a temporary file next to the
+//! target, flushes it to disk and renames it over the target, so readers and crashes only ever
+//! see a whole blob. This module also owns the key rules both blob backends apply.
+//!
+//! One difference from S3 that cannot be hidden: a key cannot be both an object and the folder
+//! of other objects (`a` and `a/b`); such a put fails with a backend error.
+
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write as _};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{BlobStore, StoreError, StoreResult};
+
+/// S3's limit on key length (bytes).
+const MAX_KEY_BYTES: usize = 1024;
+
+/// Blobs as files under one root folder.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// A store rooted at `dir`, created (with its parents) if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let root = dir.into();
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create the blob folder {}", root.display()))?;
+        Ok(FsBlobStore { root })
+    }
+
+    /// The file of `key`, after checking the key.
+    fn path(&self, key: &str) -> StoreResult<PathBuf> {
+        check_blob_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// Keys are relative paths of plain names: not empty, no leading `/`, no empty, `.` or `..`
+/// segment, no NUL, at most 1024 bytes. Both blob backends apply this rule.
+pub(crate) fn check_blob_key(key: &str) -> StoreResult<()> {
+    let invalid = |why: &str| Err(StoreError::Invalid(format!("blob key {key:?}: {why}")));
+    if key.is_empty() {
+        return invalid("empty");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return invalid("longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return invalid("absolute");
+    }
+    if key.contains('\0') {
+        return invalid("contains NUL");
+    }
+    if key.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return invalid("empty, `.` or `..` segment");
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> StoreResult<()> {
+        let path = self.path(key)?;
+        blocking(move || write_atomically(&path, &bytes)).await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
+        let path = self.path(key)?;
+        blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(io_error(e, &path)),
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Option<Bytes>> {
+        let path = self.path(key)?;
+        blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(io_error(e, &path)),
+            };
+            let meta = file.metadata().map_err(|e| io_error(e, &path))?;
+            if meta.is_dir() {
+                return Ok(None); // opening a folder succeeds; it is no blob
+            }
+            let len = meta.len();
+            let start = range.start.min(len);
+            let end = range.end.clamp(start, len);
+            let mut buf = vec![0; usize::try_from(end - start).map_err(anyhow::Error::from)?];
+            file.seek(SeekFrom::Start(start)).map_err(|e| io_error(e, &path))?;
+            file.read_exact(&mut buf).map_err(|e| io_error(e, &path))?;
+            Ok(Some(Bytes::from(buf)))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let path = self.path(key)?;
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(io_error(e, &path)),
+        })
+        .await
+    }
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path`, syncs it, then renames it over
+/// `path` (atomic on one file system) and syncs the folder so the rename survives a crash.
+fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(e, dir))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_error(e, path));
+    }
+    // Best effort: some file systems cannot sync a folder.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Errors that mean "no such blob": also a path through (or onto) a folder.
+fn is_missing(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory)
+}
+
+fn io_error(e: std::io::Error, path: &Path) -> StoreError {
+    StoreError::Backend(anyhow::Error::new(e).context(format!("blob file {}", path.display())))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("blob task failed")
+        .map_err(StoreError::Backend)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rules() {
+        for ok in ["a", "a/b", "messages/2024/x.eml", ".hidden", "a..b"] {
+            assert!(check_blob_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/../b", "..", "a/./b", "a//b", "a/", "a\0b"] {
+            assert!(matches!(check_blob_key(bad), Err(StoreError::Invalid(_))), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! The embedded table: the [`Table`] port on one redb file, for the local server and tests.
+//!
+//! This module owns the on-disk layout and the reference semantics of the port:
+//!
+//! * `items`: `(pk, sk)` → the item's JSON ([`Stored`]: body, counters, index keys, expiry).
+//! * `gsi1` / `gsi2`: `(index pk, index sk, pk, sk)` → `()`, one entry per item that carries
+//!   that index key, changed in the same write transaction as the item itself.
+//!
+//! redb serializes write transactions, so a [`Table::transact`] call reads, checks its
+//! conditions and writes inside one transaction: atomic and isolated, as on DynamoDB.
+//! Expired items stay in the file until [`EmbeddedTable::purge_expired`] removes them (the
+//! emulation of DynamoDB's TTL sweeper); until then every read hides them.
+//!
+//! It also holds the request rules both backends check the same way before touching storage
+//! (`check_*`), so a request the local server accepts is one DynamoDB accepts too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    Condition, Cursor, Index, IndexKey, Item, Key, MAX_TRANSACTION_WRITES, Page, Query,
+    SortRange, StoreError, StoreResult, Table, Update, Write,
+};
+
+/// `(pk, sk)`.
+type ItemKey = (&'static str, &'static str);
+/// `(index pk, index sk, pk, sk)`.
+type IndexEntry = (&'static str, &'static str, &'static str, &'static str);
+type ItemsDef = TableDefinition<'static, ItemKey, &'static [u8]>;
+type IndexDef = TableDefinition<'static, IndexEntry, ()>;
+
+const ITEMS: ItemsDef = TableDefinition::new("items");
+const GSI1: IndexDef = TableDefinition::new("gsi1");
+const GSI2: IndexDef = TableDefinition::new("gsi2");
+
+/// DynamoDB's limits, enforced here so that local runs fail where the cloud would.
+const MAX_ITEM_BYTES: usize = 400 * 1024;
+const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
+const MAX_SORT_KEY_BYTES: usize = 1024;
+
+/// The [`Table`] port on a redb file. Cheap to clone (the database is shared).
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    db: Arc<Database>,
+}
+
+/// What the `items` table stores for one item (its key is the redb key).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    body: Value,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    counters: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1: Option<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2: Option<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+impl EmbeddedTable {
+    /// Opens (or creates, with its parent folders) the store file at `path`.
+    ///
+    /// Fails when another process (or another `EmbeddedTable` in this one) has the file open:
+    /// redb holds an exclusive lock on it.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        }
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(anyhow!(
+                    "the store file {} is already open in another process \
+                     (only one Eider server may use a data folder at a time)",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open {}", path.display()));
+            }
+        };
+        // Create the tables once, so read transactions can always open them.
+        let txn = db.begin_write()?;
+        txn.open_table(ITEMS)?;
+        txn.open_table(GSI1)?;
+        txn.open_table(GSI2)?;
+        txn.commit()?;
+        Ok(EmbeddedTable { db: Arc::new(db) })
+    }
+
+    /// Physically removes every expired item and its index entries (what DynamoDB's TTL
+    /// sweeper does in the background). Returns how many items were removed.
+    pub fn purge_expired(&self) -> anyhow::Result<usize> {
+        let now = now();
+        let removed = in_write_txn(&self.db, |tables| {
+            let mut expired = Vec::new();
+            for entry in tables.items.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let (pk, sk) = k.value();
+                let item = decode(pk, sk, v.value())?;
+                if item.is_expired(now) {
+                    expired.push(item);
+                }
+            }
+            for item in &expired {
+                write_item(tables, Some(item), None)?;
+            }
+            Ok(expired.len())
+        })?;
+        Ok(removed)
+    }
+
+    /// Runs `f` on a blocking thread: redb is synchronous.
+    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Backend(anyhow!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Table for EmbeddedTable {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let items = txn.open_table(ITEMS).map_err(backend)?;
+            Ok(load(&items, &key)?.filter(|item| !item.is_expired(now())))
+        })
+        .await
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Item>> {
+        // Each item at most once, as BatchGetItem (which rejects duplicates) would give it.
+        let keys: BTreeSet<Key> = keys.iter().cloned().collect();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let items = txn.open_table(ITEMS).map_err(backend)?;
+            let now = now();
+            let mut found = Vec::new();
+            for key in &keys {
+                if let Some(item) = load(&items, key)?.filter(|i| !i.is_expired(now)) {
+                    found.push(item);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn query(&self, query: &Query) -> StoreResult<Page> {
+        check_query(query)?;
+        let query = query.clone();
+        self.blocking(move |db| query_sync(db, &query, now())).await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        check_writes(&writes)?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |db| {
+            in_write_txn(db, |tables| {
+                apply_writes(tables, &writes, now())?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        let write = Write::Update { key: key.clone(), update, condition };
+        check_writes(std::slice::from_ref(&write))?;
+        let key = key.clone();
+        self.blocking(move |db| {
+            in_write_txn(db, |tables| {
+                apply_writes(tables, std::slice::from_ref(&write), now())?;
+                // The item exists now: it was just written.
+                load(&tables.items, &key)?
+                    .ok_or_else(|| StoreError::Backend(anyhow!("updated item vanished")))
+            })
+        })
+        .await
+    }
+}
+
+/// The three tables, opened inside one write transaction.
+struct Tables<'txn> {
+    items: redb::Table<'txn, ItemKey, &'static [u8]>,
+    gsi1: redb::Table<'txn, IndexEntry, ()>,
+    gsi2: redb::Table<'txn, IndexEntry, ()>,
+}
+
+/// Runs `f` in one write transaction: committed when `f` succeeds, aborted otherwise.
+fn in_write_txn<T>(
+    db: &Database,
+    f: impl FnOnce(&mut Tables<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let txn = db.begin_write().map_err(backend)?;
+    let result = {
+        let mut tables = Tables {
+            items: txn.open_table(ITEMS).map_err(backend)?,
+            gsi1: txn.open_table(GSI1).map_err(backend)?,
+            gsi2: txn.open_table(GSI2).map_err(backend)?,
+        };
+        f(&mut tables)
+    };
+    match result {
+        Ok(value) => {
+            txn.commit().map_err(backend)?;
+            Ok(value)
+        }
+        Err(e) => {
+            txn.abort().map_err(backend)?;
+            Err(e)
+        }
+    }
+}
+
+/// Checks every condition against the state before the transaction, then applies all writes.
+fn apply_writes(tables: &mut Tables<'_>, writes: &[Write], now: i64) -> StoreResult<()> {
+    // What is physically stored (to clean up index entries) for each write.
+    let mut stored = Vec::with_capacity(writes.len());
+    for (index, write) in writes.iter().enumerate() {
+        let old = load(&tables.items, &write.key())?;
+        let live = old.as_ref().filter(|item| !item.is_expired(now));
+        if let Some(condition) = write_condition(write)
+            && !condition_holds(condition, live)
+        {
+            return Err(StoreError::ConditionFailed { index });
+        }
+        stored.push(old);
+    }
+
+    // The new state of each item (None: absent), computed before anything is written.
+    let mut new_items = Vec::with_capacity(writes.len());
+    let mut total_bytes = 0;
+    for (write, old) in writes.iter().zip(&stored) {
+        let live = old.as_ref().filter(|item| !item.is_expired(now));
+        let new = match write {
+            Write::Put { item, .. } => Some(item.clone()),
+            Write::Update { key, update, .. } => Some(apply_update(live, key, update)?),
+            Write::Delete { .. } => None,
+            Write::Check { .. } => continue,
+        };
+        if let Some(item) = &new {
+            check_item(item)?;
+            total_bytes += item_size(item);
+        }
+        new_items.push((old.as_ref(), new));
+    }
+    if total_bytes > MAX_TRANSACTION_BYTES {
+        return Err(StoreError::Invalid("the transaction is larger than 4 MB".into()));
+    }
+
+    for (old, new) in new_items {
+        write_item(tables, old, new.as_ref())?;
+    }
+    Ok(())
+}
+
+fn write_condition(write: &Write) -> Option<&Condition> {
+    match write {
+        Write::Put { condition, .. }
+        | Write::Update { condition, .. }
+        | Write::Delete { condition, .. } => condition.as_ref(),
+        Write::Check { condition, .. } => Some(condition),
+    }
+}
+
+/// Whether `condition` holds for the live item (`None`: no live item under the key).
+pub(crate) fn condition_holds(condition: &Condition, live: Option<&Item>) -> bool {
+    match condition {
+        Condition::NotExists => live.is_none(),
+        Condition::Exists => live.is_some(),
+        Condition::CounterEquals(name, value) => live.is_some_and(|i| i.counter(name) == *value),
+        Condition::CounterAtMost(name, value) => live.is_some_and(|i| i.counter(name) <= *value),
+    }
+}
+
+/// The item after `update`; a missing (or expired) item starts empty with a null body.
+pub(crate) fn apply_update(live: Option<&Item>, key: &Key, update: &Update) -> StoreResult<Item> {
+    let mut item = live.cloned().unwrap_or_else(|| Item::new(key.clone(), Value::Null));
+    if let Some(body) = &update.body {
+        item.body = body.clone();
+    }
+    for (name, by) in &update.add {
+        let counter = item.counters.entry(name.clone()).or_insert(0);
+        *counter = counter
+            .checked_add(*by)
+            .ok_or_else(|| StoreError::Invalid(format!("counter {name} would overflow")))?;
+    }
+    if let Some(gsi1) = &update.gsi1 {
+        item.gsi1 = gsi1.clone();
+    }
+    if let Some(gsi2) = &update.gsi2 {
+        item.gsi2 = gsi2.clone();
+    }
+    if let Some(expires_at) = update.expires_at {
+        item.expires_at = expires_at;
+    }
+    Ok(item)
+}
+
+/// Replaces the stored `old` item by `new` (either may be absent), index entries included.
+fn write_item(tables: &mut Tables<'_>, old: Option<&Item>, new: Option<&Item>) -> StoreResult<()> {
+    for (index, table) in [(Index::Gsi1, &mut tables.gsi1), (Index::Gsi2, &mut tables.gsi2)] {
+        let old_key = old.and_then(|i| i.index_key(index).map(|k| (k, &i.pk, &i.sk)));
+        let new_key = new.and_then(|i| i.index_key(index).map(|k| (k, &i.pk, &i.sk)));
+        if old_key == new_key {
+            continue;
+        }
+        if let Some((k, pk, sk)) = old_key {
+            table.remove((k.pk.as_str(), k.sk.as_str(), pk.as_str(), sk.as_str())).map_err(backend)?;
+        }
+        if let Some((k, pk, sk)) = new_key {
+            table
+                .insert((k.pk.as_str(), k.sk.as_str(), pk.as_str(), sk.as_str()), ())
+                .map_err(backend)?;
+        }
+    }
+    match (old, new) {
+        (_, Some(item)) => {
+            tables.items.insert((item.pk.as_str(), item.sk.as_str()), encode(item)?.as_slice())
+        }
+        (Some(item), None) => tables.items.remove((item.pk.as_str(), item.sk.as_str())),
+        (None, None) => return Ok(()),
+    }
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn query_sync(db: &Database, query: &Query, now: i64) -> StoreResult<Page> {
+    let txn = db.begin_read().map_err(backend)?;
+    let items = txn.open_table(ITEMS).map_err(backend)?;
+    let mut found = Vec::new();
+    match query.index {
+        None => {
+            let (lower, upper) = sort_bounds(&query.range, |s| s, |s| s);
+            let cursor = query.start_after.as_ref().map(|c| c.sk.clone());
+            let (lower, upper) = narrow(lower, upper, cursor, query.forward);
+            if is_empty(&lower, &upper) {
+                return Ok(Page::default());
+            }
+            let pk = query.pk.as_str();
+            let end = format!("{pk}\0"); // (pk + "\0", "") follows every (pk, _)
+            let lower = match &lower {
+                Bound::Unbounded => Bound::Included((pk, "")),
+                b => b.as_ref().map(|sk| (pk, sk.as_str())),
+            };
+            let upper = match &upper {
+                Bound::Unbounded => Bound::Excluded((end.as_str(), "")),
+                b => b.as_ref().map(|sk| (pk, sk.as_str())),
+            };
+            let range = items.range::<(&str, &str)>((lower, upper)).map_err(backend)?;
+            walk(range, query.forward, |entry| {
+                let (k, v) = entry.map_err(backend)?;
+                let (pk, sk) = k.value();
+                let item = decode(pk, sk, v.value())?;
+                if !item.is_expired(now) {
+                    found.push(item);
+                }
+                Ok(found.len() >= query.limit)
+            })?;
+        }
+        Some(index) => {
+            let table = txn.open_table(index_def(index)).map_err(backend)?;
+            let with_tail = |s: String| (s, String::new(), String::new());
+            let (lower, upper) = sort_bounds(&query.range, with_tail, with_tail);
+            let cursor = query.start_after.as_ref().map(|c| {
+                let (_, isk) = c.index.clone().unwrap_or_default();
+                (isk, c.pk.clone(), c.sk.clone())
+            });
+            let (lower, upper) = narrow(lower, upper, cursor, query.forward);
+            if is_empty(&lower, &upper) {
+                return Ok(Page::default());
+            }
+            let ipk = query.pk.as_str();
+            let end = format!("{ipk}\0");
+            let lower = match &lower {
+                Bound::Unbounded => Bound::Included((ipk, "", "", "")),
+                b => b.as_ref().map(|(isk, pk, sk)| (ipk, isk.as_str(), pk.as_str(), sk.as_str())),
+            };
+            let upper = match &upper {
+                Bound::Unbounded => Bound::Excluded((end.as_str(), "", "", "")),
+                b => b.as_ref().map(|(isk, pk, sk)| (ipk, isk.as_str(), pk.as_str(), sk.as_str())),
+            };
+            let range =
+                table.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?;
+            walk(range, query.forward, |entry| {
+                let (k, _) = entry.map_err(backend)?;
+                let (_, _, pk, sk) = k.value();
+                // The index only points at items; they carry the projection (ALL).
+                let item = load(&items, &Key::new(pk, sk))?;
+                if let Some(item) = item.filter(|i| !i.is_expired(now)) {
+                    found.push(item);
+                }
+                Ok(found.len() >= query.limit)
+            })?;
+        }
+    }
+    let next = if found.len() >= query.limit {
+        found.last().map(|item| Cursor::of(item, query.index))
+    } else {
+        None
+    };
+    Ok(Page { items: found, next })
+}
+
+/// Feeds the entries to `visit` in the query's direction until it returns `true` (page full).
+fn walk<T>(
+    range: impl DoubleEndedIterator<Item = T>,
+    forward: bool,
+    mut visit: impl FnMut(T) -> StoreResult<bool>,
+) -> StoreResult<()> {
+    let entries: Box<dyn Iterator<Item = T> + '_> =
+        if forward { Box::new(range) } else { Box::new(range.rev()) };
+    for entry in entries {
+        if visit(entry)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn index_def(index: Index) -> IndexDef {
+    match index {
+        Index::Gsi1 => GSI1,
+        Index::Gsi2 => GSI2,
+    }
+}
+
+/// The bounds of `range` on the sort component, built with `low`/`high` (which extend a sort
+/// key to the full key after it, smallest tail for both).
+fn sort_bounds<T>(
+    range: &SortRange,
+    low: impl Fn(String) -> T,
+    high: impl Fn(String) -> T,
+) -> (Bound<T>, Bound<T>) {
+    match range {
+        SortRange::All => (Bound::Unbounded, Bound::Unbounded),
+        SortRange::BeginsWith(prefix) => (
+            Bound::Included(low(prefix.clone())),
+            prefix_end(prefix).map_or(Bound::Unbounded, |end| Bound::Excluded(high(end))),
+        ),
+        // `b + "\0"` is the first string after `b` (and everything that extends it with
+        // a table key), so the exclusive bound keeps every key whose sort key is `b`.
+        SortRange::Between(a, b) => {
+            (Bound::Included(low(a.clone())), Bound::Excluded(high(format!("{b}\0"))))
+        }
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`: the prefix with its
+/// last character stepped up (UTF-8 byte order follows code point order). `None` when no such
+/// string exists (empty prefix, or only `char::MAX`).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Narrows the bounds to what lies strictly after `cursor` in the query's direction.
+fn narrow<T: Ord>(
+    lower: Bound<T>,
+    upper: Bound<T>,
+    cursor: Option<T>,
+    forward: bool,
+) -> (Bound<T>, Bound<T>) {
+    let Some(cursor) = cursor else { return (lower, upper) };
+    if forward {
+        let tighter = match &lower {
+            Bound::Unbounded => true,
+            Bound::Included(l) | Bound::Excluded(l) => cursor >= *l,
+        };
+        (if tighter { Bound::Excluded(cursor) } else { lower }, upper)
+    } else {
+        let tighter = match &upper {
+            Bound::Unbounded => true,
+            Bound::Included(u) | Bound::Excluded(u) => cursor <= *u,
+        };
+        (lower, if tighter { Bound::Excluded(cursor) } else { upper })
+    }
+}
+
+/// True when no key fits between the bounds (redb must not be given such a range).
+fn is_empty<T: Ord>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(l), Bound::Included(u)) => l > u,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(u))
+        | (Bound::Excluded(l), Bound::Included(u)) => l >= u,
+        _ => false,
+    }
+}
+
+fn load(
+    items: &impl ReadableTable<ItemKey, &'static [u8]>,
+    key: &Key,
+) -> StoreResult<Option<Item>> {
+    let Some(value) = items.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? else {
+        return Ok(None);
+    };
+    decode(&key.pk, &key.sk, value.value()).map(Some)
+}
+
+fn encode(item: &Item) -> StoreResult<Vec<u8>> {
+    let pair = |k: &Option<IndexKey>| k.as_ref().map(|k| (k.pk.clone(), k.sk.clone()));
+    let stored = Stored {
+        body: item.body.clone(),
+        counters: item.counters.clone(),
+        gsi1: pair(&item.gsi1),
+        gsi2: pair(&item.gsi2),
+        expires_at: item.expires_at,
+    };
+    serde_json::to_vec(&stored).map_err(|e| StoreError::Backend(e.into()))
+}
+
+fn decode(pk: &str, sk: &str, bytes: &[u8]) -> StoreResult<Item> {
+    let stored: Stored = serde_json::from_slice(bytes)
+        .with_context(|| format!("corrupt item ({pk}, {sk})"))
+        .map_err(StoreError::Backend)?;
+    let key = |k: Option<(String, String)>| k.map(|(pk, sk)| IndexKey { pk, sk });
+    Ok(Item {
+        pk: pk.to_string(),
+        sk: sk.to_string(),
+        body: stored.body,
+        counters: stored.counters,
+        gsi1: key(stored.gsi1),
+        gsi2: key(stored.gsi2),
+        expires_at: stored.expires_at,
+    })
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(anyhow::Error::new(e.into()))
+}
+
+/// Unix time in seconds, the clock TTLs are compared with.
+pub(crate) fn now() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request rules shared by both backends.
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a transaction's shape: at most [`MAX_TRANSACTION_WRITES`] writes, each item once,
+/// valid keys. (Item contents are checked when the new items are known.)
+pub(crate) fn check_writes(writes: &[Write]) -> StoreResult<()> {
+    if writes.len() > MAX_TRANSACTION_WRITES {
+        return Err(StoreError::Invalid(format!(
+            "a transaction carries at most {MAX_TRANSACTION_WRITES} writes, not {}",
+            writes.len()
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for write in writes {
+        let key = write.key();
+        check_key(&key)?;
+        if !seen.insert(key) {
+            let key = write.key();
+            return Err(StoreError::Invalid(format!(
+                "the item ({}, {}) appears twice in one transaction",
+                key.pk, key.sk
+            )));
+        }
+        match write {
+            Write::Put { item, .. } => check_item(item)?,
+            Write::Update { update, .. } => {
+                for key in [&update.gsi1, &update.gsi2].into_iter().flatten().flatten() {
+                    check_key_part("index partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
+                    check_key_part("index sort key", &key.sk, MAX_SORT_KEY_BYTES)?;
+                }
+            }
+            Write::Delete { .. } | Write::Check { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Keys are non-empty and within DynamoDB's sizes.
+pub(crate) fn check_key(key: &Key) -> StoreResult<()> {
+    check_key_part("partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
+    check_key_part("sort key", &key.sk, MAX_SORT_KEY_BYTES)
+}
+
+fn check_key_part(what: &str, value: &str, max: usize) -> StoreResult<()> {
+    if value.is_empty() {
+        return Err(StoreError::Invalid(format!("the {what} is empty")));
+    }
+    if value.len() > max {
+        return Err(StoreError::Invalid(format!("the {what} is longer than {max} bytes")));
+    }
+    Ok(())
+}
+
+/// A whole item: valid keys (its own and its index keys) and at most 400 KB.
+fn check_item(item: &Item) -> StoreResult<()> {
+    check_key(&item.key())?;
+    for key in [&item.gsi1, &item.gsi2].into_iter().flatten() {
+        check_key_part("index partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
+        check_key_part("index sort key", &key.sk, MAX_SORT_KEY_BYTES)?;
+    }
+    if item_size(item) > MAX_ITEM_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "the item ({}, {}) is larger than 400 KB",
+            item.pk, item.sk
+        )));
+    }
+    Ok(())
+}
+
+/// The item's size as DynamoDB counts it for the dynamo backend's attribute layout:
+/// attribute names plus values, numbers at about one byte per two digits.
+fn item_size(item: &Item) -> usize {
+    let number = |n: i64| n.unsigned_abs().to_string().len().div_ceil(2) + 1;
+    let mut size = "pk".len() + item.pk.len() + "sk".len() + item.sk.len();
+    size += "body".len() + item.body.to_string().len();
+    for (name, value) in &item.counters {
+        size += "c_".len() + name.len() + number(*value);
+    }
+    for key in [&item.gsi1, &item.gsi2].into_iter().flatten() {
+        size += "gsi1pk".len() + key.pk.len() + "gsi1sk".len() + key.sk.len();
+    }
+    if let Some(t) = item.expires_at {
+        size += "ttl".len() + number(t);
+    }
+    size
+}
+
+/// Checks a query: a partition key, a limit of at least one, an ordered `Between`, and a
+/// cursor that belongs to this query (same partition, sort key inside the range; DynamoDB
+/// rejects an `ExclusiveStartKey` outside the key condition).
+pub(crate) fn check_query(query: &Query) -> StoreResult<()> {
+    if query.pk.is_empty() {
+        return Err(StoreError::Invalid("the query's partition key is empty".into()));
+    }
+    if query.limit == 0 {
+        return Err(StoreError::Invalid("the query's limit must be at least 1".into()));
+    }
+    if let SortRange::Between(a, b) = &query.range
+        && a > b
+    {
+        return Err(StoreError::Invalid(format!("empty range: {a:?} > {b:?}")));
+    }
+    let Some(cursor) = &query.start_after else { return Ok(()) };
+    let (pk, sk) = match (query.index, &cursor.index) {
+        (None, _) => (&cursor.pk, &cursor.sk),
+        (Some(_), Some((ipk, isk))) => (ipk, isk),
+        (Some(_), None) => {
+            return Err(StoreError::Invalid("the cursor lacks the index key".into()));
+        }
+    };
+    if *pk != query.pk || !query.range.contains(sk) {
+        return Err(StoreError::Invalid("the cursor does not belong to this query".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_steps_the_last_char() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        // Skips the surrogate gap.
+        assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn narrow_keeps_the_tighter_bound() {
+        let (l, u) = narrow(Bound::Included(2), Bound::Excluded(9), Some(5), true);
+        assert_eq!((l, u), (Bound::Excluded(5), Bound::Excluded(9)));
+        let (l, u) = narrow(Bound::Included(2), Bound::Excluded(9), Some(5), false);
+        assert_eq!((l, u), (Bound::Included(2), Bound::Excluded(5)));
+        assert!(is_empty(&Bound::Excluded(5), &Bound::Excluded(5)));
+        assert!(!is_empty(&Bound::Included(5), &Bound::Included(5)));
+    }
+}

@@ -1,0 +1,92 @@
+//! An in-process app: every router merged and finished, as the local server builds it, over a
+//! chosen backend. Requests go through tower's `oneshot`, with no network.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::backends::Backend;
+use eider_shared::config::Config;
+use eider_shared::http::{AppState, finish};
+
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    /// Keeps the backend (temp folder, moto table) alive.
+    pub backend: Backend,
+}
+
+/// The configuration tests run with: a fixed mail domain, no access token.
+pub fn test_config() -> Config {
+    Config { domain: "example.com".into(), ..Config::default() }
+}
+
+impl TestApp {
+    pub fn new(backend: Backend, config: Config) -> TestApp {
+        let state = AppState::new(backend.table.clone(), backend.blobs.clone(), config);
+        let router = finish(eider_local::router(), state.clone());
+        TestApp { router, state, backend }
+    }
+
+    pub async fn embedded() -> TestApp {
+        TestApp::new(crate::backends::embedded().await, test_config())
+    }
+
+    pub async fn moto() -> TestApp {
+        TestApp::new(crate::backends::moto().await, test_config())
+    }
+
+    /// Sends a request with an optional JSON body; returns the status and the JSON answer.
+    pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(uri);
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// Sends a raw request.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("answer is not JSON ({status}): {}", String::from_utf8_lossy(&bytes))
+        });
+        (status, json)
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, None).await
+    }
+    pub async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", uri, Some(body)).await
+    }
+    pub async fn put(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call("PUT", uri, Some(body)).await
+    }
+    pub async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("DELETE", uri, None).await
+    }
+
+    /// Creates a user and returns its id, failing the test otherwise.
+    pub async fn create_user(&self, body: Value) -> String {
+        let (status, json) = self.post("/users", body).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn table(&self) -> Arc<dyn eider_shared::store::Table> {
+        self.state.table.clone()
+    }
+}

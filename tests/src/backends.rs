@@ -1,0 +1,56 @@
+//! The storage backends tests run against, each fresh and private to one test: the embedded
+//! store in a temporary folder, and DynamoDB + S3 on moto with a new table and bucket.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use eider_shared::store::blob_fs::FsBlobStore;
+use eider_shared::store::dynamo::{DynamoTable, create_table};
+use eider_shared::store::embedded::EmbeddedTable;
+use eider_shared::store::s3::{S3BlobStore, create_bucket};
+use eider_shared::store::{BlobStore, Table};
+
+use crate::moto;
+
+/// A table and a blob store, plus whatever must live as long as they do.
+pub struct Backend {
+    /// `"embedded"` or `"moto"`, for messages.
+    pub name: &'static str,
+    pub table: Arc<dyn Table>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// The temporary folder of the embedded store (removed on drop).
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A redb file and a blob folder in a new temporary folder.
+pub async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let table = EmbeddedTable::open(&dir.path().join("eider.redb")).expect("open the store");
+    let blobs = FsBlobStore::new(dir.path().join("blobs")).expect("blob folder");
+    Backend { name: "embedded", table: Arc::new(table), blobs: Arc::new(blobs), _guard: Box::new(dir) }
+}
+
+/// A new table and bucket on the moto server (started on first use).
+pub async fn moto() -> Backend {
+    let (dynamo, s3) = moto::clients().await;
+    let name = moto::unique_name("eider-test");
+    create_table(&dynamo, &name).await.expect("create the moto table");
+    create_bucket(&s3, &name).await.expect("create the moto bucket");
+    Backend {
+        name: "moto",
+        table: Arc::new(DynamoTable::new(dynamo, name.clone())),
+        blobs: Arc::new(S3BlobStore::new(s3, name)),
+        _guard: Box::new(()),
+    }
+}
+
+/// Every backend.
+pub async fn all() -> Vec<Backend> {
+    vec![embedded().await, moto().await]
+}
