@@ -132,13 +132,18 @@ impl LocalConfig {
         Ok(LocalConfig {
             listen: parsed("EIDER_LISTEN")?.unwrap_or(([127, 0, 0, 1], 8080).into()),
             lmtp_listen: parsed("EIDER_LMTP_LISTEN")?.unwrap_or(([127, 0, 0, 1], 2424).into()),
-            data_dir: var("EIDER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| "data".into()),
+            data_dir: var("EIDER_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "data".into()),
         })
     }
 }
 
 impl CloudConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(CloudConfig { table: required("EIDER_TABLE")?, bucket: required("EIDER_BUCKET")? })
+        Ok(CloudConfig {
+            table: required("EIDER_TABLE")?,
+            bucket: required("EIDER_BUCKET")?,
+        })
     }
 }

@@ -19,7 +19,10 @@ fn process_unique() -> &'static ([u8; 5], AtomicU32) {
     static STATE: OnceLock<([u8; 5], AtomicU32)> = OnceLock::new();
     STATE.get_or_init(|| {
         let mut rng = rand::thread_rng();
-        (rng.r#gen(), AtomicU32::new(rng.r#gen::<u32>() & 0x00ff_ffff))
+        (
+            rng.r#gen(),
+            AtomicU32::new(rng.r#gen::<u32>() & 0x00ff_ffff),
+        )
     })
 }
 
@@ -120,7 +123,10 @@ mod tests {
         let id = ObjectId::new();
         let text = id.to_string();
         assert_eq!(text.len(), 24);
-        assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
         assert_eq!(text.parse::<ObjectId>().unwrap(), id);
     }
 
@@ -139,7 +145,10 @@ mod tests {
         let id: ObjectId = "59FC66A03E54454869460E45".parse().unwrap();
         assert_eq!(id.to_string(), "59fc66a03e54454869460e45");
         assert_eq!("abc".parse::<ObjectId>(), Err(IdError::Length));
-        assert_eq!("zzfc66a03e54454869460e45".parse::<ObjectId>(), Err(IdError::NotHex));
+        assert_eq!(
+            "zzfc66a03e54454869460e45".parse::<ObjectId>(),
+            Err(IdError::NotHex)
+        );
         assert_eq!(id.timestamp(), 0x59fc66a0);
     }
 }

@@ -14,7 +14,6 @@ use crate::backends::Backend;
 use eider_shared::config::Config;
 use eider_shared::http::{AppState, finish};
 
-
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
@@ -24,14 +23,21 @@ pub struct TestApp {
 
 /// The configuration tests run with: a fixed mail domain, no access token.
 pub fn test_config() -> Config {
-    Config { domain: "example.com".into(), ..Config::default() }
+    Config {
+        domain: "example.com".into(),
+        ..Config::default()
+    }
 }
 
 impl TestApp {
     pub fn new(backend: Backend, config: Config) -> TestApp {
         let state = AppState::new(backend.table.clone(), backend.blobs.clone(), config);
         let router = finish(eider_local::router(), state.clone());
-        TestApp { router, state, backend }
+        TestApp {
+            router,
+            state,
+            backend,
+        }
     }
 
     pub async fn embedded() -> TestApp {
@@ -44,7 +50,9 @@ impl TestApp {
 
     /// Sends a request with an optional JSON body; returns the status and the JSON answer.
     pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(uri);
+        let mut request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(uri);
         let body = match body {
             Some(json) => {
                 request = request.header("content-type", "application/json");
@@ -61,7 +69,10 @@ impl TestApp {
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("answer is not JSON ({status}): {}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "answer is not JSON ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
         });
         (status, json)
     }

@@ -24,7 +24,9 @@ pub struct Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -33,15 +35,24 @@ pub async fn embedded() -> Backend {
     let dir = tempfile::tempdir().expect("temporary folder");
     let table = EmbeddedTable::open(&dir.path().join("eider.redb")).expect("open the store");
     let blobs = FsBlobStore::new(dir.path().join("blobs")).expect("blob folder");
-    Backend { name: "embedded", table: Arc::new(table), blobs: Arc::new(blobs), _guard: Box::new(dir) }
+    Backend {
+        name: "embedded",
+        table: Arc::new(table),
+        blobs: Arc::new(blobs),
+        _guard: Box::new(dir),
+    }
 }
 
 /// A new table and bucket on the moto server (started on first use).
 pub async fn moto() -> Backend {
     let (dynamo, s3) = moto::clients().await;
     let name = moto::unique_name("eider-test");
-    create_table(&dynamo, &name).await.expect("create the moto table");
-    create_bucket(&s3, &name).await.expect("create the moto bucket");
+    create_table(&dynamo, &name)
+        .await
+        .expect("create the moto table");
+    create_bucket(&s3, &name)
+        .await
+        .expect("create the moto bucket");
     Backend {
         name: "moto",
         table: Arc::new(DynamoTable::new(dynamo, name.clone())),

@@ -63,9 +63,15 @@ pub fn unique_name(prefix: &str) -> String {
 
 fn start() -> Server {
     if let Ok(endpoint) = std::env::var("EIDER_TEST_AWS_ENDPOINT") {
-        let address = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let address = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
         wait_until_up(&address, None, &endpoint);
-        return Server { endpoint, _watchdog: None };
+        return Server {
+            endpoint,
+            _watchdog: None,
+        };
     }
     let binary = find_moto().unwrap_or_else(|| {
         panic!(
@@ -91,7 +97,10 @@ fn start() -> Server {
     let address = format!("127.0.0.1:{port}");
     let what = format!("{} (log: {})", binary.display(), log.display());
     wait_until_up(&address, Some(&mut child), &what);
-    Server { endpoint: format!("http://{address}"), _watchdog: Some((child, stdin)) }
+    Server {
+        endpoint: format!("http://{address}"),
+        _watchdog: Some((child, stdin)),
+    }
 }
 
 fn find_moto() -> Option<PathBuf> {
@@ -104,7 +113,9 @@ fn find_moto() -> Option<PathBuf> {
         return Some(venv);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("moto_server")).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("moto_server"))
+        .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
@@ -130,7 +141,9 @@ fn wait_until_up(address: &str, mut child: Option<&mut Child>, what: &str) {
 }
 
 fn answers_http(address: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(address) else { return false };
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /moto-api/ HTTP/1.0\r\nHost: {address}\r\n\r\n");
     let mut answer = [0u8; 5];

@@ -74,9 +74,18 @@ async fn create_user_then_get_user_returns_the_documented_shape(app: TestApp) {
     assert_eq!(user["encryptForwarded"], false);
     assert_eq!(user["pubKey"], "");
     assert_eq!(user["keyInfo"], false);
-    assert_eq!(user["limits"]["quota"], json!({"allowed": 1024u64 * 1024 * 1024, "used": 0}));
-    assert_eq!(user["limits"]["recipients"], json!({"allowed": 2000, "used": 0, "ttl": false}));
-    assert_eq!(user["limits"]["forwards"], json!({"allowed": 2000, "used": 0, "ttl": false}));
+    assert_eq!(
+        user["limits"]["quota"],
+        json!({"allowed": 1024u64 * 1024 * 1024, "used": 0})
+    );
+    assert_eq!(
+        user["limits"]["recipients"],
+        json!({"allowed": 2000, "used": 0, "ttl": false})
+    );
+    assert_eq!(
+        user["limits"]["forwards"],
+        json!({"allowed": 2000, "used": 0, "ttl": false})
+    );
     assert_eq!(user["tags"], json!(["Blue", "green"]));
     assert_eq!(user["hasPasswordSet"], true);
     assert_eq!(user["activated"], true);
@@ -86,17 +95,23 @@ async fn create_user_then_get_user_returns_the_documented_shape(app: TestApp) {
 }
 
 async fn create_user_generates_the_address_from_username_and_domain(app: TestApp) {
-    let id = app.create_user(json!({"username": "John.Doe", "password": "pw"})).await;
+    let id = app
+        .create_user(json!({"username": "John.Doe", "password": "pw"}))
+        .await;
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["username"], "john.doe");
     assert_eq!(user["address"], "john.doe@example.com");
     // A username that is an address is its own main address, its +label removed.
-    let id = app.create_user(json!({"username": "x@other.org", "password": false})).await;
+    let id = app
+        .create_user(json!({"username": "x@other.org", "password": false}))
+        .await;
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["address"], "x@other.org");
     assert_eq!(user["hasPasswordSet"], false);
     let id = app
-        .create_user(json!({"username": "plus", "password": "pw", "address": "Plus+Tag@Example.com"}))
+        .create_user(
+            json!({"username": "plus", "password": "pw", "address": "Plus+Tag@Example.com"}),
+        )
         .await;
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["address"], "plus@example.com");
@@ -138,61 +153,156 @@ async fn mailbox_paths(app: &TestApp, user: &str) -> Vec<(String, Option<String>
 }
 
 async fn create_user_creates_localized_default_mailboxes(app: TestApp) {
-    let id = app.create_user(json!({"username": "eesti", "password": "pw", "language": "et"})).await;
+    let id = app
+        .create_user(json!({"username": "eesti", "password": "pw", "language": "et"}))
+        .await;
     let paths = mailbox_paths(&app, &id).await;
     let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
-    for expected in ["INBOX", "Saadetud kirjad", "Prügikast", "Mustandid", "Rämpspost", "Arhiiv"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "INBOX",
+        "Saadetud kirjad",
+        "Prügikast",
+        "Mustandid",
+        "Rämpspost",
+        "Arhiiv",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     let special: Vec<_> = paths.iter().filter_map(|(_, s)| s.clone()).collect();
     assert_eq!(special.len(), 5);
-    let id = app.create_user(json!({"username": "english", "password": "pw"})).await;
-    let names: Vec<String> = mailbox_paths(&app, &id).await.into_iter().map(|(p, _)| p).collect();
-    assert_eq!(names, ["Archive", "Drafts", "INBOX", "Junk", "Sent Mail", "Trash"]);
+    let id = app
+        .create_user(json!({"username": "english", "password": "pw"}))
+        .await;
+    let names: Vec<String> = mailbox_paths(&app, &id)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        names,
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent Mail", "Trash"]
+    );
 }
 
 async fn create_user_rejects_a_taken_username_with_409(app: TestApp) {
-    app.create_user(json!({"username": "john.doe", "password": "pw"})).await;
+    app.create_user(json!({"username": "john.doe", "password": "pw"}))
+        .await;
     // Dots don't make a different user (WildDuck's unameview).
     let (status, body) = app
-        .post("/users", json!({"username": "johndoe", "password": "pw", "address": "jd@x.org"}))
+        .post(
+            "/users",
+            json!({"username": "johndoe", "password": "pw", "address": "jd@x.org"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "UserExistsError");
 }
 
 async fn create_user_rejects_a_taken_address_with_409_and_changes_nothing(app: TestApp) {
-    app.create_user(json!({"username": "first", "password": "pw", "address": "shared@example.com"}))
-        .await;
+    app.create_user(
+        json!({"username": "first", "password": "pw", "address": "shared@example.com"}),
+    )
+    .await;
     let (status, body) = app
-        .post("/users", json!({"username": "second", "password": "pw", "address": "Shared@Example.com"}))
+        .post(
+            "/users",
+            json!({"username": "second", "password": "pw", "address": "Shared@Example.com"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "AddressExistsError");
     // Nothing of "second" was kept: the username is still free.
-    app.create_user(json!({"username": "second", "password": "pw"})).await;
+    app.create_user(json!({"username": "second", "password": "pw"}))
+        .await;
     let (_, list) = app.get("/users").await;
     assert_eq!(list["total"], 2);
 }
 
 async fn create_user_rejects_invalid_input_with_400_and_changes_nothing(app: TestApp) {
     let cases = [
-        (json!({"password": "pw"}), "username", "\"username\" is required"),
-        (json!({"username": "ömyuser2", "password": "pw"}), "username", "fails to match"),
-        (json!({"username": "a"}), "password", "\"password\" is required"),
-        (json!({"username": "a", "password": "pw", "foo": 1}), "foo", "\"foo\" is not allowed"),
-        (json!({"username": "a", "password": "pw", "quota": "lots"}), "quota", "must be a number"),
-        (json!({"username": "a", "password": "pw", "quota": -1}), "quota", "greater than or equal to 0"),
-        (json!({"username": "a", "password": "pw", "name": "n".repeat(257)}), "name", "less than or equal to 256"),
-        (json!({"username": "a", "password": "pw", "address": "not-an-address"}), "address", "valid email"),
-        (json!({"username": "a", "password": "pw", "address": "*@x.com"}), "address", "Invalid character"),
-        (json!({"username": "a", "password": "pw", "tags": "x", "spamLevel": 101}), "spamLevel", "less than or equal to 100"),
-        (json!({"username": "a", "password": "pw", "ip": "300.1.1.1"}), "ip", "valid ip"),
-        (json!({"username": "a", "password": "pw", "targets": ["ftp://x"]}), "targets", "Unknown target type"),
-        (json!({"username": "a", "password": "pw", "disabledScopes": ["imap", "web"]}), "disabledScopes,1", "must be one of"),
-        (json!({"username": "a", "password": "pw", "pubKey": "nope"}), "pubKey", "PGP public key"),
-        (json!({"username": "a", "password": "pw", "mailboxes": {"sent": "INBOX"}}), "mailboxes", "Duplicate mailbox name"),
-        (json!({"username": "a", "password": "pw", "hashedPassword": true}), "", "HashError"),
+        (
+            json!({"password": "pw"}),
+            "username",
+            "\"username\" is required",
+        ),
+        (
+            json!({"username": "ömyuser2", "password": "pw"}),
+            "username",
+            "fails to match",
+        ),
+        (
+            json!({"username": "a"}),
+            "password",
+            "\"password\" is required",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "foo": 1}),
+            "foo",
+            "\"foo\" is not allowed",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "quota": "lots"}),
+            "quota",
+            "must be a number",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "quota": -1}),
+            "quota",
+            "greater than or equal to 0",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "name": "n".repeat(257)}),
+            "name",
+            "less than or equal to 256",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "address": "not-an-address"}),
+            "address",
+            "valid email",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "address": "*@x.com"}),
+            "address",
+            "Invalid character",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "tags": "x", "spamLevel": 101}),
+            "spamLevel",
+            "less than or equal to 100",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "ip": "300.1.1.1"}),
+            "ip",
+            "valid ip",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "targets": ["ftp://x"]}),
+            "targets",
+            "Unknown target type",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "disabledScopes": ["imap", "web"]}),
+            "disabledScopes,1",
+            "must be one of",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "pubKey": "nope"}),
+            "pubKey",
+            "PGP public key",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "mailboxes": {"sent": "INBOX"}}),
+            "mailboxes",
+            "Duplicate mailbox name",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "hashedPassword": true}),
+            "",
+            "HashError",
+        ),
     ];
     for (body, field, message) in cases {
         let (status, answer) = app.post("/users", body.clone()).await;
@@ -201,7 +311,10 @@ async fn create_user_rejects_invalid_input_with_400_and_changes_nothing(app: Tes
             answer["code"].as_str().unwrap().to_string()
         } else {
             assert_eq!(answer["code"], "InputValidationError", "{body} -> {answer}");
-            answer["details"][field].as_str().unwrap_or_default().to_string()
+            answer["details"][field]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         };
         assert!(text.contains(message), "{body} -> {answer}");
     }
@@ -222,19 +335,39 @@ async fn create_user_rejects_invalid_input_with_400_and_changes_nothing(app: Tes
 
 async fn create_user_with_pub_key_reports_key_info(app: TestApp) {
     let key = include_str!("../../shared/src/domain/testdata/rsa.asc");
-    let id = app.create_user(json!({"username": "pgp", "password": "pw", "pubKey": key})).await;
+    let id = app
+        .create_user(json!({"username": "pgp", "password": "pw", "pubKey": key}))
+        .await;
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["keyInfo"]["address"], "test@example.com");
-    assert_eq!(user["keyInfo"]["fingerprint"], "5507d964f5d5816abce0d57ec5b04ec6618c553b");
-    assert!(user["pubKey"].as_str().unwrap().starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+    assert_eq!(
+        user["keyInfo"]["fingerprint"],
+        "5507d964f5d5816abce0d57ec5b04ec6618c553b"
+    );
+    assert!(
+        user["pubKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    );
     let sign_only = include_str!("../../shared/src/domain/testdata/ed25519-sign-only.asc");
     let (status, body) = app
-        .post("/users", json!({"username": "pgp2", "password": "pw", "pubKey": sign_only}))
+        .post(
+            "/users",
+            json!({"username": "pgp2", "password": "pw", "pubKey": sign_only}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["details"]["pubKey"].as_str().unwrap().starts_with("PGP key validation failed."));
+    assert!(
+        body["details"]["pubKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("PGP key validation failed.")
+    );
     // Removing the key with an empty string.
-    let (status, _) = app.put(&format!("/users/{id}"), json!({"pubKey": ""})).await;
+    let (status, _) = app
+        .put(&format!("/users/{id}"), json!({"pubKey": ""}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["keyInfo"], false);
@@ -249,7 +382,8 @@ async fn list_users_matches_query_tags_and_pages_both_ways(app: TestApp) {
         ("anothertestuser", json!([])),
         ("zeta", json!(["red"])),
     ] {
-        app.create_user(json!({"username": name, "password": "pw", "tags": tags})).await;
+        app.create_user(json!({"username": name, "password": "pw", "tags": tags}))
+            .await;
     }
     let (status, list) = app.get("/users?query=testuser01&tags=red,green").await;
     assert_eq!(status, StatusCode::OK);
@@ -262,7 +396,12 @@ async fn list_users_matches_query_tags_and_pages_both_ways(app: TestApp) {
     assert_eq!(list["results"][0]["quota"]["used"], 0);
     // Any part of the username.
     let (_, list) = app.get("/users?query=TESTUSER").await;
-    let names: Vec<&str> = list["results"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["anothertestuser", "testuser01", "testuser02"]);
     let (_, list) = app.get("/users?requiredTags=red,green").await;
     assert_eq!(list["total"], 1);
@@ -286,23 +425,52 @@ async fn list_users_matches_query_tags_and_pages_both_ways(app: TestApp) {
             None => break,
         }
     }
-    assert_eq!(seen, ["anothertestuser", "other03", "testuser01", "testuser02", "zeta"]);
+    assert_eq!(
+        seen,
+        [
+            "anothertestuser",
+            "other03",
+            "testuser01",
+            "testuser02",
+            "zeta"
+        ]
+    );
     assert_eq!(pages.len(), 3);
     assert_eq!(pages[2]["page"], 3);
     let previous = pages[2]["previousCursor"].as_str().unwrap();
-    let (_, back) = app.get(&format!("/users?limit=2&previous={previous}&page=2")).await;
-    let names: Vec<&str> = back["results"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let (_, back) = app
+        .get(&format!("/users?limit=2&previous={previous}&page=2"))
+        .await;
+    let names: Vec<&str> = back["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["testuser01", "testuser02"]);
     assert_eq!(back["page"], 2);
     let previous = back["previousCursor"].as_str().unwrap();
-    let (_, first) = app.get(&format!("/users?limit=2&previous={previous}&page=1")).await;
-    let names: Vec<&str> = first["results"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let (_, first) = app
+        .get(&format!("/users?limit=2&previous={previous}&page=1"))
+        .await;
+    let names: Vec<&str> = first["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["anothertestuser", "other03"]);
     assert_eq!(first["previousCursor"], false);
 }
 
 async fn list_users_refuses_bad_limits_and_cursors(app: TestApp) {
-    for uri in ["/users?limit=251", "/users?limit=0", "/users?limit=x", "/users?next=!!", "/users?next=abcd"] {
+    for uri in [
+        "/users?limit=251",
+        "/users?limit=0",
+        "/users?limit=x",
+        "/users?next=!!",
+        "/users?next=abcd",
+    ] {
         let (status, body) = app.get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
         assert_eq!(body["code"], "InputValidationError");
@@ -323,7 +491,9 @@ async fn update_user_changes_only_given_fields(app: TestApp) {
     let id = app
         .create_user(json!({"username": "upd", "password": "pw", "name": "Old", "tags": ["a"]}))
         .await;
-    let (status, body) = app.put(&format!("/users/{id}"), json!({"quota": 1024})).await;
+    let (status, body) = app
+        .put(&format!("/users/{id}"), json!({"quota": 1024}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"success": true}));
     let (_, user) = app.get(&format!("/users/{id}")).await;
@@ -331,7 +501,10 @@ async fn update_user_changes_only_given_fields(app: TestApp) {
     assert_eq!(user["name"], "Old");
     assert_eq!(user["tags"], json!(["a"]));
     let (status, _) = app
-        .put(&format!("/users/{id}"), json!({"name": "", "tags": "x,y", "retention": 3600000, "disabled": "yes"}))
+        .put(
+            &format!("/users/{id}"),
+            json!({"name": "", "tags": "x,y", "retention": 3600000, "disabled": "yes"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, user) = app.get(&format!("/users/{id}")).await;
@@ -339,21 +512,31 @@ async fn update_user_changes_only_given_fields(app: TestApp) {
     assert_eq!(user["tags"], json!(["x", "y"]));
     assert_eq!(user["retention"], 3600000);
     assert_eq!(user["disabled"], true);
-    let (status, body) = app.put(&format!("/users/{id}"), json!({"username": "renamed"})).await;
+    let (status, body) = app
+        .put(&format!("/users/{id}"), json!({"username": "renamed"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["details"]["username"], "\"username\" is not allowed");
 }
 
 async fn update_user_checks_existing_password(app: TestApp) {
-    let id = app.create_user(json!({"username": "pwuser", "password": "first"})).await;
+    let id = app
+        .create_user(json!({"username": "pwuser", "password": "first"}))
+        .await;
     let (status, body) = app
-        .put(&format!("/users/{id}"), json!({"password": "second", "existingPassword": "wrong"}))
+        .put(
+            &format!("/users/{id}"),
+            json!({"password": "second", "existingPassword": "wrong"}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "AuthFail");
     let before = stored_password(&app, &id).await;
     let (status, _) = app
-        .put(&format!("/users/{id}"), json!({"password": "second", "existingPassword": "first"}))
+        .put(
+            &format!("/users/{id}"),
+            json!({"password": "second", "existingPassword": "first"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let after = stored_password(&app, &id).await;
@@ -364,43 +547,82 @@ async fn update_user_checks_existing_password(app: TestApp) {
     let user: ObjectId = id.parse().unwrap();
     let log = app
         .table()
-        .query(&Query::table(keys::user_pk(&user)).range(SortRange::BeginsWith(keys::AUTHLOG_SK_PREFIX.into())))
+        .query(
+            &Query::table(keys::user_pk(&user))
+                .range(SortRange::BeginsWith(keys::AUTHLOG_SK_PREFIX.into())),
+        )
         .await
         .unwrap();
     let actions: Vec<String> = log
         .items
         .iter()
-        .map(|i| format!("{} {}", i.body["action"].as_str().unwrap(), i.body["result"].as_str().unwrap_or("")))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i.body["action"].as_str().unwrap(),
+                i.body["result"].as_str().unwrap_or("")
+            )
+        })
         .collect();
-    assert!(actions.contains(&"password change fail".to_string()), "{actions:?}");
-    assert!(actions.contains(&"password change success".to_string()), "{actions:?}");
-    assert!(actions.contains(&"account created success".to_string()), "{actions:?}");
+    assert!(
+        actions.contains(&"password change fail".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"password change success".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"account created success".to_string()),
+        "{actions:?}"
+    );
 }
 
 async fn stored_password(app: &TestApp, id: &str) -> String {
-    let item = app.table().get(&keys::user(&id.parse().unwrap())).await.unwrap().unwrap();
+    let item = app
+        .table()
+        .get(&keys::user(&id.parse().unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
     item.body["password"].as_str().unwrap().to_string()
 }
 
 async fn update_user_answers_404_and_400_for_unknown_user_and_no_changes(app: TestApp) {
     let missing = ObjectId::new();
-    let (status, body) = app.put(&format!("/users/{missing}"), json!({"quota": 1})).await;
+    let (status, body) = app
+        .put(&format!("/users/{missing}"), json!({"quota": 1}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "UserNotFound");
     let (status, body) = app.get(&format!("/users/{missing}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"error": "This user does not exist", "code": "UserNotFound"}));
-    let id = app.create_user(json!({"username": "same", "password": "pw"})).await;
-    let (status, body) = app.put(&format!("/users/{id}"), json!({"sess": "abc"})).await;
+    assert_eq!(
+        body,
+        json!({"error": "This user does not exist", "code": "UserNotFound"})
+    );
+    let id = app
+        .create_user(json!({"username": "same", "password": "pw"}))
+        .await;
+    let (status, body) = app
+        .put(&format!("/users/{id}"), json!({"sess": "abc"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "NoUpdates");
 }
 
 async fn delete_user_frees_username_and_addresses_at_once(app: TestApp) {
     let id = app
-        .create_user(json!({"username": "leaving", "password": "pw", "address": "leaving@example.com"}))
+        .create_user(
+            json!({"username": "leaving", "password": "pw", "address": "leaving@example.com"}),
+        )
         .await;
-    let (status, _) = app.post(&format!("/users/{id}/addresses"), json!({"address": "alias@example.com"})).await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "alias@example.com"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = app.delete(&format!("/users/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -416,14 +638,19 @@ async fn delete_user_frees_username_and_addresses_at_once(app: TestApp) {
     // The purge task is queued for the janitor.
     let tasks = app
         .table()
-        .query(&Query::index(eider_shared::store::Index::Gsi1, keys::TASKS_PK))
+        .query(&Query::index(
+            eider_shared::store::Index::Gsi1,
+            keys::TASKS_PK,
+        ))
         .await
         .unwrap();
     assert_eq!(tasks.items.len(), 1);
     assert_eq!(tasks.items[0].body["user"], id);
     // Username and both addresses can be taken again right away.
     let again = app
-        .create_user(json!({"username": "leaving", "password": "pw", "address": "alias@example.com"}))
+        .create_user(
+            json!({"username": "leaving", "password": "pw", "address": "alias@example.com"}),
+        )
         .await;
     assert_ne!(again, id);
     let (_, list) = app.get("/users").await;
@@ -433,28 +660,52 @@ async fn delete_user_frees_username_and_addresses_at_once(app: TestApp) {
 }
 
 async fn logout_user_records_a_logout_event(app: TestApp) {
-    let id = app.create_user(json!({"username": "sessions", "password": "pw"})).await;
-    let (status, body) = app.put(&format!("/users/{id}/logout"), json!({"reason": "Account was deleted"})).await;
+    let id = app
+        .create_user(json!({"username": "sessions", "password": "pw"}))
+        .await;
+    let (status, body) = app
+        .put(
+            &format!("/users/{id}/logout"),
+            json!({"reason": "Account was deleted"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"success": true}));
     let user: ObjectId = id.parse().unwrap();
-    let events = app.table().query(&Query::table(keys::journal_pk(&user))).await.unwrap();
+    let events = app
+        .table()
+        .query(&Query::table(keys::journal_pk(&user)))
+        .await
+        .unwrap();
     assert_eq!(events.items.len(), 1);
     assert_eq!(events.items[0].body["command"], "LOGOUT");
     assert_eq!(events.items[0].body["reason"], "Account was deleted");
-    let (status, _) = app.put(&format!("/users/{}/logout", ObjectId::new()), json!({})).await;
+    let (status, _) = app
+        .put(&format!("/users/{}/logout", ObjectId::new()), json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app.put(&format!("/users/{id}/logout"), json!({"reason": "r".repeat(129)})).await;
+    let (status, _) = app
+        .put(
+            &format!("/users/{id}/logout"),
+            json!({"reason": "r".repeat(129)}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 async fn bad_ids_and_unknown_routes_get_json_errors(app: TestApp) {
     let (status, body) = app.get("/users/123").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["details"]["user"], "\"user\" length must be 24 characters long");
+    assert_eq!(
+        body["details"]["user"],
+        "\"user\" length must be 24 characters long"
+    );
     let (status, body) = app.get("/users/zzzzzzzzzzzzzzzzzzzzzzzz/addresses").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["details"]["user"], "\"user\" must only contain hexadecimal characters");
+    assert_eq!(
+        body["details"]["user"],
+        "\"user\" must only contain hexadecimal characters"
+    );
     let (status, body) = app.get("/nothing/here").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "ResourceNotFound");
@@ -466,8 +717,17 @@ async fn bad_ids_and_unknown_routes_get_json_errors(app: TestApp) {
 }
 
 async fn add_address_follows_the_spec_example(app: TestApp) {
-    let id = app.create_user(json!({"username": "testuser", "password": "pw", "address": "testuser@example.com"})).await;
-    let (status, created) = app.post(&format!("/users/{id}/addresses"), json!({"address": "user@example.com"})).await;
+    let id = app
+        .create_user(
+            json!({"username": "testuser", "password": "pw", "address": "testuser@example.com"}),
+        )
+        .await;
+    let (status, created) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "user@example.com"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{created}");
     assert_eq!(created["success"], true);
     let alias = created["id"].as_str().unwrap();
@@ -488,80 +748,184 @@ async fn add_address_follows_the_spec_example(app: TestApp) {
 }
 
 async fn add_address_normalizes_and_keeps_addresses_unique(app: TestApp) {
-    let id = app.create_user(json!({"username": "intl", "password": "pw"})).await;
-    let (status, body) = app.post(&format!("/users/{id}/addresses"), json!({"address": "андрис@уайлддак.орг"})).await;
+    let id = app
+        .create_user(json!({"username": "intl", "password": "pw"}))
+        .await;
+    let (status, body) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "андрис@уайлддак.орг"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
-        .post(&format!("/users/{id}/addresses"), json!({"address": "АНДРИС@xn--80aalaxjd5d.xn--c1avg"}))
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "АНДРИС@xn--80aalaxjd5d.xn--c1avg"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "AddressExistsError");
-    let (status, _) = app.post(&format!("/users/{id}/addresses"), json!({"address": "Mixed.Case@Example.COM"})).await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "Mixed.Case@Example.COM"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     // Dots in the local part don't make a new address.
-    let other = app.create_user(json!({"username": "other", "password": "pw"})).await;
-    let (status, _) = app.post(&format!("/users/{other}/addresses"), json!({"address": "mixedcase@example.com"})).await;
+    let other = app
+        .create_user(json!({"username": "other", "password": "pw"}))
+        .await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{other}/addresses"),
+            json!({"address": "mixedcase@example.com"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (_, list) = app.get(&format!("/users/{id}/addresses")).await;
-    let addresses: Vec<&str> = list["results"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    let addresses: Vec<&str> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap())
+        .collect();
     assert!(addresses.contains(&"андрис@уайлддак.орг"));
     assert!(addresses.contains(&"mixed.case@example.com"));
 }
 
 async fn add_address_refuses_plus_and_unpermitted_wildcards(app: TestApp) {
-    let id = app.create_user(json!({"username": "wild", "password": "pw"})).await;
+    let id = app
+        .create_user(json!({"username": "wild", "password": "pw"}))
+        .await;
     let cases = [
-        (json!({"address": "a+b@example.com"}), "Address can not contain +"),
-        (json!({"address": "*@example.com"}), "Address can not contain *"),
-        (json!({"address": "a*b@example.com", "allowWildcard": true}), "Invalid wildcard address"),
+        (
+            json!({"address": "a+b@example.com"}),
+            "Address can not contain +",
+        ),
+        (
+            json!({"address": "*@example.com"}),
+            "Address can not contain *",
+        ),
+        (
+            json!({"address": "a*b@example.com", "allowWildcard": true}),
+            "Invalid wildcard address",
+        ),
         (json!({"address": "nope"}), "must be a valid email"),
         (json!({}), "is required"),
     ];
     for (body, message) in cases {
-        let (status, answer) = app.post(&format!("/users/{id}/addresses"), body.clone()).await;
+        let (status, answer) = app
+            .post(&format!("/users/{id}/addresses"), body.clone())
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains(message), "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(message),
+            "{body}: {answer}"
+        );
     }
-    let (status, _) = app.post(&format!("/users/{id}/addresses"), json!({"address": "*@wild.example.com", "allowWildcard": true})).await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "*@wild.example.com", "allowWildcard": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.post(&format!("/users/{}/addresses", ObjectId::new()), json!({"address": "x@example.com"})).await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{}/addresses", ObjectId::new()),
+            json!({"address": "x@example.com"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 async fn update_address_sets_main_and_renames(app: TestApp) {
-    let id = app.create_user(json!({"username": "mainer", "password": "pw"})).await;
-    let (_, created) = app.post(&format!("/users/{id}/addresses"), json!({"address": "second@example.com"})).await;
+    let id = app
+        .create_user(json!({"username": "mainer", "password": "pw"}))
+        .await;
+    let (_, created) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "second@example.com"}),
+        )
+        .await;
     let alias = created["id"].as_str().unwrap().to_string();
-    let (status, body) = app.put(&format!("/users/{id}/addresses/{alias}"), json!({"main": true})).await;
+    let (status, body) = app
+        .put(
+            &format!("/users/{id}/addresses/{alias}"),
+            json!({"main": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["address"], "second@example.com");
-    let (status, body) = app.put(&format!("/users/{id}/addresses/{alias}"), json!({"main": false})).await;
+    let (status, body) = app
+        .put(
+            &format!("/users/{id}/addresses/{alias}"),
+            json!({"main": false}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("Cannot unset main status"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot unset main status")
+    );
     // Renaming the main address moves the user's main address along.
-    let (status, body) = app.put(&format!("/users/{id}/addresses/{alias}"), json!({"address": "Renamed@Example.com", "name": "Me"})).await;
+    let (status, body) = app
+        .put(
+            &format!("/users/{id}/addresses/{alias}"),
+            json!({"address": "Renamed@Example.com", "name": "Me"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, user) = app.get(&format!("/users/{id}")).await;
     assert_eq!(user["address"], "renamed@example.com");
     let (_, one) = app.get(&format!("/users/{id}/addresses/{alias}")).await;
     assert_eq!(one["name"], "Me");
     // The old name is free again, the new one taken.
-    let other = app.create_user(json!({"username": "taker", "password": "pw", "address": "second@example.com"})).await;
-    let (status, _) = app.post(&format!("/users/{other}/addresses"), json!({"address": "renamed@example.com"})).await;
+    let other = app
+        .create_user(
+            json!({"username": "taker", "password": "pw", "address": "second@example.com"}),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{other}/addresses"),
+            json!({"address": "renamed@example.com"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = app.put(&format!("/users/{id}/addresses/{}", ObjectId::new()), json!({"main": true})).await;
+    let (status, _) = app
+        .put(
+            &format!("/users/{id}/addresses/{}", ObjectId::new()),
+            json!({"main": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 async fn delete_address_refuses_main_and_frees_aliases(app: TestApp) {
-    let id = app.create_user(json!({"username": "deleter", "password": "pw"})).await;
+    let id = app
+        .create_user(json!({"username": "deleter", "password": "pw"}))
+        .await;
     let (_, list) = app.get(&format!("/users/{id}/addresses")).await;
     let main = list["results"][0]["id"].as_str().unwrap().to_string();
     let (status, body) = app.delete(&format!("/users/{id}/addresses/{main}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, json!({"error": "Can not delete main address", "code": "NotPermitted"}));
-    let (_, created) = app.post(&format!("/users/{id}/addresses"), json!({"address": "gone@example.com"})).await;
+    assert_eq!(
+        body,
+        json!({"error": "Can not delete main address", "code": "NotPermitted"})
+    );
+    let (_, created) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "gone@example.com"}),
+        )
+        .await;
     let alias = created["id"].as_str().unwrap();
     let (status, body) = app.delete(&format!("/users/{id}/addresses/{alias}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -569,18 +933,37 @@ async fn delete_address_refuses_main_and_frees_aliases(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.delete(&format!("/users/{id}/addresses/{alias}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app.post(&format!("/users/{id}/addresses"), json!({"address": "gone@example.com"})).await;
+    let (status, _) = app
+        .post(
+            &format!("/users/{id}/addresses"),
+            json!({"address": "gone@example.com"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
 async fn addresses_of_another_user_are_not_reachable(app: TestApp) {
-    let alice = app.create_user(json!({"username": "alice", "password": "pw"})).await;
-    let bob = app.create_user(json!({"username": "bob", "password": "pw"})).await;
-    let (_, created) = app.post(&format!("/users/{alice}/addresses"), json!({"address": "alice2@example.com"})).await;
+    let alice = app
+        .create_user(json!({"username": "alice", "password": "pw"}))
+        .await;
+    let bob = app
+        .create_user(json!({"username": "bob", "password": "pw"}))
+        .await;
+    let (_, created) = app
+        .post(
+            &format!("/users/{alice}/addresses"),
+            json!({"address": "alice2@example.com"}),
+        )
+        .await;
     let alias = created["id"].as_str().unwrap();
     let (status, _) = app.get(&format!("/users/{bob}/addresses/{alias}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app.put(&format!("/users/{bob}/addresses/{alias}"), json!({"main": true})).await;
+    let (status, _) = app
+        .put(
+            &format!("/users/{bob}/addresses/{alias}"),
+            json!({"main": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.delete(&format!("/users/{bob}/addresses/{alias}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -591,9 +974,13 @@ async fn addresses_of_another_user_are_not_reachable(app: TestApp) {
 }
 
 async fn list_addresses_matches_query_and_pages(app: TestApp) {
-    let id = app.create_user(json!({"username": "testuser01", "password": "pw"})).await;
+    let id = app
+        .create_user(json!({"username": "testuser01", "password": "pw"}))
+        .await;
     for a in ["b@example.com", "c@example.com", "d@example.org"] {
-        let (status, _) = app.post(&format!("/users/{id}/addresses"), json!({"address": a})).await;
+        let (status, _) = app
+            .post(&format!("/users/{id}/addresses"), json!({"address": a}))
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
     let (_, list) = app.get("/addresses?query=testuser01").await;
@@ -609,13 +996,27 @@ async fn list_addresses_matches_query_and_pages(app: TestApp) {
     loop {
         let (_, page) = app.get(&uri).await;
         assert_eq!(page["total"], 4);
-        seen.extend(page["results"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap().to_string()));
+        seen.extend(
+            page["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["address"].as_str().unwrap().to_string()),
+        );
         match page["nextCursor"].as_str() {
             Some(next) => uri = format!("/addresses?limit=3&next={next}"),
             None => break,
         }
     }
-    assert_eq!(seen, ["b@example.com", "c@example.com", "d@example.org", "testuser01@example.com"]);
+    assert_eq!(
+        seen,
+        [
+            "b@example.com",
+            "c@example.com",
+            "d@example.org",
+            "testuser01@example.com"
+        ]
+    );
     let (status, _) = app.get("/addresses?limit=-1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -653,7 +1054,9 @@ async fn concurrent_creates_of_one_username_yield_one_success(app: TestApp) {
 
 async fn concurrent_creates_of_one_address_yield_one_success(app: TestApp) {
     let app = std::sync::Arc::new(app);
-    let owner = app.create_user(json!({"username": "owner", "password": "pw"})).await;
+    let owner = app
+        .create_user(json!({"username": "owner", "password": "pw"}))
+        .await;
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let app = app.clone();
@@ -689,7 +1092,10 @@ async fn concurrent_creates_of_one_address_yield_one_success(app: TestApp) {
 #[tokio::test]
 async fn access_token_is_required_when_configured() {
     let backend = eider_tests::backends::embedded().await;
-    let config = eider_shared::config::Config { access_token: Some("secrettoken".into()), ..test_config() };
+    let config = eider_shared::config::Config {
+        access_token: Some("secrettoken".into()),
+        ..test_config()
+    };
     let app = TestApp::new(backend, config);
     let (status, body) = app.get("/users").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -697,12 +1103,22 @@ async fn access_token_is_required_when_configured() {
     let (status, body) = app.get("/users?accessToken=wrong").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "Invalid accessToken value");
-    let (status, body) = app.get("/users?query=testuser01&accessToken=secrettoken").await;
+    let (status, body) = app
+        .get("/users?query=testuser01&accessToken=secrettoken")
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let request = http::Request::get("/users").header("X-Access-Token", "secrettoken").body(axum::body::Body::empty()).unwrap();
+    let request = http::Request::get("/users")
+        .header("X-Access-Token", "secrettoken")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let (status, _) = app.send(request).await;
     assert_eq!(status, StatusCode::OK);
     // The token is not a parameter: strict endpoints don't see it.
-    let (status, body) = app.post("/users?accessToken=secrettoken", json!({"username": "tok", "password": "pw"})).await;
+    let (status, body) = app
+        .post(
+            "/users?accessToken=secrettoken",
+            json!({"username": "tok", "password": "pw"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

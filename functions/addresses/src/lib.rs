@@ -24,7 +24,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/addresses", get(list_all_addresses))
-        .route("/users/{user}/addresses", get(list_user_addresses).post(create_address))
+        .route(
+            "/users/{user}/addresses",
+            get(list_user_addresses).post(create_address),
+        )
         .route(
             "/users/{user}/addresses/{address}",
             get(get_address).put(update_address).delete(delete_address),

@@ -6,7 +6,9 @@ use eider_shared::http::AppState;
 
 /// Every group's router in one.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(eider_users::router()).merge(eider_addresses::router())
+    Router::new()
+        .merge(eider_users::router())
+        .merge(eider_addresses::router())
 }
 
 /// Every route of every group (method, path).

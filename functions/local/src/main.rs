@@ -15,8 +15,25 @@ use eider_shared::store::embedded::EmbeddedTable;
 /// How often expired items (TTL) are removed from the embedded store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Start-up errors are printed as one readable line (with their causes), not a debug dump.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     eider_shared::http::init_tracing(false);
     let config = Config::from_env()?;
     let local = LocalConfig::from_env()?;
@@ -50,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         "eider-local ready"
     );
     println!("eider-local listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
     Ok(())
 }
 

@@ -24,7 +24,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", get(list_users).post(create_user))
-        .route("/users/{user}", get(get_user).put(update_user).delete(delete_user))
+        .route(
+            "/users/{user}",
+            get(get_user).put(update_user).delete(delete_user),
+        )
         .route("/users/{user}/logout", put(logout_user))
 }
 
@@ -37,13 +40,19 @@ fn user_id(raw: &str) -> ApiResult<ObjectId> {
 }
 
 /// `GET /users`: search and list users (spec "Search and list users").
-async fn list_users(State(state): State<AppState>, Params(params): Params) -> ApiResult<Json<Value>> {
+async fn list_users(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
     let request = ListUsers::parse(params)?;
     Ok(Json(users::list(&state, request).await?))
 }
 
 /// `POST /users`: create a user (spec "Add a new user").
-async fn create_user(State(state): State<AppState>, Params(params): Params) -> ApiResult<Json<Value>> {
+async fn create_user(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
     let input = NewUser::parse(params)?;
     let id = users::create(&state, input).await?;
     Ok(Json(json!({ "success": true, "id": id })))

@@ -61,8 +61,11 @@ impl StoredAddress {
     }
 
     fn item(&self) -> Item {
-        Item::new(keys::address(&self.user, &self.id), serde_json::to_value(self).unwrap_or_default())
-            .with_gsi1(keys::addresses_listing(&self.addrview))
+        Item::new(
+            keys::address(&self.user, &self.id),
+            serde_json::to_value(self).unwrap_or_default(),
+        )
+        .with_gsi1(keys::addresses_listing(&self.addrview))
     }
 
     /// The claim first (a failed claim is the address being taken), then the address.
@@ -137,14 +140,22 @@ async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<Sto
     let item = state.table.get(&keys::address(user, id)).await?;
     match item {
         Some(item) => from_item(&item),
-        None => Err(ApiError::not_found("AddressNotFound", "Invalid or unknown address")),
+        None => Err(ApiError::not_found(
+            "AddressNotFound",
+            "Invalid or unknown address",
+        )),
     }
 }
 
 /// Who owns an address (exact normalized match), for login and delivery.
 pub async fn resolve(state: &AppState, address: &str) -> ApiResult<Option<(ObjectId, ObjectId)>> {
-    let Ok(normalized) = names::normalize_address(address, true) else { return Ok(None) };
-    let claim = state.table.get(&keys::address_claim(&normalized.addrview)).await?;
+    let Ok(normalized) = names::normalize_address(address, true) else {
+        return Ok(None);
+    };
+    let claim = state
+        .table
+        .get(&keys::address_claim(&normalized.addrview))
+        .await?;
     Ok(claim.and_then(|c| {
         let user = serde_json::from_value(c.body["user"].clone()).ok()?;
         let id = serde_json::from_value(c.body["id"].clone()).ok()?;
@@ -221,13 +232,20 @@ pub async fn create(
     if let Some(Err(e)) = &normalized {
         v.error("address", e.message("address"));
     }
-    if main && normalized.as_ref().is_some_and(|n| n.as_ref().is_ok_and(|a| a.wildcard)) {
+    if main
+        && normalized
+            .as_ref()
+            .is_some_and(|n| n.as_ref().is_ok_and(|a| a.wildcard))
+    {
         v.error("main", "Main address can not contain *");
     }
     v.deny_unknown();
     v.finish()?;
     let Some(Ok(normalized)) = normalized else {
-        return Err(ApiError::invalid_field("address", "\"address\" is required"));
+        return Err(ApiError::invalid_field(
+            "address",
+            "\"address\" is required",
+        ));
     };
     let mut address = StoredAddress::new(*user, &normalized, name, tags);
     address.meta_data = meta;
@@ -260,7 +278,10 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict("LockFail", "The user was changed concurrently, try again"))
+    Err(ApiError::conflict(
+        "LockFail",
+        "The user was changed concurrently, try again",
+    ))
 }
 
 /// `PUT /users/{user}/addresses/{address}`: name, tags, data, renaming, and making it main.
@@ -304,7 +325,10 @@ pub async fn update(
         let mut writes = Vec::new();
         if let Some(raw) = &rename {
             let normalized = if current.wildcard || raw.contains('*') {
-                return Err(ApiError::bad_request("ChangeNotAllowed", "Can not change special address"));
+                return Err(ApiError::bad_request(
+                    "ChangeNotAllowed",
+                    "Can not change special address",
+                ));
             } else {
                 names::normalize_address(raw, false)
                     .map_err(|e| ApiError::invalid_field("address", e.message("address")))?
@@ -351,16 +375,25 @@ pub async fn update(
         match state.table.transact(writes).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { index: 0 }) if claims_written => {
-                return Err(ApiError::conflict("AddressExistsError", "Address already exists"));
+                return Err(ApiError::conflict(
+                    "AddressExistsError",
+                    "Address already exists",
+                ));
             }
             Err(StoreError::ConditionFailed { index }) if index == profile_index => continue,
             Err(StoreError::ConditionFailed { .. }) => {
-                return Err(ApiError::not_found("AddressNotFound", "Invalid or unknown address"));
+                return Err(ApiError::not_found(
+                    "AddressNotFound",
+                    "Invalid or unknown address",
+                ));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict("LockFail", "The user was changed concurrently, try again"))
+    Err(ApiError::conflict(
+        "LockFail",
+        "The user was changed concurrently, try again",
+    ))
 }
 
 /// `DELETE /users/{user}/addresses/{address}`: the main address can't be deleted.
@@ -378,7 +411,10 @@ pub async fn delete(
         let owner = users::load(state, user).await?;
         let address = load(state, user, id).await?;
         if is_main(&owner, &address) {
-            return Err(ApiError::bad_request("NotPermitted", "Can not delete main address"));
+            return Err(ApiError::bad_request(
+                "NotPermitted",
+                "Can not delete main address",
+            ));
         }
         let mut writes = address.delete_writes();
         // The main address must not become this one while we delete it.
@@ -393,13 +429,19 @@ pub async fn delete(
         match state.table.transact(writes).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { index: 0 }) => {
-                return Err(ApiError::not_found("AddressNotFound", "Invalid or unknown address"));
+                return Err(ApiError::not_found(
+                    "AddressNotFound",
+                    "Invalid or unknown address",
+                ));
             }
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict("LockFail", "The user was changed concurrently, try again"))
+    Err(ApiError::conflict(
+        "LockFail",
+        "The user was changed concurrently, try again",
+    ))
 }
 
 /// A validated `GET /addresses` request.
@@ -420,20 +462,36 @@ impl ListAddresses {
         // silently find nothing).
         let query = v.string("query", Str::max(255).trim().lowercase());
         let lower = |v: &mut Validator, f: &str| -> Vec<String> {
-            v.string_list(f, 1024).unwrap_or_default().iter().map(|t| t.to_lowercase()).collect()
+            v.string_list(f, 1024)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| t.to_lowercase())
+                .collect()
         };
         let required_tags = lower(&mut v, "requiredTags");
-        let tags = lower(&mut v, "tags").into_iter().filter(|t| !required_tags.contains(t)).collect();
+        let tags = lower(&mut v, "tags")
+            .into_iter()
+            .filter(|t| !required_tags.contains(t))
+            .collect();
         let meta_data = v.boolean("metaData").unwrap_or(false);
         let internal_data = v.boolean("internalData").unwrap_or(false);
         let page = PageRequest::from_params(&mut v);
         v.finish()?;
-        Ok(ListAddresses { query, tags, required_tags, meta_data, internal_data, page })
+        Ok(ListAddresses {
+            query,
+            tags,
+            required_tags,
+            meta_data,
+            internal_data,
+            page,
+        })
     }
 
     fn matches(&self, address: &StoredAddress) -> bool {
         let tags: Vec<String> = address.tags.iter().map(|t| t.to_lowercase()).collect();
-        self.query.as_deref().is_none_or(|q| address.address.contains(q))
+        self.query
+            .as_deref()
+            .is_none_or(|q| address.address.contains(q))
             && (self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
             && self.required_tags.iter().all(|t| tags.contains(t))
     }
@@ -443,9 +501,15 @@ impl ListAddresses {
 pub async fn list_all(state: &AppState, request: ListAddresses) -> ApiResult<Value> {
     let buckets = bucket_names(keys::ADDRS_BUCKET_PREFIX);
     let keep = |item: &Item| from_item(item).is_ok_and(|a| request.matches(&a));
-    let page = walk_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &request.page, &keep)
-        .await?
-        .ok_or_else(|| ApiError::invalid_field("next", "\"next\" contains an invalid value"))?;
+    let page = walk_buckets(
+        state.table.as_ref(),
+        Index::Gsi1,
+        &buckets,
+        &request.page,
+        &keep,
+    )
+    .await?
+    .ok_or_else(|| ApiError::invalid_field("next", "\"next\" contains an invalid value"))?;
     let filtered =
         request.query.is_some() || !request.tags.is_empty() || !request.required_tags.is_empty();
     let total = if filtered {
@@ -478,7 +542,8 @@ pub async fn list_all(state: &AppState, request: ListAddresses) -> ApiResult<Val
         body["query"] = json!(q);
     }
     body["total"] = json!(total);
-    if let (Value::Object(out), Value::Object(paging)) = (&mut body, page.paging_json(&request.page))
+    if let (Value::Object(out), Value::Object(paging)) =
+        (&mut body, page.paging_json(&request.page))
     {
         out.extend(paging);
     }

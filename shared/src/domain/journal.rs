@@ -19,7 +19,11 @@ pub async fn append(
     mut event: Value,
 ) -> StoreResult<i64> {
     let counter = table
-        .update(&keys::journal_sequence(user), Update::default().add("seq", 1), None)
+        .update(
+            &keys::journal_sequence(user),
+            Update::default().add("seq", 1),
+            None,
+        )
         .await?;
     let seq = counter.counter("seq");
     if let Value::Object(fields) = &mut event {

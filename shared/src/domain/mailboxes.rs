@@ -75,11 +75,23 @@ pub fn default_mailboxes(
     let pick = |custom: &Option<String>, default: &str| custom.clone().unwrap_or(default.into());
     let specs = [
         ("INBOX".to_string(), None, user_retention_ms),
-        (pick(&custom.sent, names.sent), Some("\\Sent"), user_retention_ms),
+        (
+            pick(&custom.sent, names.sent),
+            Some("\\Sent"),
+            user_retention_ms,
+        ),
         (pick(&custom.trash, names.trash), Some("\\Trash"), capped),
-        (pick(&custom.drafts, names.drafts), Some("\\Drafts"), user_retention_ms),
+        (
+            pick(&custom.drafts, names.drafts),
+            Some("\\Drafts"),
+            user_retention_ms,
+        ),
         (pick(&custom.junk, names.junk), Some("\\Junk"), capped),
-        (names.archive.to_string(), Some("\\Archive"), user_retention_ms),
+        (
+            names.archive.to_string(),
+            Some("\\Archive"),
+            user_retention_ms,
+        ),
     ];
     specs
         .into_iter()
@@ -110,7 +122,10 @@ mod tests {
         assert_eq!(boxes[2].special_use.as_deref(), Some("\\Trash"));
         assert_eq!(boxes[2].retention, TRASH_JUNK_RETENTION_MS);
         assert_eq!(boxes[1].retention, 0);
-        let custom = CustomNames { sent: Some("Outbox".into()), ..Default::default() };
+        let custom = CustomNames {
+            sent: Some("Outbox".into()),
+            ..Default::default()
+        };
         let boxes = default_mailboxes(&user, None, &custom, 1000);
         assert_eq!(boxes[1].path, "Outbox");
         assert_eq!(boxes[4].retention, 1000);

@@ -73,8 +73,7 @@ fn valid_local(local: &str) -> bool {
 /// The domain in lowercase Unicode form, or None when it is not a valid host name.
 fn normalize_domain(domain: &str) -> Option<String> {
     let domain = domain.trim().to_lowercase();
-    if domain.is_empty() || domain.len() > 253 || domain.starts_with('.') || domain.ends_with('.')
-    {
+    if domain.is_empty() || domain.len() > 253 || domain.starts_with('.') || domain.ends_with('.') {
         return None;
     }
     // Validate through the ASCII (punycode) form, then store the Unicode form.
@@ -114,7 +113,11 @@ pub fn normalize_address(input: &str, strip_label: bool) -> Result<Address, Addr
     }
     let domain = normalize_domain(domain).ok_or(AddressError::Invalid)?;
     let address = format!("{local}@{domain}");
-    Ok(Address { addrview: uview(&address), address, wildcard: false })
+    Ok(Address {
+        addrview: uview(&address),
+        address,
+        wildcard: false,
+    })
 }
 
 /// Normalizes an alias that may be a wildcard when `allow_wildcard`: `*@domain`,
@@ -130,7 +133,9 @@ pub fn normalize_alias(input: &str, allow_wildcard: bool) -> Result<Address, Add
     if input.matches('*').count() != 1 || input.contains('+') {
         return Err(AddressError::InvalidWildcard);
     }
-    let (local, domain) = input.rsplit_once('@').ok_or(AddressError::InvalidWildcard)?;
+    let (local, domain) = input
+        .rsplit_once('@')
+        .ok_or(AddressError::InvalidWildcard)?;
     let local = local.nfc().collect::<String>().to_lowercase();
     let address = if domain == "*" {
         if !valid_local(&local) {
@@ -140,14 +145,20 @@ pub fn normalize_alias(input: &str, allow_wildcard: bool) -> Result<Address, Add
     } else {
         let fixed = local.replace('*', "");
         let star_at_edge = local.starts_with('*') || local.ends_with('*');
-        if !star_at_edge || fixed.chars().count() > 32 || (!fixed.is_empty() && !valid_local(&fixed))
+        if !star_at_edge
+            || fixed.chars().count() > 32
+            || (!fixed.is_empty() && !valid_local(&fixed))
         {
             return Err(AddressError::InvalidWildcard);
         }
         let domain = normalize_domain(domain).ok_or(AddressError::InvalidWildcard)?;
         format!("{local}@{domain}")
     };
-    Ok(Address { addrview: uview(&address), address, wildcard: true })
+    Ok(Address {
+        addrview: uview(&address),
+        address,
+        wildcard: true,
+    })
 }
 
 /// Whether a value is a plain valid address (used to decide if a username is one).
@@ -189,23 +200,49 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_refused() {
-        for bad in ["plain", "@example.com", "a@", "a b@example.com", "a@exa mple.com", "a..b@x.com"]
-        {
-            assert_eq!(normalize_address(bad, false), Err(AddressError::Invalid), "{bad}");
+        for bad in [
+            "plain",
+            "@example.com",
+            "a@",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a..b@x.com",
+        ] {
+            assert_eq!(
+                normalize_address(bad, false),
+                Err(AddressError::Invalid),
+                "{bad}"
+            );
         }
-        assert_eq!(normalize_address("a+b@x.com", false), Err(AddressError::Plus));
-        assert_eq!(normalize_address("a+b@x.com", true).unwrap().address, "a@x.com");
-        assert_eq!(normalize_address("*@x.com", false), Err(AddressError::Wildcard));
+        assert_eq!(
+            normalize_address("a+b@x.com", false),
+            Err(AddressError::Plus)
+        );
+        assert_eq!(
+            normalize_address("a+b@x.com", true).unwrap().address,
+            "a@x.com"
+        );
+        assert_eq!(
+            normalize_address("*@x.com", false),
+            Err(AddressError::Wildcard)
+        );
     }
 
     #[test]
     fn wildcards_need_permission_and_a_known_form() {
-        assert_eq!(normalize_alias("*@x.com", false), Err(AddressError::Wildcard));
+        assert_eq!(
+            normalize_alias("*@x.com", false),
+            Err(AddressError::Wildcard)
+        );
         for ok in ["*@x.com", "*suffix@x.com", "prefix*@x.com", "user@*"] {
             assert!(normalize_alias(ok, true).unwrap().wildcard, "{ok}");
         }
         for bad in ["a*b@x.com", "**@x.com", "*@*"] {
-            assert_eq!(normalize_alias(bad, true), Err(AddressError::InvalidWildcard), "{bad}");
+            assert_eq!(
+                normalize_alias(bad, true),
+                Err(AddressError::InvalidWildcard),
+                "{bad}"
+            );
         }
     }
 }

@@ -16,7 +16,11 @@ pub fn change(deltas: &[(&str, i64)]) -> Write {
     for (name, by) in deltas {
         update = update.add(name, *by);
     }
-    Write::Update { key: keys::stats(shard), update, condition: None }
+    Write::Update {
+        key: keys::stats(shard),
+        update,
+        condition: None,
+    }
 }
 
 /// The current value of a counter: the sum over its shards (one batched read).

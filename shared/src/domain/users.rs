@@ -148,16 +148,23 @@ impl StoredUser {
 
 /// Reads a user, or `UserNotFound`.
 pub async fn load(state: &AppState, id: &ObjectId) -> ApiResult<StoredUser> {
-    let item = state.table.get(&keys::user(id)).await?.ok_or_else(ApiError::user_not_found)?;
+    let item = state
+        .table
+        .get(&keys::user(id))
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
     StoredUser::from_item(&item)
 }
 
 /// The profile item of a user as it should be stored.
 fn profile_item(user: &User, storage_used: i64, version: i64) -> Item {
-    Item::new(keys::user(&user.id), serde_json::to_value(user).unwrap_or(Value::Null))
-        .with_counter(STORAGE_USED, storage_used)
-        .with_counter(VERSION, version)
-        .with_gsi1(keys::users_listing(&user.unameview))
+    Item::new(
+        keys::user(&user.id),
+        serde_json::to_value(user).unwrap_or(Value::Null),
+    )
+    .with_counter(STORAGE_USED, storage_used)
+    .with_counter(VERSION, version)
+    .with_gsi1(keys::users_listing(&user.unameview))
 }
 
 /// The write that replaces a profile's body if nobody changed it since it was read.
@@ -180,8 +187,10 @@ pub fn profile_update(stored: &StoredUser, user: &User) -> Write {
 /// Tags: trimmed, de-duplicated case-insensitively (first spelling wins), sorted.
 fn normalize_tags(tags: Vec<String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    let mut out: Vec<String> =
-        tags.into_iter().filter(|t| seen.insert(t.to_lowercase())).collect();
+    let mut out: Vec<String> = tags
+        .into_iter()
+        .filter(|t| seen.insert(t.to_lowercase()))
+        .collect();
     out.sort_by_key(|t| t.to_lowercase());
     out
 }
@@ -192,7 +201,10 @@ fn parse_targets(v: &mut Validator, field: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for target in targets {
         let lower = target.to_lowercase();
-        if ["smtp://", "smtps://", "http://", "https://"].iter().any(|p| lower.starts_with(p)) {
+        if ["smtp://", "smtps://", "http://", "https://"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
             out.push(target);
         } else if let Ok(address) = normalize_address(&target, false) {
             out.push(address.address);
@@ -227,7 +239,10 @@ fn parse_pub_key(v: &mut Validator) -> Option<Option<(String, KeyInfo)>> {
         return Some(None);
     }
     if !key.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
-        v.error("pubKey", "\"pubKey\" must be an ASCII-armored PGP public key");
+        v.error(
+            "pubKey",
+            "\"pubKey\" must be an ASCII-armored PGP public key",
+        );
         return None;
     }
     match parse_public_key(&key) {
@@ -248,14 +263,20 @@ fn parse_feature_flags(v: &mut Validator) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for (key, value) in flags {
         if key != "indexing" {
-            v.error(&format!("featureFlags.{key}"), format!("\"featureFlags.{key}\" is not allowed"));
+            v.error(
+                &format!("featureFlags.{key}"),
+                format!("\"featureFlags.{key}\" is not allowed"),
+            );
             continue;
         }
         match crate::http::validate::parse_bool(&value) {
             Some(b) => {
                 out.insert(key, json!(b));
             }
-            None => v.error("featureFlags.indexing", "\"featureFlags.indexing\" must be a boolean"),
+            None => v.error(
+                "featureFlags.indexing",
+                "\"featureFlags.indexing\" must be a boolean",
+            ),
         }
     }
     Some(out)
@@ -298,7 +319,12 @@ fn parse_limits(v: &mut Validator, limits: &mut Limits) -> bool {
 fn parse_whitelist(v: &mut Validator) -> Option<Vec<String>> {
     let list = v.string_list("fromWhitelist", 128)?;
     let mut seen = BTreeSet::new();
-    Some(list.into_iter().map(|a| a.to_lowercase()).filter(|a| seen.insert(a.clone())).collect())
+    Some(
+        list.into_iter()
+            .map(|a| a.to_lowercase())
+            .filter(|a| seen.insert(a.clone()))
+            .collect(),
+    )
 }
 
 /// Fields POST and PUT share, applied onto `user`; returns whether anything was given.
@@ -366,10 +392,7 @@ fn apply_common(v: &mut Validator, user: &mut User) -> bool {
 }
 
 /// A password as it will be stored: hashed here, or given pre-hashed.
-async fn stored_password(
-    value: Option<String>,
-    pre_hashed: bool,
-) -> ApiResult<Option<String>> {
+async fn stored_password(value: Option<String>, pre_hashed: bool) -> ApiResult<Option<String>> {
     match value {
         None => Ok(None),
         Some(hash) if pre_hashed => {
@@ -403,7 +426,9 @@ pub struct NewUser {
 }
 
 fn parse_mailbox_names(v: &mut Validator) -> CustomNames {
-    let Some(value) = v.raw("mailboxes") else { return CustomNames::default() };
+    let Some(value) = v.raw("mailboxes") else {
+        return CustomNames::default();
+    };
     let Value::Object(fields) = value else {
         v.error("mailboxes", "\"mailboxes\" must be of type object");
         return CustomNames::default();
@@ -416,7 +441,10 @@ fn parse_mailbox_names(v: &mut Validator) -> CustomNames {
             "drafts" => &mut names.drafts,
             "junk" => &mut names.junk,
             _ => {
-                v.error(&format!("mailboxes.{key}"), format!("\"mailboxes.{key}\" is not allowed"));
+                v.error(
+                    &format!("mailboxes.{key}"),
+                    format!("\"mailboxes.{key}\" is not allowed"),
+                );
                 continue;
             }
         };
@@ -425,7 +453,10 @@ fn parse_mailbox_names(v: &mut Validator) -> CustomNames {
             Some("") | None if value.is_null() => {}
             Some(name) if !name.is_empty() && name.len() <= 512 => {
                 if name.contains("//") || name.ends_with('/') || name.starts_with('/') {
-                    v.error(&field, format!("\"{field}\" with value {name:?} is not a valid path"));
+                    v.error(
+                        &field,
+                        format!("\"{field}\" with value {name:?} is not a valid path"),
+                    );
                 } else {
                     *slot = Some(name.to_string());
                 }
@@ -442,7 +473,11 @@ impl NewUser {
         let mut v = Validator::new(params);
         let username = v.required_string(
             "username",
-            Str::max(128).min(1).trim().lowercase().pattern(&USERNAME_PATTERN, "username"),
+            Str::max(128)
+                .min(1)
+                .trim()
+                .lowercase()
+                .pattern(&USERNAME_PATTERN, "username"),
         );
         let password = if v.has("password") {
             parse_password(&mut v, "password")
@@ -455,10 +490,10 @@ impl NewUser {
         let address = v.string("address", Str::max(255).trim());
         if address.as_deref().is_some_and(|a| a.contains('*')) {
             v.error("address", "Invalid character in email address: *");
-        } else if let Some(a) = &address {
-            if normalize_address(a, true).is_err() {
-                v.error("address", "\"address\" must be a valid email");
-            }
+        } else if let Some(a) = &address
+            && normalize_address(a, true).is_err()
+        {
+            v.error("address", "\"address\" must be a valid email");
         }
         let empty_address = v.boolean("emptyAddress").unwrap_or(false);
         let name = v.string("name", Str::max(256).trim());
@@ -559,8 +594,11 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
     let user = &mut input.user;
     if input.require_password_change && hash.is_some() {
         let now = Utc::now();
-        user.temp_password =
-            Some(TempPassword { password: hash.unwrap_or_default(), valid_after: now, created: now });
+        user.temp_password = Some(TempPassword {
+            password: hash.unwrap_or_default(),
+            valid_after: now,
+            created: now,
+        });
     } else {
         user.password = hash;
     }
@@ -571,7 +609,11 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
         json!({ "user": user.id }),
     ))];
     if let Some(address) = &address {
-        let tags = if input.add_tags_to_address { user.tags.clone() } else { Vec::new() };
+        let tags = if input.add_tags_to_address {
+            user.tags.clone()
+        } else {
+            Vec::new()
+        };
         let stored = StoredAddress::new(user.id, address, None, tags);
         writes.extend(stored.create_writes());
     }
@@ -580,8 +622,13 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
         writes.extend(mailbox.create_writes());
     }
     writes.push(
-        AuthlogEntry::new("account created", Some("success"), &input.session, &state.config)
-            .write(&user.id),
+        AuthlogEntry::new(
+            "account created",
+            Some("success"),
+            &input.session,
+            &state.config,
+        )
+        .write(&user.id),
     );
     for target in &user.targets {
         writes.push(
@@ -642,7 +689,11 @@ fn quota_json(stored: &StoredUser, config: &Config) -> Value {
 }
 
 fn enabled2fa(user: &User) -> Vec<String> {
-    user.enabled2fa.iter().filter(|m| m.as_str() != "u2f").cloned().collect()
+    user.enabled2fa
+        .iter()
+        .filter(|m| m.as_str() != "u2f")
+        .cloned()
+        .collect()
 }
 
 /// `GET /users/{user}`: the documented shape.
@@ -758,7 +809,14 @@ impl ListUsers {
         v.session();
         let page = PageRequest::from_params(&mut v);
         v.finish()?;
-        Ok(ListUsers { query, tags, required_tags, meta_data, internal_data, page })
+        Ok(ListUsers {
+            query,
+            tags,
+            required_tags,
+            meta_data,
+            internal_data,
+            page,
+        })
     }
 
     fn is_filtered(&self) -> bool {
@@ -770,7 +828,10 @@ impl ListUsers {
     fn matches(&self, user: &User) -> bool {
         if let Some(q) = &self.query {
             let in_name = user.unameview.contains(&uview(q));
-            let in_address = user.address.as_deref().is_some_and(|a| a.contains(q.as_str()));
+            let in_address = user
+                .address
+                .as_deref()
+                .is_some_and(|a| a.contains(q.as_str()));
             if !in_name && !in_address {
                 return false;
             }
@@ -787,9 +848,15 @@ pub async fn list(state: &AppState, request: ListUsers) -> ApiResult<Value> {
     let keep = |item: &Item| {
         serde_json::from_value::<User>(item.body.clone()).is_ok_and(|u| request.matches(&u))
     };
-    let page = walk_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &request.page, &keep)
-        .await?
-        .ok_or_else(|| ApiError::invalid_field("next", "\"next\" contains an invalid value"))?;
+    let page = walk_buckets(
+        state.table.as_ref(),
+        Index::Gsi1,
+        &buckets,
+        &request.page,
+        &keep,
+    )
+    .await?
+    .ok_or_else(|| ApiError::invalid_field("next", "\"next\" contains an invalid value"))?;
     let total = if request.is_filtered() {
         count_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &keep).await?
     } else {
@@ -810,7 +877,8 @@ pub async fn list(state: &AppState, request: ListUsers) -> ApiResult<Value> {
         body["query"] = json!(q);
     }
     body["total"] = json!(total);
-    if let (Value::Object(out), Value::Object(paging)) = (&mut body, page.paging_json(&request.page))
+    if let (Value::Object(out), Value::Object(paging)) =
+        (&mut body, page.paging_json(&request.page))
     {
         out.extend(paging);
     }
@@ -835,7 +903,11 @@ impl UserChanges {
     /// current profile inside [`update`], re-read on every optimistic retry.
     pub fn parse(params: Map<String, Value>) -> ApiResult<UserChanges> {
         let mut v = Validator::new(params.clone());
-        let password = if v.has("password") { parse_password(&mut v, "password") } else { None };
+        let password = if v.has("password") {
+            parse_password(&mut v, "password")
+        } else {
+            None
+        };
         let hashed_password = v.boolean("hashedPassword").unwrap_or(false);
         v.boolean("allowUnsafe");
         let existing_password = v.string("existingPassword", Str::max(256).min(1));
@@ -845,7 +917,13 @@ impl UserChanges {
         apply_changes(&mut v, &mut scratch);
         v.deny_unknown();
         v.finish()?;
-        Ok(UserChanges { params, password, hashed_password, existing_password, session })
+        Ok(UserChanges {
+            params,
+            password,
+            hashed_password,
+            existing_password,
+            session,
+        })
     }
 }
 
@@ -916,13 +994,20 @@ const OPTIMISTIC_RETRIES: usize = 8;
 /// against `existingPassword` when given, logged, and ends the user's sessions.
 pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> ApiResult<()> {
     let current = load(state, id).await?;
-    if let (Some(existing), Some(stored)) = (&changes.existing_password, &current.user.password) {
-        if !password::verify(existing.clone(), stored.clone()).await {
-            let entry =
-                AuthlogEntry::new("password change", Some("fail"), &changes.session, &state.config);
-            state.table.transact(vec![entry.write(id)]).await?;
-            return Err(ApiError::forbidden("AuthFail", "Password verification failed"));
-        }
+    if let (Some(existing), Some(stored)) = (&changes.existing_password, &current.user.password)
+        && !password::verify(existing.clone(), stored.clone()).await
+    {
+        let entry = AuthlogEntry::new(
+            "password change",
+            Some("fail"),
+            &changes.session,
+            &state.config,
+        );
+        state.table.transact(vec![entry.write(id)]).await?;
+        return Err(ApiError::forbidden(
+            "AuthFail",
+            "Password verification failed",
+        ));
     }
     let new_password = match changes.password.clone() {
         Some(value) => Some(stored_password(value, changes.hashed_password).await?),
@@ -942,14 +1027,23 @@ pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> Ap
             user.auth_version += 1;
             changed = true;
             writes.push(
-                AuthlogEntry::new("password change", Some("success"), &changes.session, &state.config)
-                    .write(id),
+                AuthlogEntry::new(
+                    "password change",
+                    Some("success"),
+                    &changes.session,
+                    &state.config,
+                )
+                .write(id),
             );
         }
         if !changed {
             return Err(ApiError::bad_request("NoUpdates", "Nothing was updated"));
         }
-        for target in user.targets.iter().filter(|t| !current.user.targets.contains(t)) {
+        for target in user
+            .targets
+            .iter()
+            .filter(|t| !current.user.targets.contains(t))
+        {
             writes.push(
                 AuthlogEntry::new("user forward added", None, &changes.session, &state.config)
                     .with("target", target.clone())
@@ -973,7 +1067,10 @@ pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> Ap
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict("LockFail", "The user was changed concurrently, try again"))
+    Err(ApiError::conflict(
+        "LockFail",
+        "The user was changed concurrently, try again",
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1013,7 +1110,10 @@ impl DeleteUser {
         let session = v.session();
         v.deny_unknown();
         v.finish()?;
-        Ok(DeleteUser { delete_after, session })
+        Ok(DeleteUser {
+            delete_after,
+            session,
+        })
     }
 }
 
@@ -1047,8 +1147,13 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Api
         },
         Write::delete(keys::username_claim(&current.user.unameview)),
         Write::put(tombstone),
-        AuthlogEntry::new("delete user", Some("success"), &request.session, &state.config)
-            .write(id),
+        AuthlogEntry::new(
+            "delete user",
+            Some("success"),
+            &request.session,
+            &state.config,
+        )
+        .write(id),
     ];
     // Room for the counters write; two writes per address.
     let room = (crate::store::MAX_TRANSACTION_WRITES - first.len() - 1) / 2;
@@ -1064,19 +1169,29 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Api
     match state.table.transact(first).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { index: 0 }) => {
-            return Err(ApiError::conflict("LockFail", "The user was changed concurrently, try again"));
+            return Err(ApiError::conflict(
+                "LockFail",
+                "The user was changed concurrently, try again",
+            ));
         }
         Err(e) => return Err(e.into()),
     }
     for chunk in chunks {
-        let mut writes: Vec<Write> = chunk.iter().flat_map(StoredAddress::delete_writes).collect();
+        let mut writes: Vec<Write> = chunk
+            .iter()
+            .flat_map(StoredAddress::delete_writes)
+            .collect();
         writes.push(stats::change(&[(stats::ADDRESSES, -(chunk.len() as i64))]));
         state.table.transact(writes).await?;
     }
     let event = json!({"command": "LOGOUT", "reason": "Account was deleted"});
     journal::append(state.table.as_ref(), &state.config, id, event).await?;
     tracing::info!(user = %id, addresses = addresses.len(), "user deleted");
-    Ok(Deleted { addresses: addresses.len(), purge_after, task })
+    Ok(Deleted {
+        addresses: addresses.len(),
+        purge_after,
+        task,
+    })
 }
 
 /// `PUT /users/{user}/logout`: records a LOGOUT event for the updates stream.
@@ -1087,7 +1202,9 @@ pub async fn logout(state: &AppState, id: &ObjectId, params: Map<String, Value>)
     v.deny_unknown();
     v.finish()?;
     load(state, id).await?;
-    let reason = reason.filter(|r| !r.is_empty()).unwrap_or("Logout requested from API".into());
+    let reason = reason
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Logout requested from API".into());
     let event = json!({ "command": "LOGOUT", "reason": reason });
     journal::append(state.table.as_ref(), &state.config, id, event).await?;
     Ok(())
@@ -1095,7 +1212,10 @@ pub async fn logout(state: &AppState, id: &ObjectId, params: Map<String, Value>)
 
 /// Reads the user id a username claim points to (for login by username).
 pub async fn id_by_username(state: &AppState, username: &str) -> ApiResult<Option<ObjectId>> {
-    let claim = state.table.get(&keys::username_claim(&uview(username))).await?;
+    let claim = state
+        .table
+        .get(&keys::username_claim(&uview(username)))
+        .await?;
     Ok(claim.and_then(|c| serde_json::from_value(c.body["user"].clone()).ok()))
 }
 

@@ -41,13 +41,21 @@ async fn unknown_route(uri: Uri) -> ApiError {
 }
 
 async fn wrong_method() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "Method is not allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "Method is not allowed",
+    )
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal server error")
-        .into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "Internal server error",
+    )
+    .into_response()
 }
 
 /// The token a request carries: query `accessToken`, header `X-Access-Token`, or
@@ -58,7 +66,12 @@ fn presented_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
             .find(|(k, _)| k == ACCESS_TOKEN_PARAM)
             .map(|(_, v)| v.into_owned())
     });
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     from_query.or_else(|| header("x-access-token")).or_else(|| {
         header("authorization")
             .and_then(|a| a.strip_prefix("Bearer ").map(|t| t.trim().to_string()))
@@ -77,8 +90,12 @@ async fn require_access_token(State(state): State<AppState>, req: Request, next:
         return next.run(req).await;
     };
     match presented_token(req.uri(), req.headers()) {
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "InvalidToken", "Access token is required")
-            .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidToken",
+            "Access token is required",
+        )
+        .into_response(),
         Some(token) if token_matches(&token, expected) => next.run(req).await,
         Some(_) => ApiError::forbidden("InvalidToken", "Invalid accessToken value").into_response(),
     }
@@ -91,13 +108,22 @@ mod tests {
     #[test]
     fn tokens_are_read_from_query_header_or_bearer() {
         let uri: Uri = "/users?a=1&accessToken=s%20t".parse().unwrap();
-        assert_eq!(presented_token(&uri, &HeaderMap::new()).as_deref(), Some("s t"));
+        assert_eq!(
+            presented_token(&uri, &HeaderMap::new()).as_deref(),
+            Some("s t")
+        );
         let mut headers = HeaderMap::new();
         headers.insert("x-access-token", "h".parse().unwrap());
-        assert_eq!(presented_token(&"/users".parse().unwrap(), &headers).as_deref(), Some("h"));
+        assert_eq!(
+            presented_token(&"/users".parse().unwrap(), &headers).as_deref(),
+            Some("h")
+        );
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer b".parse().unwrap());
-        assert_eq!(presented_token(&"/users".parse().unwrap(), &headers).as_deref(), Some("b"));
+        assert_eq!(
+            presented_token(&"/users".parse().unwrap(), &headers).as_deref(),
+            Some("b")
+        );
     }
 
     #[test]

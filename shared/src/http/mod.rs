@@ -26,7 +26,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, config: Config) -> Self {
-        AppState { table, blobs, config: Arc::new(config) }
+        AppState {
+            table,
+            blobs,
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -37,7 +41,11 @@ pub fn init_tracing(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if json {
-        builder.json().without_time().with_current_span(false).try_init()
+        builder
+            .json()
+            .without_time()
+            .with_current_span(false)
+            .try_init()
     } else {
         builder.try_init()
     };

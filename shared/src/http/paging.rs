@@ -65,7 +65,11 @@ impl PageRequest {
             (None, Some(c)) => Direction::Before(c),
             (None, None) => Direction::First,
         };
-        PageRequest { limit, direction, page }
+        PageRequest {
+            limit,
+            direction,
+            page,
+        }
     }
 }
 
@@ -84,7 +88,11 @@ impl PageResult {
             Some(c) => Value::String(encode_cursor(c)),
             None => Value::Bool(false),
         };
-        let page = if self.previous.is_some() { request.page.max(1) } else { 1 };
+        let page = if self.previous.is_some() {
+            request.page.max(1)
+        } else {
+            1
+        };
         json!({
             "page": page,
             "previousCursor": cursor(&self.previous),
@@ -95,11 +103,7 @@ impl PageResult {
 
 /// Turns a fetched window into a page with WildDuck's flags: `fetched` holds up to `limit + 1`
 /// items in display order, already reversed for a `Before` request.
-fn finish_page(
-    mut fetched: Vec<Item>,
-    request: &PageRequest,
-    index: Option<Index>,
-) -> PageResult {
+fn finish_page(mut fetched: Vec<Item>, request: &PageRequest, index: Option<Index>) -> PageResult {
     let more = fetched.len() > request.limit;
     if more {
         match request.direction {
@@ -115,9 +119,19 @@ fn finish_page(
         Direction::After(_) => (more, true),
         Direction::Before(_) => (true, more),
     };
-    let next = fetched.last().filter(|_| has_next).map(|i| Cursor::of(i, index));
-    let previous = fetched.first().filter(|_| has_previous).map(|i| Cursor::of(i, index));
-    PageResult { items: fetched, next, previous }
+    let next = fetched
+        .last()
+        .filter(|_| has_next)
+        .map(|i| Cursor::of(i, index));
+    let previous = fetched
+        .first()
+        .filter(|_| has_previous)
+        .map(|i| Cursor::of(i, index));
+    PageResult {
+        items: fetched,
+        next,
+        previous,
+    }
 }
 
 /// One page of a listing over several index partitions (`buckets`, in display order), keeping
@@ -138,7 +152,9 @@ pub async fn walk_buckets(
     let start_bucket = match start {
         None => 0,
         Some(cursor) => {
-            let Some((pk, _)) = &cursor.index else { return Ok(None) };
+            let Some((pk, _)) = &cursor.index else {
+                return Ok(None);
+            };
             match buckets.iter().position(|b| b == pk) {
                 Some(i) => i,
                 None => return Ok(None),
@@ -193,7 +209,9 @@ pub async fn count_buckets(
     for bucket in buckets {
         let mut after = None;
         loop {
-            let query = Query::index(index, bucket.clone()).limit(500).start_after(after.take());
+            let query = Query::index(index, bucket.clone())
+                .limit(500)
+                .start_after(after.take());
             let page = table.query(&query).await?;
             total += page.items.iter().filter(|i| keep(i)).count() as u64;
             match page.next {
@@ -217,7 +235,10 @@ pub fn bucket_of(name: &str) -> char {
 
 /// All buckets, in listing order (byte order of their characters).
 pub fn bucket_names(prefix: &str) -> Vec<String> {
-    let mut chars: Vec<char> = ('0'..='9').chain(std::iter::once('_')).chain('a'..='z').collect();
+    let mut chars: Vec<char> = ('0'..='9')
+        .chain(std::iter::once('_'))
+        .chain('a'..='z')
+        .collect();
     chars.sort_unstable();
     chars.into_iter().map(|c| format!("{prefix}{c}")).collect()
 }
@@ -234,7 +255,10 @@ mod tests {
             index: Some(("USERS#a".into(), "alice".into())),
         };
         let text = encode_cursor(&cursor);
-        assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        );
         assert_eq!(decode_cursor(&text), Some(cursor));
         assert_eq!(decode_cursor("not a cursor!"), None);
         assert_eq!(decode_cursor("abcd"), None);

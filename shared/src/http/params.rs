@@ -3,8 +3,8 @@
 //! never overridden. The access token is removed before validation sees the parameters.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::request::Parts;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -62,7 +62,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .unwrap_or("")
             .to_ascii_lowercase();
         let body = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), "InvalidContent", "Request body could not be read")
+            ApiError::new(
+                e.status(),
+                "InvalidContent",
+                "Request body could not be read",
+            )
         })?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Params(map));

@@ -30,7 +30,14 @@ pub struct Str {
 impl Str {
     /// A string of at most `max` characters.
     pub const fn max(max: usize) -> Str {
-        Str { min: 0, max, trim: false, lowercase: false, allow_empty: false, pattern: None }
+        Str {
+            min: 0,
+            max,
+            trim: false,
+            lowercase: false,
+            allow_empty: false,
+            pattern: None,
+        }
     }
     pub const fn min(mut self, min: usize) -> Str {
         self.min = min;
@@ -82,12 +89,18 @@ pub fn parse_bool(value: &Value) -> Option<bool> {
 
 impl Validator {
     pub fn new(params: Map<String, Value>) -> Self {
-        Validator { params, taken: BTreeSet::new(), errors: BTreeMap::new() }
+        Validator {
+            params,
+            taken: BTreeSet::new(),
+            errors: BTreeMap::new(),
+        }
     }
 
     /// Records a message for `field` (the first message per field wins).
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.entry(field.to_string()).or_insert_with(|| message.into());
+        self.errors
+            .entry(field.to_string())
+            .or_insert_with(|| message.into());
     }
 
     pub fn has_errors(&self) -> bool {
@@ -159,18 +172,24 @@ impl Validator {
         if len < rule.min {
             self.error(
                 field,
-                format!("{} length must be at least {} characters long", quoted(field), rule.min),
+                format!(
+                    "{} length must be at least {} characters long",
+                    quoted(field),
+                    rule.min
+                ),
             );
             return None;
         }
-        if let Some((regex, name)) = rule.pattern {
-            if !regex.is_match(&s) {
-                self.error(
-                    field,
-                    format!("{} with value {:?} fails to match the {name} pattern", quoted(field), s),
-                );
-                return None;
-            }
+        if let Some((regex, name)) = rule.pattern
+            && !regex.is_match(&s)
+        {
+            let message = format!(
+                "{} with value {:?} fails to match the {name} pattern",
+                quoted(field),
+                s
+            );
+            self.error(field, message);
+            return None;
         }
         Some(s)
     }
@@ -208,7 +227,9 @@ impl Validator {
         let value = self.raw(field)?;
         let number = match &value {
             Value::Number(n) => n.as_i64().or_else(|| {
-                n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
             }),
             Value::String(s) if s.trim().is_empty() => return None,
             Value::String(s) => s.trim().parse::<i64>().ok(),
@@ -226,11 +247,17 @@ impl Validator {
             return None;
         };
         if number < min {
-            self.error(field, format!("{} must be greater than or equal to {min}", quoted(field)));
+            self.error(
+                field,
+                format!("{} must be greater than or equal to {min}", quoted(field)),
+            );
             return None;
         }
         if number > max {
-            self.error(field, format!("{} must be less than or equal to {max}", quoted(field)));
+            self.error(
+                field,
+                format!("{} must be less than or equal to {max}", quoted(field)),
+            );
             return None;
         }
         Some(number)
@@ -257,7 +284,10 @@ impl Validator {
         for (i, item) in items.into_iter().enumerate() {
             let path = format!("{field}[{i}]");
             let Value::String(s) = item else {
-                self.error(&format!("{field},{i}"), format!("{} must be a string", quoted(&path)));
+                self.error(
+                    &format!("{field},{i}"),
+                    format!("{} must be a string", quoted(&path)),
+                );
                 return None;
             };
             let s = s.trim().to_string();
@@ -288,7 +318,10 @@ impl Validator {
             Value::String(s) => match serde_json::from_str::<Value>(&s) {
                 Ok(Value::Object(o)) => Value::Object(o),
                 _ => {
-                    self.error(field, format!("{} must be a valid JSON object", quoted(field)));
+                    self.error(
+                        field,
+                        format!("{} must be a valid JSON object", quoted(field)),
+                    );
                     return None;
                 }
             },
@@ -299,7 +332,10 @@ impl Validator {
         };
         let text = object.to_string();
         if text.len() > max_bytes {
-            self.error(field, format!("{} value exceeds allowed size", quoted(field)));
+            self.error(
+                field,
+                format!("{} value exceeds allowed size", quoted(field)),
+            );
             return None;
         }
         Some(text)
@@ -309,18 +345,22 @@ impl Validator {
     pub fn session(&mut self) -> Session {
         let sess = self.string("sess", Str::max(255));
         let ip = self.string("ip", Str::max(45).trim());
-        if let Some(ip) = &ip {
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                self.error("ip", "\"ip\" must be a valid ip address without CIDR".to_string());
-            }
+        if let Some(ip) = &ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            self.error("ip", "\"ip\" must be a valid ip address without CIDR");
         }
         Session { sess, ip }
     }
 
     /// Refuses every parameter no getter asked for (WildDuck's strict endpoints).
     pub fn deny_unknown(&mut self) {
-        let unknown: Vec<String> =
-            self.params.keys().filter(|k| !self.taken.contains(*k)).cloned().collect();
+        let unknown: Vec<String> = self
+            .params
+            .keys()
+            .filter(|k| !self.taken.contains(*k))
+            .cloned()
+            .collect();
         for key in unknown {
             let message = format!("{} is not allowed", quoted(&key));
             self.error(&key, message);
@@ -329,7 +369,11 @@ impl Validator {
 
     /// Ok when every field was valid; otherwise the 400 with all messages.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::validation(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
     }
 }
 
@@ -359,7 +403,10 @@ mod tests {
         let err = v.finish().unwrap_err();
         let details = err.details.unwrap();
         assert_eq!(details["a"], "\"a\" must be a string");
-        assert_eq!(details["b"], "\"b\" length must be less than or equal to 3 characters long");
+        assert_eq!(
+            details["b"],
+            "\"b\" length must be less than or equal to 3 characters long"
+        );
         assert_eq!(details["c"], "\"c\" is not allowed to be empty");
         assert_eq!(details["d"], "\"d\" is required");
     }
@@ -372,7 +419,10 @@ mod tests {
         assert_eq!(v.boolean("f"), Some(false));
         assert_eq!(v.boolean("e"), None);
         assert_eq!(v.integer("x", 0, 1), None);
-        assert_eq!(v.finish().unwrap_err().details.unwrap()["x"], "\"x\" must be a number");
+        assert_eq!(
+            v.finish().unwrap_err().details.unwrap()["x"],
+            "\"x\" must be a number"
+        );
     }
 
     #[test]
@@ -381,17 +431,26 @@ mod tests {
         assert_eq!(v.integer("limit", 1, 250), None);
         v.deny_unknown();
         let details = v.finish().unwrap_err().details.unwrap();
-        assert_eq!(details["limit"], "\"limit\" must be less than or equal to 250");
+        assert_eq!(
+            details["limit"],
+            "\"limit\" must be less than or equal to 250"
+        );
         assert_eq!(details["foo"], "\"foo\" is not allowed");
     }
 
     #[test]
     fn lists_accept_arrays_and_comma_strings() {
         let mut v = validator(json!({"a": "x, y,,z", "b": ["p", " q "], "c": [1]}));
-        assert_eq!(v.string_list("a", 10), Some(vec!["x".into(), "y".into(), "z".into()]));
+        assert_eq!(
+            v.string_list("a", 10),
+            Some(vec!["x".into(), "y".into(), "z".into()])
+        );
         assert_eq!(v.string_list("b", 10), Some(vec!["p".into(), "q".into()]));
         assert_eq!(v.string_list("c", 10), None);
-        assert_eq!(v.finish().unwrap_err().details.unwrap()["c,0"], "\"c[0]\" must be a string");
+        assert_eq!(
+            v.finish().unwrap_err().details.unwrap()["c,0"],
+            "\"c[0]\" must be a string"
+        );
     }
 
     #[test]
@@ -400,7 +459,10 @@ mod tests {
         assert!(v.path_id("user", "123").is_none());
         v.session();
         let details = v.finish().unwrap_err().details.unwrap();
-        assert_eq!(details["user"], "\"user\" length must be 24 characters long");
+        assert_eq!(
+            details["user"],
+            "\"user\" length must be 24 characters long"
+        );
         assert!(details["ip"].contains("valid ip"));
     }
 }

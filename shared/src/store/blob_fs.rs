@@ -58,7 +58,10 @@ pub(crate) fn check_blob_key(key: &str) -> StoreResult<()> {
     if key.contains('\0') {
         return invalid("contains NUL");
     }
-    if key.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+    if key
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
         return invalid("empty, `.` or `..` segment");
     }
     Ok(())
@@ -97,7 +100,8 @@ impl BlobStore for FsBlobStore {
             let start = range.start.min(len);
             let end = range.end.clamp(start, len);
             let mut buf = vec![0; usize::try_from(end - start).map_err(anyhow::Error::from)?];
-            file.seek(SeekFrom::Start(start)).map_err(|e| io_error(e, &path))?;
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| io_error(e, &path))?;
             file.read_exact(&mut buf).map_err(|e| io_error(e, &path))?;
             Ok(Some(Bytes::from(buf)))
         })
@@ -118,12 +122,17 @@ impl BlobStore for FsBlobStore {
 /// Writes `bytes` to a fresh temporary file beside `path`, syncs it, then renames it over
 /// `path` (atomic on one file system) and syncs the folder so the rename survives a crash.
 fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(e, dir))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
     let written = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -141,7 +150,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
 
 /// Errors that mean "no such blob": also a path through (or onto) a folder.
 fn is_missing(e: &std::io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory)
+    matches!(
+        e.kind(),
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory
+    )
 }
 
 fn io_error(e: std::io::Error, path: &Path) -> StoreError {
@@ -161,13 +173,36 @@ async fn blocking<T: Send + 'static>(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn writes_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path().join("blobs")).unwrap();
+        store
+            .put("a/b/c", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        store
+            .put("a/b/c", Bytes::from_static(b"two"))
+            .await
+            .unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("blobs/a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["c"]);
+        assert_eq!(store.get("a/b/c").await.unwrap().unwrap(), &b"two"[..]);
+    }
+
     #[test]
     fn key_rules() {
         for ok in ["a", "a/b", "messages/2024/x.eml", ".hidden", "a..b"] {
             assert!(check_blob_key(ok).is_ok(), "{ok}");
         }
         for bad in ["", "/a", "a/../b", "..", "a/./b", "a//b", "a/", "a\0b"] {
-            assert!(matches!(check_blob_key(bad), Err(StoreError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(check_blob_key(bad), Err(StoreError::Invalid(_))),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -23,10 +23,10 @@ use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
     IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
@@ -39,8 +39,8 @@ pub use super::s3::aws_clients_from_env;
 
 use super::embedded::{apply_update, check_query, check_writes, condition_holds, now};
 use super::{
-    Condition, Cursor, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError,
-    StoreResult, Table, Update, Write,
+    Condition, Cursor, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError, StoreResult,
+    Table, Update, Write,
 };
 
 const PK: &str = "pk";
@@ -63,7 +63,10 @@ pub struct DynamoTable {
 impl DynamoTable {
     /// The table named `table`, reached through `client`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoTable { client, table: table.into() }
+        DynamoTable {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -78,7 +81,10 @@ pub async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
             .build()
     };
     let key = |name: &str, key_type| {
-        KeySchemaElement::builder().attribute_name(name).key_type(key_type).build()
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
     };
     let index = |index: Index| -> anyhow::Result<GlobalSecondaryIndex> {
         let (name, pk, sk) = index_attributes(index);
@@ -86,7 +92,11 @@ pub async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
             .index_name(name)
             .key_schema(key(pk, KeyType::Hash)?)
             .key_schema(key(sk, KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
             .build()?)
     };
     let mut request = client
@@ -106,7 +116,10 @@ pub async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
     for name in [PK, SK, "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
         request = request.attribute_definitions(attribute(name)?);
     }
-    request.send().await.map_err(|e| anyhow!("CreateTable {name}: {}", DisplayErrorContext(e)))?;
+    request
+        .send()
+        .await
+        .map_err(|e| anyhow!("CreateTable {name}: {}", DisplayErrorContext(e)))?;
 
     // TTL can only be switched on once the table is active.
     for _ in 0..600 {
@@ -116,7 +129,9 @@ pub async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
             .send()
             .await
             .map_err(|e| anyhow!("DescribeTable {name}: {}", DisplayErrorContext(e)))?;
-        let table = described.table().context("DescribeTable returned no table")?;
+        let table = described
+            .table()
+            .context("DescribeTable returned no table")?;
         let indexes_active = table
             .global_secondary_indexes()
             .iter()
@@ -126,7 +141,10 @@ pub async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
                 .update_time_to_live()
                 .table_name(name)
                 .time_to_live_specification(
-                    TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL).build()?,
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name(TTL)
+                        .build()?,
                 )
                 .send()
                 .await
@@ -135,7 +153,9 @@ pub async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(anyhow!("table {name} did not become active within 5 minutes"))
+    Err(anyhow!(
+        "table {name} did not become active within 5 minutes"
+    ))
 }
 
 /// Index name and its key attributes.
@@ -164,7 +184,12 @@ impl Table for DynamoTable {
 
     async fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Item>> {
         // BatchGetItem rejects a request that names a key twice.
-        let keys: Vec<Key> = keys.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let keys: Vec<Key> = keys
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut found = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET_KEYS) {
             let mut pending: Vec<_> = chunk.iter().map(key_attributes).collect();
@@ -187,7 +212,11 @@ impl Table for DynamoTable {
                     .await
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
                 let now = now();
-                for attributes in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten()
+                for attributes in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
                 {
                     let item = from_attributes(attributes)?;
                     if !item.is_expired(now) {
@@ -254,7 +283,10 @@ impl Table for DynamoTable {
         let now = now();
         let filter = e.not_expired(now);
 
-        let mut start = query.start_after.as_ref().map(|c| start_key(c, query.index));
+        let mut start = query
+            .start_after
+            .as_ref()
+            .map(|c| start_key(c, query.index));
         let mut items = Vec::new();
         loop {
             let remaining = query.limit - items.len();
@@ -316,7 +348,10 @@ impl Table for DynamoTable {
                 .iter()
                 .enumerate()
                 .map(|(i, w)| match replacements.get(&i) {
-                    Some((item, ttl)) => Plan::Replace { item, expired_ttl: *ttl },
+                    Some((item, ttl)) => Plan::Replace {
+                        item,
+                        expired_ttl: *ttl,
+                    },
                     None => Plan::Write(w),
                 })
                 .collect();
@@ -360,14 +395,21 @@ impl Table for DynamoTable {
         update: Update,
         condition: Option<Condition>,
     ) -> StoreResult<Item> {
-        let write = Write::Update { key: key.clone(), update, condition };
+        let write = Write::Update {
+            key: key.clone(),
+            update,
+            condition,
+        };
         check_writes(std::slice::from_ref(&write))?;
         let mut replacement = None;
         let mut last = String::from("expired item in the way");
         for attempt in 0..MAX_ATTEMPTS {
             let now = now();
             let plan = match &replacement {
-                Some((item, ttl)) => Plan::Replace { item, expired_ttl: *ttl },
+                Some((item, ttl)) => Plan::Replace {
+                    item,
+                    expired_ttl: *ttl,
+                },
                 None => Plan::Write(&write),
             };
             match self.single(&plan, now, true).await {
@@ -422,7 +464,7 @@ enum Verdict {
     Failed,
     /// The caller's condition holds, but an expired item blocks the update: put this fresh
     /// item instead, as long as the expired item (with this `ttl`) is still there.
-    Replace(Item, i64),
+    Replace(Box<Item>, i64),
     /// The caller's condition holds (the item changed in between): try again.
     Retry,
 }
@@ -442,7 +484,10 @@ fn judge(write: &Write, old: Option<Item>, now: i64) -> StoreResult<Verdict> {
     match (write, &old) {
         (Write::Update { key, update, .. }, Some(old)) if live.is_none() => {
             let ttl = old.expires_at.unwrap_or_default();
-            Ok(Verdict::Replace(apply_update(None, key, update)?, ttl))
+            Ok(Verdict::Replace(
+                Box::new(apply_update(None, key, update)?),
+                ttl,
+            ))
         }
         _ => Ok(Verdict::Retry),
     }
@@ -451,7 +496,12 @@ fn judge(write: &Write, old: Option<Item>, now: i64) -> StoreResult<Verdict> {
 impl DynamoTable {
     /// Sends one write as a single-item operation; with `return_new` an update returns the
     /// item as it is afterwards.
-    async fn single(&self, plan: &Plan<'_>, now: i64, return_new: bool) -> Result<Option<Item>, Failure> {
+    async fn single(
+        &self,
+        plan: &Plan<'_>,
+        now: i64,
+        return_new: bool,
+    ) -> Result<Option<Item>, Failure> {
         let op = Op::build(plan, now).map_err(Failure::Store)?;
         let (names, values) = op.expr.into_maps();
         let all_old = ReturnValuesOnConditionCheckFailure::AllOld;
@@ -483,7 +533,11 @@ impl DynamoTable {
                 .set_condition_expression(op.condition)
                 .set_expression_attribute_names(names)
                 .set_expression_attribute_values(values)
-                .return_values(if return_new { ReturnValue::AllNew } else { ReturnValue::None })
+                .return_values(if return_new {
+                    ReturnValue::AllNew
+                } else {
+                    ReturnValue::None
+                })
                 .return_values_on_condition_check_failure(all_old)
                 .send()
                 .await
@@ -513,11 +567,9 @@ impl DynamoTable {
                     }
                     _ => single_error("DeleteItem", e),
                 }),
-            Action::Check => {
-                return Err(Failure::Store(StoreError::Backend(anyhow!(
-                    "a lone check goes through a transaction"
-                ))));
-            }
+            Action::Check => Err(Failure::Store(StoreError::Backend(anyhow!(
+                "a lone check goes through a transaction"
+            )))),
         }
     }
 
@@ -528,7 +580,12 @@ impl DynamoTable {
             let op = Op::build(plan, now).map_err(Failure::Store)?;
             items.push(op.into_transact_item(&self.table).map_err(Failure::Store)?);
         }
-        let err = match self.client.transact_write_items().set_transact_items(Some(items)).send().await
+        let err = match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
         {
             Ok(_) => return Ok(()),
             Err(err) => err,
@@ -547,7 +604,11 @@ impl DynamoTable {
                     let old = reason.item().map(from_attributes).transpose();
                     failed.push((index, old.map_err(Failure::Store)?));
                 }
-                Some(code @ ("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")) => {
+                Some(
+                    code @ ("TransactionConflict"
+                    | "ThrottlingError"
+                    | "ProvisionedThroughputExceeded"),
+                ) => {
                     transient = Some(format!("write {index}: {code}"));
                 }
                 Some("ValidationError") => {
@@ -577,9 +638,7 @@ impl DynamoTable {
     }
 }
 
-fn conditions_failed(
-    item: Option<&HashMap<String, AttributeValue>>,
-) -> Failure {
+fn conditions_failed(item: Option<&HashMap<String, AttributeValue>>) -> Failure {
     match item.map(from_attributes).transpose() {
         Ok(old) => Failure::Conditions(vec![(0, old)]),
         Err(e) => Failure::Store(e),
@@ -665,8 +724,14 @@ impl Op {
         };
         let user = |e: &mut Expr, c: &Option<Condition>| c.as_ref().map(|c| e.condition(c, now));
         let (action, condition) = match write {
-            Write::Put { item, condition: c } => (Action::Put(to_attributes(item)), user(&mut e, c)),
-            Write::Update { update, condition: c, .. } => {
+            Write::Put { item, condition: c } => {
+                (Action::Put(to_attributes(item)), user(&mut e, c))
+            }
+            Write::Update {
+                update,
+                condition: c,
+                ..
+            } => {
                 let user = user(&mut e, c);
                 // Never apply an update to an expired item's leftovers (see the module docs).
                 let guard = e.not_expired(now);
@@ -747,7 +812,8 @@ impl Expr {
             return placeholder.clone();
         }
         let placeholder = format!("#n{}", self.names.len());
-        self.names.insert(placeholder.clone(), attribute.to_string());
+        self.names
+            .insert(placeholder.clone(), attribute.to_string());
         placeholder
     }
 
@@ -792,13 +858,21 @@ impl Expr {
                 let live = self.live(now);
                 let (c, v) = (self.name(&counter_attribute(name)), self.number(*value));
                 // A counter never set counts as 0.
-                let missing = if *value == 0 { format!(" OR attribute_not_exists({c})") } else { String::new() };
+                let missing = if *value == 0 {
+                    format!(" OR attribute_not_exists({c})")
+                } else {
+                    String::new()
+                };
                 format!("({live}) AND ({c} = {v}{missing})")
             }
             Condition::CounterAtMost(name, value) => {
                 let live = self.live(now);
                 let (c, v) = (self.name(&counter_attribute(name)), self.number(*value));
-                let missing = if *value >= 0 { format!(" OR attribute_not_exists({c})") } else { String::new() };
+                let missing = if *value >= 0 {
+                    format!(" OR attribute_not_exists({c})")
+                } else {
+                    String::new()
+                };
                 format!("({live}) AND ({c} <= {v}{missing})")
             }
         }
@@ -859,7 +933,10 @@ impl Expr {
     #[allow(clippy::type_complexity)]
     fn into_maps(
         self,
-    ) -> (Option<HashMap<String, String>>, Option<HashMap<String, AttributeValue>>) {
+    ) -> (
+        Option<HashMap<String, String>>,
+        Option<HashMap<String, AttributeValue>>,
+    ) {
         (
             (!self.names.is_empty()).then_some(self.names),
             (!self.values.is_empty()).then_some(self.values),
@@ -893,7 +970,10 @@ fn to_attributes(item: &Item) -> HashMap<String, AttributeValue> {
     let mut attributes = key_attributes(&item.key());
     attributes.insert(BODY.to_string(), AttributeValue::S(item.body.to_string()));
     for (name, value) in &item.counters {
-        attributes.insert(counter_attribute(name), AttributeValue::N(value.to_string()));
+        attributes.insert(
+            counter_attribute(name),
+            AttributeValue::N(value.to_string()),
+        );
     }
     for index in [Index::Gsi1, Index::Gsi2] {
         if let Some(key) = item.index_key(index) {
@@ -956,5 +1036,7 @@ fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> StoreResult<
 }
 
 fn corrupt(name: &str, value: &AttributeValue) -> StoreError {
-    StoreError::Backend(anyhow!("attribute {name} has an unexpected value {value:?}"))
+    StoreError::Backend(anyhow!(
+        "attribute {name} has an unexpected value {value:?}"
+    ))
 }

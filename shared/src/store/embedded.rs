@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Condition, Cursor, Index, IndexKey, Item, Key, MAX_TRANSACTION_WRITES, Page, Query,
-    SortRange, StoreError, StoreResult, Table, Update, Write,
+    Condition, Cursor, Index, IndexKey, Item, Key, MAX_TRANSACTION_WRITES, Page, Query, SortRange,
+    StoreError, StoreResult, Table, Update, Write,
 };
 
 /// `(pk, sk)`.
@@ -190,7 +190,11 @@ impl Table for EmbeddedTable {
         update: Update,
         condition: Option<Condition>,
     ) -> StoreResult<Item> {
-        let write = Write::Update { key: key.clone(), update, condition };
+        let write = Write::Update {
+            key: key.clone(),
+            update,
+            condition,
+        };
         check_writes(std::slice::from_ref(&write))?;
         let key = key.clone();
         self.blocking(move |db| {
@@ -271,7 +275,9 @@ fn apply_writes(tables: &mut Tables<'_>, writes: &[Write], now: i64) -> StoreRes
         new_items.push((old.as_ref(), new));
     }
     if total_bytes > MAX_TRANSACTION_BYTES {
-        return Err(StoreError::Invalid("the transaction is larger than 4 MB".into()));
+        return Err(StoreError::Invalid(
+            "the transaction is larger than 4 MB".into(),
+        ));
     }
 
     for (old, new) in new_items {
@@ -301,7 +307,9 @@ pub(crate) fn condition_holds(condition: &Condition, live: Option<&Item>) -> boo
 
 /// The item after `update`; a missing (or expired) item starts empty with a null body.
 pub(crate) fn apply_update(live: Option<&Item>, key: &Key, update: &Update) -> StoreResult<Item> {
-    let mut item = live.cloned().unwrap_or_else(|| Item::new(key.clone(), Value::Null));
+    let mut item = live
+        .cloned()
+        .unwrap_or_else(|| Item::new(key.clone(), Value::Null));
     if let Some(body) = &update.body {
         item.body = body.clone();
     }
@@ -325,14 +333,19 @@ pub(crate) fn apply_update(live: Option<&Item>, key: &Key, update: &Update) -> S
 
 /// Replaces the stored `old` item by `new` (either may be absent), index entries included.
 fn write_item(tables: &mut Tables<'_>, old: Option<&Item>, new: Option<&Item>) -> StoreResult<()> {
-    for (index, table) in [(Index::Gsi1, &mut tables.gsi1), (Index::Gsi2, &mut tables.gsi2)] {
+    for (index, table) in [
+        (Index::Gsi1, &mut tables.gsi1),
+        (Index::Gsi2, &mut tables.gsi2),
+    ] {
         let old_key = old.and_then(|i| i.index_key(index).map(|k| (k, &i.pk, &i.sk)));
         let new_key = new.and_then(|i| i.index_key(index).map(|k| (k, &i.pk, &i.sk)));
         if old_key == new_key {
             continue;
         }
         if let Some((k, pk, sk)) = old_key {
-            table.remove((k.pk.as_str(), k.sk.as_str(), pk.as_str(), sk.as_str())).map_err(backend)?;
+            table
+                .remove((k.pk.as_str(), k.sk.as_str(), pk.as_str(), sk.as_str()))
+                .map_err(backend)?;
         }
         if let Some((k, pk, sk)) = new_key {
             table
@@ -341,9 +354,10 @@ fn write_item(tables: &mut Tables<'_>, old: Option<&Item>, new: Option<&Item>) -
         }
     }
     match (old, new) {
-        (_, Some(item)) => {
-            tables.items.insert((item.pk.as_str(), item.sk.as_str()), encode(item)?.as_slice())
-        }
+        (_, Some(item)) => tables.items.insert(
+            (item.pk.as_str(), item.sk.as_str()),
+            encode(item)?.as_slice(),
+        ),
         (Some(item), None) => tables.items.remove((item.pk.as_str(), item.sk.as_str())),
         (None, None) => return Ok(()),
     }
@@ -373,7 +387,9 @@ fn query_sync(db: &Database, query: &Query, now: i64) -> StoreResult<Page> {
                 Bound::Unbounded => Bound::Excluded((end.as_str(), "")),
                 b => b.as_ref().map(|sk| (pk, sk.as_str())),
             };
-            let range = items.range::<(&str, &str)>((lower, upper)).map_err(backend)?;
+            let range = items
+                .range::<(&str, &str)>((lower, upper))
+                .map_err(backend)?;
             walk(range, query.forward, |entry| {
                 let (k, v) = entry.map_err(backend)?;
                 let (pk, sk) = k.value();
@@ -400,14 +416,19 @@ fn query_sync(db: &Database, query: &Query, now: i64) -> StoreResult<Page> {
             let end = format!("{ipk}\0");
             let lower = match &lower {
                 Bound::Unbounded => Bound::Included((ipk, "", "", "")),
-                b => b.as_ref().map(|(isk, pk, sk)| (ipk, isk.as_str(), pk.as_str(), sk.as_str())),
+                b => b
+                    .as_ref()
+                    .map(|(isk, pk, sk)| (ipk, isk.as_str(), pk.as_str(), sk.as_str())),
             };
             let upper = match &upper {
                 Bound::Unbounded => Bound::Excluded((end.as_str(), "", "", "")),
-                b => b.as_ref().map(|(isk, pk, sk)| (ipk, isk.as_str(), pk.as_str(), sk.as_str())),
+                b => b
+                    .as_ref()
+                    .map(|(isk, pk, sk)| (ipk, isk.as_str(), pk.as_str(), sk.as_str())),
             };
-            let range =
-                table.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?;
+            let range = table
+                .range::<(&str, &str, &str, &str)>((lower, upper))
+                .map_err(backend)?;
             walk(range, query.forward, |entry| {
                 let (k, _) = entry.map_err(backend)?;
                 let (_, _, pk, sk) = k.value();
@@ -434,8 +455,11 @@ fn walk<T>(
     forward: bool,
     mut visit: impl FnMut(T) -> StoreResult<bool>,
 ) -> StoreResult<()> {
-    let entries: Box<dyn Iterator<Item = T> + '_> =
-        if forward { Box::new(range) } else { Box::new(range.rev()) };
+    let entries: Box<dyn Iterator<Item = T> + '_> = if forward {
+        Box::new(range)
+    } else {
+        Box::new(range.rev())
+    };
     for entry in entries {
         if visit(entry)? {
             break;
@@ -466,9 +490,10 @@ fn sort_bounds<T>(
         ),
         // `b + "\0"` is the first string after `b` (and everything that extends it with
         // a table key), so the exclusive bound keeps every key whose sort key is `b`.
-        SortRange::Between(a, b) => {
-            (Bound::Included(low(a.clone())), Bound::Excluded(high(format!("{b}\0"))))
-        }
+        SortRange::Between(a, b) => (
+            Bound::Included(low(a.clone())),
+            Bound::Excluded(high(format!("{b}\0"))),
+        ),
     }
 }
 
@@ -494,19 +519,35 @@ fn narrow<T: Ord>(
     cursor: Option<T>,
     forward: bool,
 ) -> (Bound<T>, Bound<T>) {
-    let Some(cursor) = cursor else { return (lower, upper) };
+    let Some(cursor) = cursor else {
+        return (lower, upper);
+    };
     if forward {
         let tighter = match &lower {
             Bound::Unbounded => true,
             Bound::Included(l) | Bound::Excluded(l) => cursor >= *l,
         };
-        (if tighter { Bound::Excluded(cursor) } else { lower }, upper)
+        (
+            if tighter {
+                Bound::Excluded(cursor)
+            } else {
+                lower
+            },
+            upper,
+        )
     } else {
         let tighter = match &upper {
             Bound::Unbounded => true,
             Bound::Included(u) | Bound::Excluded(u) => cursor <= *u,
         };
-        (lower, if tighter { Bound::Excluded(cursor) } else { upper })
+        (
+            lower,
+            if tighter {
+                Bound::Excluded(cursor)
+            } else {
+                upper
+            },
+        )
     }
 }
 
@@ -524,7 +565,10 @@ fn load(
     items: &impl ReadableTable<ItemKey, &'static [u8]>,
     key: &Key,
 ) -> StoreResult<Option<Item>> {
-    let Some(value) = items.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? else {
+    let Some(value) = items
+        .get((key.pk.as_str(), key.sk.as_str()))
+        .map_err(backend)?
+    else {
         return Ok(None);
     };
     decode(&key.pk, &key.sk, value.value()).map(Some)
@@ -596,7 +640,16 @@ pub(crate) fn check_writes(writes: &[Write]) -> StoreResult<()> {
         }
         match write {
             Write::Put { item, .. } => check_item(item)?,
-            Write::Update { update, .. } => {
+            Write::Update { key, update, .. } => {
+                // Too large whatever the item holds (the size of the result is checked later).
+                if let Some(body) = &update.body
+                    && "body".len() + body.to_string().len() > MAX_ITEM_BYTES
+                {
+                    return Err(StoreError::Invalid(format!(
+                        "the item ({}, {}) would be larger than 400 KB",
+                        key.pk, key.sk
+                    )));
+                }
                 for key in [&update.gsi1, &update.gsi2].into_iter().flatten().flatten() {
                     check_key_part("index partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
                     check_key_part("index sort key", &key.sk, MAX_SORT_KEY_BYTES)?;
@@ -619,7 +672,9 @@ fn check_key_part(what: &str, value: &str, max: usize) -> StoreResult<()> {
         return Err(StoreError::Invalid(format!("the {what} is empty")));
     }
     if value.len() > max {
-        return Err(StoreError::Invalid(format!("the {what} is longer than {max} bytes")));
+        return Err(StoreError::Invalid(format!(
+            "the {what} is longer than {max} bytes"
+        )));
     }
     Ok(())
 }
@@ -663,17 +718,23 @@ fn item_size(item: &Item) -> usize {
 /// rejects an `ExclusiveStartKey` outside the key condition).
 pub(crate) fn check_query(query: &Query) -> StoreResult<()> {
     if query.pk.is_empty() {
-        return Err(StoreError::Invalid("the query's partition key is empty".into()));
+        return Err(StoreError::Invalid(
+            "the query's partition key is empty".into(),
+        ));
     }
     if query.limit == 0 {
-        return Err(StoreError::Invalid("the query's limit must be at least 1".into()));
+        return Err(StoreError::Invalid(
+            "the query's limit must be at least 1".into(),
+        ));
     }
     if let SortRange::Between(a, b) = &query.range
         && a > b
     {
         return Err(StoreError::Invalid(format!("empty range: {a:?} > {b:?}")));
     }
-    let Some(cursor) = &query.start_after else { return Ok(()) };
+    let Some(cursor) = &query.start_after else {
+        return Ok(());
+    };
     let (pk, sk) = match (query.index, &cursor.index) {
         (None, _) => (&cursor.pk, &cursor.sk),
         (Some(_), Some((ipk, isk))) => (ipk, isk),
@@ -682,13 +743,17 @@ pub(crate) fn check_query(query: &Query) -> StoreResult<()> {
         }
     };
     if *pk != query.pk || !query.range.contains(sk) {
-        return Err(StoreError::Invalid("the cursor does not belong to this query".into()));
+        return Err(StoreError::Invalid(
+            "the cursor does not belong to this query".into(),
+        ));
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
+
     use super::*;
 
     #[test]
@@ -699,6 +764,52 @@ mod tests {
         assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
         assert_eq!(prefix_end(""), None);
         assert_eq!(prefix_end("\u{10FFFF}"), None);
+    }
+
+    #[tokio::test]
+    async fn data_persists_and_the_file_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/eider.redb");
+        let table = EmbeddedTable::open(&path).unwrap();
+        let item = Item::new(Key::new("a", "b"), serde_json::json!({"x": 1}))
+            .with_counter("n", 3)
+            .with_gsi1(IndexKey::new("i", "j"));
+        table
+            .transact(vec![Write::put(item.clone())])
+            .await
+            .unwrap();
+
+        let second = EmbeddedTable::open(&path)
+            .err()
+            .expect("the file is locked");
+        assert!(second.to_string().contains("already open"), "{second}");
+
+        drop(table);
+        let table = EmbeddedTable::open(&path).unwrap();
+        assert_eq!(table.get(&item.key()).await.unwrap(), Some(item.clone()));
+        let page = table.query(&Query::index(Index::Gsi1, "i")).await.unwrap();
+        assert_eq!(page.items, vec![item]);
+    }
+
+    #[tokio::test]
+    async fn purge_removes_expired_items_and_their_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = EmbeddedTable::open(&dir.path().join("t.redb")).unwrap();
+        let old = Item::new(Key::new("p", "old"), Value::Null)
+            .with_gsi1(IndexKey::new("i", "old"))
+            .with_expiry(now() - 1);
+        let live = Item::new(Key::new("p", "live"), Value::Null).with_expiry(now() + 60);
+        table
+            .transact(vec![Write::put(old), Write::put(live.clone())])
+            .await
+            .unwrap();
+
+        assert_eq!(table.purge_expired().unwrap(), 1);
+        assert_eq!(table.purge_expired().unwrap(), 0);
+        let txn = table.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(ITEMS).unwrap().len().unwrap(), 1);
+        assert_eq!(txn.open_table(GSI1).unwrap().len().unwrap(), 0);
+        assert_eq!(table.get(&live.key()).await.unwrap(), Some(live));
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Key { pk: pk.into(), sk: sk.into() }
+        Key {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
     }
 }
 
@@ -53,7 +56,10 @@ pub struct IndexKey {
 
 impl IndexKey {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        IndexKey { pk: pk.into(), sk: sk.into() }
+        IndexKey {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
     }
 }
 
@@ -75,7 +81,12 @@ pub struct Item {
 
 impl Item {
     pub fn new(key: Key, body: Value) -> Self {
-        Item { pk: key.pk, sk: key.sk, body, ..Default::default() }
+        Item {
+            pk: key.pk,
+            sk: key.sk,
+            body,
+            ..Default::default()
+        }
     }
     pub fn key(&self) -> Key {
         Key::new(self.pk.clone(), self.sk.clone())
@@ -129,24 +140,43 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// Create or replace the whole item.
-    Put { item: Item, condition: Option<Condition> },
+    Put {
+        item: Item,
+        condition: Option<Condition>,
+    },
     /// Change parts of an existing item (or create it when no condition demands existence).
-    Update { key: Key, update: Update, condition: Option<Condition> },
+    Update {
+        key: Key,
+        update: Update,
+        condition: Option<Condition>,
+    },
     /// Remove the item (no error when it is already gone, unless a condition says otherwise).
-    Delete { key: Key, condition: Option<Condition> },
+    Delete {
+        key: Key,
+        condition: Option<Condition>,
+    },
     /// Only check a condition on another item.
     Check { key: Key, condition: Condition },
 }
 
 impl Write {
     pub fn put(item: Item) -> Self {
-        Write::Put { item, condition: None }
+        Write::Put {
+            item,
+            condition: None,
+        }
     }
     pub fn put_new(item: Item) -> Self {
-        Write::Put { item, condition: Some(Condition::NotExists) }
+        Write::Put {
+            item,
+            condition: Some(Condition::NotExists),
+        }
     }
     pub fn delete(key: Key) -> Self {
-        Write::Delete { key, condition: None }
+        Write::Delete {
+            key,
+            condition: None,
+        }
     }
     pub fn key(&self) -> Key {
         match self {
@@ -172,7 +202,10 @@ pub struct Update {
 
 impl Update {
     pub fn body(body: Value) -> Self {
-        Update { body: Some(body), ..Default::default() }
+        Update {
+            body: Some(body),
+            ..Default::default()
+        }
     }
     pub fn add(mut self, counter: &str, by: i64) -> Self {
         *self.add.entry(counter.to_string()).or_insert(0) += by;
@@ -209,7 +242,10 @@ impl Query {
         }
     }
     pub fn index(index: Index, pk: impl Into<String>) -> Self {
-        Query { index: Some(index), ..Query::table(pk) }
+        Query {
+            index: Some(index),
+            ..Query::table(pk)
+        }
     }
     pub fn range(mut self, range: SortRange) -> Self {
         self.range = range;
@@ -319,8 +355,12 @@ pub trait Table: Send + Sync {
 
     /// Applies one update and returns the item as it is afterwards (atomic counters: UIDs,
     /// sequence numbers). With a failing condition: `ConditionFailed { index: 0 }`.
-    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>)
-    -> StoreResult<Item>;
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> StoreResult<Item>;
 }
 
 /// Byte objects: raw messages, attachments.

@@ -31,7 +31,10 @@ pub struct S3BlobStore {
 impl S3BlobStore {
     /// The bucket named `bucket`, reached through `client`.
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        S3BlobStore { client, bucket: bucket.into() }
+        S3BlobStore {
+            client,
+            bucket: bucket.into(),
+        }
     }
 }
 
@@ -51,7 +54,9 @@ pub fn clients_from_config(
     config: &SdkConfig,
     path_style: bool,
 ) -> (aws_sdk_dynamodb::Client, Client) {
-    let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .build();
     (aws_sdk_dynamodb::Client::new(config), Client::from_conf(s3))
 }
 
@@ -71,7 +76,12 @@ pub async fn create_bucket(client: &Client, name: &str) -> anyhow::Result<()> {
     }
     match request.send().await {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.as_service_error(), Some(CreateBucketError::BucketAlreadyOwnedByYou(_))) => {
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(CreateBucketError::BucketAlreadyOwnedByYou(_))
+            ) =>
+        {
             Ok(())
         }
         Err(e) => Err(anyhow!("CreateBucket {name}: {}", DisplayErrorContext(e))),
@@ -150,9 +160,18 @@ impl S3BlobStore {
     }
 
     async fn exists(&self, key: &str) -> StoreResult<bool> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => Ok(false),
+            Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => {
+                Ok(false)
+            }
             Err(e) => Err(sdk_error("HeadObject", e)),
         }
     }

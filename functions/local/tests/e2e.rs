@@ -1,0 +1,259 @@
+//! End to end: the `eider-local` binary started for real on a free loopback port, driven over
+//! HTTP with the curl examples of the spec's users and addresses sections, then restarted on
+//! the same data folder to prove the data persists.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `eider-local`, killed when dropped.
+struct LocalServer {
+    child: Child,
+    base: String,
+    started_in: Duration,
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(data_dir: &std::path::Path, token: Option<&str>) -> LocalServer {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eider-local"));
+    command
+        .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EIDER_DATA_DIR", data_dir)
+        .env("EIDER_DOMAIN", "example.com")
+        .env("RUST_LOG", "warn")
+        .env_remove("EIDER_ACCESS_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(token) = token {
+        command.env("EIDER_ACCESS_TOKEN", token);
+    }
+    let began = Instant::now();
+    let mut child = command.spawn().expect("eider-local starts");
+    // The server prints its address once it is listening.
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(
+        line.contains("listening on"),
+        "unexpected first line: {line:?}"
+    );
+    LocalServer {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        started_in: began.elapsed(),
+    }
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn spec_examples_work_over_http_and_data_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), None);
+    println!(
+        "eider-local started in {:?} on an empty data folder",
+        server.started_in
+    );
+    let c = reqwest::Client::new();
+    let base = server.base.clone();
+    use reqwest::Method as M;
+
+    // POST /users (spec example)
+    let (status, created) = call(&c, M::POST, format!("{base}/users"), Some(json!({
+        "username": "testuser", "password": "secretpass", "address": "testuser@example.com", "ip": "192.168.10.10"
+    }))).await;
+    assert_eq!(status, 200, "{created}");
+    let user = created["id"].as_str().unwrap().to_string();
+    // GET /users?query=testuser&tags=... (spec example, with our user's data)
+    let (status, list) = call(&c, M::GET, format!("{base}/users?query=testuser"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["results"][0]["address"], "testuser@example.com");
+    // GET /users/{user}
+    let (status, one) = call(&c, M::GET, format!("{base}/users/{user}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["username"], "testuser");
+    // PUT /users/{user}: set quota to 1 kilobyte
+    let (status, body) = call(
+        &c,
+        M::PUT,
+        format!("{base}/users/{user}"),
+        Some(json!({"quota": 1024})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    // PUT /users/{user}/logout
+    let (status, body) = call(
+        &c,
+        M::PUT,
+        format!("{base}/users/{user}/logout"),
+        Some(json!({"reason": "Account was deleted"})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    // POST /users/{user}/addresses
+    let (status, alias) = call(
+        &c,
+        M::POST,
+        format!("{base}/users/{user}/addresses"),
+        Some(json!({"address": "user@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{alias}");
+    let alias = alias["id"].as_str().unwrap().to_string();
+    // GET /addresses?query=...
+    let (_, found) = call(&c, M::GET, format!("{base}/addresses?query=testuser"), None).await;
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["results"][0]["user"], user);
+    // GET /users/{user}/addresses and one address
+    let (_, mine) = call(&c, M::GET, format!("{base}/users/{user}/addresses"), None).await;
+    assert_eq!(mine["results"].as_array().unwrap().len(), 2);
+    let (_, one) = call(
+        &c,
+        M::GET,
+        format!("{base}/users/{user}/addresses/{alias}"),
+        None,
+    )
+    .await;
+    assert_eq!(one["main"], false);
+    // PUT main, then the old main can be deleted
+    let (status, _) = call(
+        &c,
+        M::PUT,
+        format!("{base}/users/{user}/addresses/{alias}"),
+        Some(json!({"main": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let old_main = mine["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["main"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = call(
+        &c,
+        M::DELETE,
+        format!("{base}/users/{user}/addresses/{old_main}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A second user to delete.
+    let (_, other) = call(
+        &c,
+        M::POST,
+        format!("{base}/users"),
+        Some(json!({"username": "leaving", "password": "pw"})),
+    )
+    .await;
+    let other = other["id"].as_str().unwrap().to_string();
+    let (status, deleted) = call(&c, M::DELETE, format!("{base}/users/{other}"), None).await;
+    assert_eq!(status, 200, "{deleted}");
+    // Garbage gets a JSON 4xx, never a dropped connection.
+    let response = c
+        .post(format!("{base}/users"))
+        .header("content-type", "application/json")
+        .body("{{{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    drop(server);
+
+    // Restart on the same folder: everything is still there.
+    let server = start(data.path(), None);
+    println!(
+        "eider-local restarted in {:?} on an existing data folder",
+        server.started_in
+    );
+    let base = server.base.clone();
+    let (status, one) = call(&c, M::GET, format!("{base}/users/{user}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["address"], "user@example.com");
+    assert_eq!(one["limits"]["quota"]["allowed"], 1024);
+    let (status, _) = call(&c, M::GET, format!("{base}/users/{other}"), None).await;
+    assert_eq!(status, 404);
+    let (_, list) = call(&c, M::GET, format!("{base}/users"), None).await;
+    assert_eq!(list["total"], 1);
+}
+
+#[tokio::test]
+async fn access_token_is_enforced_over_http() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), Some("secrettoken"));
+    let c = reqwest::Client::new();
+    let base = &server.base;
+    let (status, _) = call(&c, reqwest::Method::GET, format!("{base}/users"), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &c,
+        reqwest::Method::GET,
+        format!("{base}/users?accessToken=nope"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &c,
+        reqwest::Method::GET,
+        format!("{base}/users?query=testuser01&accessToken=secrettoken"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let response = c
+        .get(format!("{base}/users"))
+        .header("X-Access-Token", "secrettoken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[test]
+fn a_second_server_on_the_same_data_folder_fails_clearly() {
+    let data = tempfile::tempdir().unwrap();
+    let _first = start(data.path(), None);
+    let output = Command::new(env!("CARGO_BIN_EXE_eider-local"))
+        .env("EIDER_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("EIDER_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.to_lowercase().contains("eider.redb"), "{stderr}");
+}
