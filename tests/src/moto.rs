@@ -1,10 +1,11 @@
 //! A moto server (a local imitation of DynamoDB and S3) for the tests that run on AWS APIs.
 //!
 //! With `EIDER_TEST_AWS_ENDPOINT` set, tests use that server. Otherwise the first test that
-//! needs one starts `moto_server` on a free port, once per test process; it is found through
-//! `EIDER_MOTO_SERVER`, then `$HOME/.cache/eider/venv/bin/moto_server` (where
-//! `scripts/test.sh` installs it), then `PATH`. No moto means a panic: these tests must not
-//! pass silently.
+//! needs one starts moto on a free port, once per test process, through
+//! `scripts/moto_serial.py` (moto with requests handled one at a time, so transactions are
+//! isolated as in DynamoDB). The Python that has moto is found next to `EIDER_MOTO_SERVER`,
+//! then in `$HOME/.cache/eider/venv` (where `scripts/test.sh` installs it), then next to a
+//! `moto_server` on `PATH`. No moto means a panic: these tests must not pass silently.
 //!
 //! The server is started by a small `sh` wrapper that waits for its stdin to close and then
 //! kills it. Only this process holds the other end of that pipe, so however the test process
@@ -23,13 +24,16 @@ use aws_sdk_dynamodb::config::Credentials;
 /// The region the test clients use.
 pub const REGION: &str = "us-east-1";
 
-/// Waits for its stdin to reach EOF (the test process is gone), then stops moto.
+/// Runs moto until it exits by itself or stdin reaches EOF (the test process is gone).
+/// The wrapper exits with moto, so a failed start shows at once.
+/// (Background jobs of `sh` read /dev/null, hence the pipe is handed over as fd 3.)
 const WATCHDOG: &str = r#"
-"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null &
+exec 3<&0
+"$0" "$3" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null 3<&- &
 server=$!
-cat >/dev/null
-kill "$server" 2>/dev/null
-wait "$server" 2>/dev/null
+(cat <&3 >/dev/null; kill "$server" 2>/dev/null) &
+exec 3<&-
+wait "$server"
 "#;
 
 struct Server {
@@ -73,7 +77,8 @@ fn start() -> Server {
             _watchdog: None,
         };
     }
-    let binary = find_moto().unwrap_or_else(|| {
+    let python = find_moto().and_then(|server| server.parent().map(|d| d.join("python3")));
+    let binary = python.filter(|p| p.is_file()).unwrap_or_else(|| {
         panic!(
             "moto_server not found: run `scripts/test.sh` (it installs moto into \
              $HOME/.cache/eider/venv), or set EIDER_MOTO_SERVER to the moto_server binary, \
@@ -88,6 +93,10 @@ fn start() -> Server {
         .arg(&binary)
         .arg(port.to_string())
         .arg(&log)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/moto_serial.py"
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

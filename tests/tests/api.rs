@@ -303,6 +303,16 @@ async fn create_user_rejects_invalid_input_with_400_and_changes_nothing(app: Tes
             "",
             "HashError",
         ),
+        (
+            json!({"username": "a", "password": "pw", "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>()}),
+            "tags",
+            "less than or equal to 50 items",
+        ),
+        (
+            json!({"username": "a", "password": "pw", "metaData": {"big": "x".repeat(70_000)}}),
+            "metaData",
+            "exceeds allowed size",
+        ),
     ];
     for (body, field, message) in cases {
         let (status, answer) = app.post("/users", body.clone()).await;
@@ -481,8 +491,20 @@ async fn list_users_refuses_bad_limits_and_cursors(app: TestApp) {
         sk: "PROFILE".into(),
         index: Some(("JOURNAL#x".into(), "1".into())),
     });
-    let (status, _) = app.get(&format!("/users?next={foreign}")).await;
+    let (status, body) = app.get(&format!("/users?next={foreign}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["details"]["next"],
+        "\"next\" contains an invalid value"
+    );
+    let (status, body) = app
+        .get(&format!("/addresses?previous={foreign}&page=2"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["details"]["previous"],
+        "\"previous\" contains an invalid value"
+    );
     let (status, _) = app.get(&format!("/users?query={}", "q".repeat(256))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -751,6 +751,9 @@ async fn invalid_requests(b: &Backend) {
     );
     assert_eq!(t.get(&Key::new("huge", "2")).await.unwrap(), None);
 
+    invalid(t.get(&Key::new("x", "")).await);
+    invalid(t.get_many(&[Key::new("x", "1"), Key::new("", "1")]).await);
+
     invalid(t.query(&Query::table("")).await);
     invalid(t.query(&Query::table("x").limit(0)).await);
     invalid(

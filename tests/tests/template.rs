@@ -11,8 +11,11 @@ fn template() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// (function logical id, binary, [(method, path)]) of every function in the template.
-fn functions(template: &Value) -> Vec<(String, String, BTreeSet<(String, String)>)> {
+/// A set of (method, path) routes.
+type Routes = BTreeSet<(String, String)>;
+
+/// (function logical id, binary, routes) of every function in the template.
+fn functions(template: &Value) -> Vec<(String, String, Routes)> {
     let resources = template["Resources"].as_mapping().unwrap();
     let mut out = Vec::new();
     for (name, resource) in resources {
@@ -52,7 +55,7 @@ fn functions(template: &Value) -> Vec<(String, String, BTreeSet<(String, String)
     out
 }
 
-fn code_routes(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+fn code_routes(routes: &[(&str, &str)]) -> Routes {
     routes
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))

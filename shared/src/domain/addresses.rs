@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::names::{self, normalize_alias};
-use super::users::{self, StoredUser, profile_update};
+use super::users::{self, MAX_LIST_ITEMS, StoredUser, profile_touch, profile_update};
 use super::{keys, stats};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::paging::{PageRequest, bucket_names, count_buckets, walk_buckets};
-use crate::http::validate::{Str, Validator};
+use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
 use crate::id::ObjectId;
 use crate::store::{Condition, Index, Item, Query, SortRange, StoreError, Update, Write};
 
@@ -224,9 +224,11 @@ pub async fn create(
     let name = v.string("name", Str::max(128).trim());
     let main = v.boolean("main").unwrap_or(false);
     let allow_wildcard = v.boolean("allowWildcard").unwrap_or(false);
-    let tags = v.string_list("tags", 128).unwrap_or_default();
-    let meta = v.json_object("metaData", 1024 * 1024);
-    let internal = v.json_object("internalData", 1024 * 1024);
+    let tags = v
+        .bounded_list("tags", 128, MAX_LIST_ITEMS)
+        .unwrap_or_default();
+    let meta = v.json_object("metaData", MAX_DATA_BYTES);
+    let internal = v.json_object("internalData", MAX_DATA_BYTES);
     v.session();
     let normalized = raw.as_deref().map(|a| normalize_alias(a, allow_wildcard));
     if let Some(Err(e)) = &normalized {
@@ -259,10 +261,7 @@ pub async fn create(
             changed.address = Some(address.address.clone());
             writes.push(profile_update(&owner, &changed));
         } else {
-            writes.push(Write::Check {
-                key: keys::user(user),
-                condition: Condition::CounterEquals(users::VERSION.into(), owner.version),
-            });
+            writes.push(profile_touch(&owner));
         }
         writes.push(stats::change(&[(stats::ADDRESSES, 1)]));
         match state.table.transact(writes).await {
@@ -295,9 +294,9 @@ pub async fn update(
     let name = v.string("name", Str::max(128).trim().allow_empty());
     let rename = v.string("address", Str::max(255).trim());
     let main = v.boolean("main");
-    let tags = v.string_list("tags", 128);
-    let meta = v.json_object("metaData", 1024 * 1024);
-    let internal = v.json_object("internalData", 1024 * 1024);
+    let tags = v.bounded_list("tags", 128, MAX_LIST_ITEMS);
+    let meta = v.json_object("metaData", MAX_DATA_BYTES);
+    let internal = v.json_object("internalData", MAX_DATA_BYTES);
     v.session();
     if main == Some(false) {
         v.error("main", "Cannot unset main status");
@@ -366,10 +365,7 @@ pub async fn update(
             changed.address = Some(next.address.clone());
             writes.push(profile_update(&owner, &changed));
         } else {
-            writes.push(Write::Check {
-                key: keys::user(user),
-                condition: Condition::CounterEquals(users::VERSION.into(), owner.version),
-            });
+            writes.push(profile_touch(&owner));
         }
         let profile_index = writes.len() - 1;
         match state.table.transact(writes).await {
@@ -418,10 +414,7 @@ pub async fn delete(
         }
         let mut writes = address.delete_writes();
         // The main address must not become this one while we delete it.
-        writes.push(Write::Check {
-            key: keys::user(user),
-            condition: Condition::CounterEquals(users::VERSION.into(), owner.version),
-        });
+        writes.push(profile_touch(&owner));
         writes.push(stats::change(&[(stats::ADDRESSES, -1)]));
         if let Write::Delete { condition, .. } = &mut writes[0] {
             *condition = Some(Condition::Exists);
@@ -509,7 +502,7 @@ pub async fn list_all(state: &AppState, request: ListAddresses) -> ApiResult<Val
         &keep,
     )
     .await?
-    .ok_or_else(|| ApiError::invalid_field("next", "\"next\" contains an invalid value"))?;
+    .ok_or_else(|| request.page.invalid_cursor())?;
     let filtered =
         request.query.is_some() || !request.tags.is_empty() || !request.required_tags.is_empty();
     let total = if filtered {

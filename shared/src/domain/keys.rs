@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | user profile | `USER#<user>` | `PROFILE` | `USERS#<bucket>` / unameview |
 //! | username claim | `USERNAME#<unameview>` | `USERNAME` | |
-//! | address | `USER#<user>` | `ADDR#<address>` | `ADDRS#<bucket>` / addrview |
+//! | address | `USER#<user>` | `ADDR#<address id>` | `ADDRS#<bucket>` / addrview |
 //! | address claim | `ADDRESS#<addrview>` | `ADDRESS` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
 //! | mailbox path claim | `USER#<user>` | `MPATH#<path>` | |
@@ -14,6 +14,10 @@
 //! | journal event | `JOURNAL#<user>` | `<seq, 20 digits>` | |
 //! | deleted user (purge task) | `DELETED#<user>` | `DELETED` | `TASKS` / `<due>#<user>` |
 //! | global counters | `STATS#<shard>` | `STATS` | |
+//! | application-specific password | `USER#<user>` | `ASP#<asp>` | |
+//! | used TOTP code (replay guard) | `USER#<user>` | `TOTPUSED#<step>#<code>` | |
+//! | failed-attempt window | `RATE#<subject>` | `W#<window number>` | |
+//! | brute-force lock | `RATE#<subject>` | `LOCK` | |
 
 use crate::id::ObjectId;
 use crate::store::{IndexKey, Key};
@@ -97,4 +101,31 @@ pub const STATS_SHARDS: u32 = 16;
 
 pub fn stats(shard: u32) -> Key {
     Key::new(format!("STATS#{shard:02}"), "STATS")
+}
+
+pub const ASP_SK_PREFIX: &str = "ASP#";
+
+pub fn asp(user: &ObjectId, asp: &ObjectId) -> Key {
+    Key::new(user_pk(user), format!("{ASP_SK_PREFIX}{asp}"))
+}
+
+/// A TOTP code accepted for time step `step`; exists (with a TTL) while the code could still
+/// verify, so the same code is never accepted twice.
+pub fn totp_used(user: &ObjectId, step: u64, code: &str) -> Key {
+    Key::new(user_pk(user), format!("TOTPUSED#{step:012}#{code}"))
+}
+
+/// The partition of one brute-force subject: `user:<id>`, `totp:<id>` or `name:<login view>`.
+pub fn rate_pk(subject: &str) -> String {
+    format!("RATE#{subject}")
+}
+
+/// Failed attempts of a subject in window number `window` (unix time / window length).
+pub fn rate_window(subject: &str, window: i64) -> Key {
+    Key::new(rate_pk(subject), format!("W#{window:012}"))
+}
+
+/// The lock of a subject: while it lives, attempts are refused without checking anything.
+pub fn rate_lock(subject: &str) -> Key {
+    Key::new(rate_pk(subject), "LOCK")
 }

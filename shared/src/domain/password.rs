@@ -41,11 +41,10 @@ pub async fn verify(password: String, stored: String) -> bool {
     .unwrap_or(false)
 }
 
-/// Whether a value given with `hashedPassword: true` is a hash we can verify later.
+/// Whether a value given with `hashedPassword: true` is an argon2id hash (the only kind Eider
+/// stores).
 pub fn is_supported_hash(value: &str) -> bool {
-    PasswordHash::new(value).is_ok_and(|h| {
-        matches!(h.algorithm.as_str(), "argon2id" | "argon2i" | "argon2d") && h.hash.is_some()
-    })
+    PasswordHash::new(value).is_ok_and(|h| h.algorithm.as_str() == "argon2id" && h.hash.is_some())
 }
 
 #[cfg(test)]

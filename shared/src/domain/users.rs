@@ -22,9 +22,13 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::paging::{PageRequest, bucket_names, count_buckets, walk_buckets};
-use crate::http::validate::{Session, Str, Validator};
+use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator};
 use crate::id::ObjectId;
 use crate::store::{Condition, Index, Item, Key, StoreError, Update, Write};
+
+/// Most items in `tags`, `targets` and `fromWhitelist` (keeps a profile well inside one item,
+/// and a create with its per-target log entries inside one transaction).
+pub const MAX_LIST_ITEMS: usize = 50;
 
 /// Counter names on the profile item.
 pub const STORAGE_USED: &str = "storageUsed";
@@ -181,6 +185,17 @@ pub fn profile_update(stored: &StoredUser, user: &User) -> Write {
     }
 }
 
+/// The write that marks a profile as changed without changing its body, if nobody changed it
+/// since it was read. Address changes use it, so a user deletion that read the address list
+/// can't miss an address added or renamed meanwhile.
+pub fn profile_touch(stored: &StoredUser) -> Write {
+    Write::Update {
+        key: keys::user(&stored.user.id),
+        update: Update::default().add(VERSION, 1),
+        condition: Some(Condition::CounterEquals(VERSION.into(), stored.version)),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Input shared by create and update
 
@@ -197,7 +212,7 @@ fn normalize_tags(tags: Vec<String>) -> Vec<String> {
 
 /// Forward targets: an address, an `smtp(s)://` relay or an `http(s)://` URL.
 fn parse_targets(v: &mut Validator, field: &str) -> Option<Vec<String>> {
-    let targets = v.string_list(field, 1024)?;
+    let targets = v.bounded_list(field, 1024, MAX_LIST_ITEMS)?;
     let mut out = Vec::new();
     for target in targets {
         let lower = target.to_lowercase();
@@ -317,7 +332,7 @@ fn parse_limits(v: &mut Validator, limits: &mut Limits) -> bool {
 }
 
 fn parse_whitelist(v: &mut Validator) -> Option<Vec<String>> {
-    let list = v.string_list("fromWhitelist", 128)?;
+    let list = v.bounded_list("fromWhitelist", 128, MAX_LIST_ITEMS)?;
     let mut seen = BTreeSet::new();
     Some(
         list.into_iter()
@@ -351,7 +366,7 @@ fn apply_common(v: &mut Validator, user: &mut User) -> bool {
         user.from_whitelist = list;
         changed = true;
     }
-    if let Some(tags) = v.string_list("tags", 128) {
+    if let Some(tags) = v.bounded_list("tags", 128, MAX_LIST_ITEMS) {
         user.tags = normalize_tags(tags);
         changed = true;
     }
@@ -363,11 +378,11 @@ fn apply_common(v: &mut Validator, user: &mut User) -> bool {
         user.disabled_scopes = scopes;
         changed = true;
     }
-    if let Some(meta) = v.json_object("metaData", 1024 * 1024) {
+    if let Some(meta) = v.json_object("metaData", MAX_DATA_BYTES) {
         user.meta_data = Some(meta);
         changed = true;
     }
-    if let Some(internal) = v.json_object("internalData", 1024 * 1024) {
+    if let Some(internal) = v.json_object("internalData", MAX_DATA_BYTES) {
         user.internal_data = Some(internal);
         changed = true;
     }
@@ -401,7 +416,7 @@ async fn stored_password(value: Option<String>, pre_hashed: bool) -> ApiResult<O
             } else {
                 Err(ApiError::bad_request(
                     "HashError",
-                    "Invalid algo: only argon2 (argon2id, argon2i, argon2d) PHC hashes are accepted",
+                    "Invalid algo: only argon2id PHC hashes are accepted",
                 ))
             }
         }
@@ -580,9 +595,15 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
         &input.mailboxes,
         input.user.retention,
     );
+    // Paths are case-sensitive (IMAP), except INBOX.
     let mut paths = BTreeSet::new();
     for mailbox in &boxes {
-        if !paths.insert(mailbox.path.to_lowercase()) {
+        let path = if mailbox.path.eq_ignore_ascii_case("INBOX") {
+            "INBOX".to_string()
+        } else {
+            mailbox.path.clone()
+        };
+        if !paths.insert(path) {
             return Err(ApiError::invalid_field(
                 "mailboxes",
                 format!("Duplicate mailbox name: {}", mailbox.path),
@@ -856,7 +877,7 @@ pub async fn list(state: &AppState, request: ListUsers) -> ApiResult<Value> {
         &keep,
     )
     .await?
-    .ok_or_else(|| ApiError::invalid_field("next", "\"next\" contains an invalid value"))?;
+    .ok_or_else(|| request.page.invalid_cursor())?;
     let total = if request.is_filtered() {
         count_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &keep).await?
     } else {
@@ -1121,77 +1142,81 @@ impl DeleteUser {
 /// transaction (addresses beyond what fits follow in further ones); the mailboxes and messages
 /// stay until the purge task (the janitor) runs after the configured delay.
 pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> ApiResult<Deleted> {
-    let current = load(state, id).await?;
-    let addresses = addresses::list_stored(state, id).await?;
     let retention = chrono::Duration::from_std(state.config.deleted_user_retention)
         .unwrap_or(chrono::Duration::days(2));
     let purge_after = request.delete_after.unwrap_or_else(Utc::now) + retention;
     let task = ObjectId::new();
-    let tombstone = Item::new(
-        keys::deleted_user(id),
-        json!({
-            "task": task,
-            "user": id,
-            "username": current.user.username,
-            "address": current.user.address,
-            "deletedAt": Utc::now(),
-            "purgeAfter": purge_after,
-        }),
-    )
-    .with_gsi1(keys::purge_task(purge_after.timestamp(), id));
-
-    let mut first = vec![
-        Write::Delete {
-            key: keys::user(id),
-            condition: Some(Condition::CounterEquals(VERSION.into(), current.version)),
-        },
-        Write::delete(keys::username_claim(&current.user.unameview)),
-        Write::put(tombstone),
-        AuthlogEntry::new(
-            "delete user",
-            Some("success"),
-            &request.session,
-            &state.config,
+    for _ in 0..OPTIMISTIC_RETRIES {
+        // The address list is read under the profile version: address changes bump it, so a
+        // concurrent one makes this attempt fail and the list is read again.
+        let current = load(state, id).await?;
+        let addresses = addresses::list_stored(state, id).await?;
+        let tombstone = Item::new(
+            keys::deleted_user(id),
+            json!({
+                "task": task,
+                "user": id,
+                "username": current.user.username,
+                "address": current.user.address,
+                "deletedAt": Utc::now(),
+                "purgeAfter": purge_after,
+            }),
         )
-        .write(id),
-    ];
-    // Room for the counters write; two writes per address.
-    let room = (crate::store::MAX_TRANSACTION_WRITES - first.len() - 1) / 2;
-    let mut chunks = addresses.chunks(room.max(1));
-    let first_chunk = chunks.next().unwrap_or_default();
-    for address in first_chunk {
-        first.extend(address.delete_writes());
-    }
-    first.push(stats::change(&[
-        (stats::USERS, -1),
-        (stats::ADDRESSES, -(first_chunk.len() as i64)),
-    ]));
-    match state.table.transact(first).await {
-        Ok(()) => {}
-        Err(StoreError::ConditionFailed { index: 0 }) => {
-            return Err(ApiError::conflict(
-                "LockFail",
-                "The user was changed concurrently, try again",
-            ));
+        .with_gsi1(keys::purge_task(purge_after.timestamp(), id));
+        let mut first = vec![
+            Write::Delete {
+                key: keys::user(id),
+                condition: Some(Condition::CounterEquals(VERSION.into(), current.version)),
+            },
+            Write::delete(keys::username_claim(&current.user.unameview)),
+            Write::put(tombstone),
+            AuthlogEntry::new(
+                "delete user",
+                Some("success"),
+                &request.session,
+                &state.config,
+            )
+            .write(id),
+        ];
+        // Room for the counters write; two writes per address. Addresses beyond what fits
+        // follow in further transactions (their owner is gone already; the janitor removes
+        // any that a failure leaves behind).
+        let room = (crate::store::MAX_TRANSACTION_WRITES - first.len() - 1) / 2;
+        let mut chunks = addresses.chunks(room.max(1));
+        let first_chunk = chunks.next().unwrap_or_default();
+        for address in first_chunk {
+            first.extend(address.delete_writes());
         }
-        Err(e) => return Err(e.into()),
+        first.push(stats::change(&[
+            (stats::USERS, -1),
+            (stats::ADDRESSES, -(first_chunk.len() as i64)),
+        ]));
+        match state.table.transact(first).await {
+            Ok(()) => {}
+            Err(StoreError::ConditionFailed { index: 0 }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for chunk in chunks {
+            let mut writes: Vec<Write> = chunk
+                .iter()
+                .flat_map(StoredAddress::delete_writes)
+                .collect();
+            writes.push(stats::change(&[(stats::ADDRESSES, -(chunk.len() as i64))]));
+            state.table.transact(writes).await?;
+        }
+        let event = json!({"command": "LOGOUT", "reason": "Account was deleted"});
+        journal::append(state.table.as_ref(), &state.config, id, event).await?;
+        tracing::info!(user = %id, addresses = addresses.len(), "user deleted");
+        return Ok(Deleted {
+            addresses: addresses.len(),
+            purge_after,
+            task,
+        });
     }
-    for chunk in chunks {
-        let mut writes: Vec<Write> = chunk
-            .iter()
-            .flat_map(StoredAddress::delete_writes)
-            .collect();
-        writes.push(stats::change(&[(stats::ADDRESSES, -(chunk.len() as i64))]));
-        state.table.transact(writes).await?;
-    }
-    let event = json!({"command": "LOGOUT", "reason": "Account was deleted"});
-    journal::append(state.table.as_ref(), &state.config, id, event).await?;
-    tracing::info!(user = %id, addresses = addresses.len(), "user deleted");
-    Ok(Deleted {
-        addresses: addresses.len(),
-        purge_after,
-        task,
-    })
+    Err(ApiError::conflict(
+        "LockFail",
+        "The user was changed concurrently, try again",
+    ))
 }
 
 /// `PUT /users/{user}/logout`: records a LOGOUT event for the updates stream.

@@ -46,6 +46,18 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
 }
 
 impl PageRequest {
+    /// The cursor error of this request (a cursor that names no partition of the listing).
+    pub fn invalid_cursor(&self) -> crate::error::ApiError {
+        let field = match self.direction {
+            Direction::Before(_) => "previous",
+            _ => "next",
+        };
+        crate::error::ApiError::invalid_field(
+            field,
+            format!("\"{field}\" contains an invalid value"),
+        )
+    }
+
     /// Reads `limit`, `next`, `previous` and `page`. `next` wins over `previous`.
     pub fn from_params(v: &mut Validator) -> PageRequest {
         let limit = v.integer("limit", 1, MAX_LIMIT).unwrap_or(DEFAULT_LIMIT) as usize;

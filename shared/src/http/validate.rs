@@ -14,6 +14,10 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::id::ObjectId;
 
+/// Largest `metaData` / `internalData` JSON text (WildDuck allows 1 MB; a DynamoDB item holds
+/// at most 400 KB, and a profile carries both).
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+
 /// Rules for a string field.
 #[derive(Clone, Copy)]
 pub struct Str {
@@ -266,6 +270,25 @@ impl Validator {
     /// An optional non-negative size or count.
     pub fn count(&mut self, field: &str) -> Option<u64> {
         self.integer(field, 0, i64::MAX).map(|n| n as u64)
+    }
+
+    /// Like [`Validator::string_list`], with at most `max_items` items.
+    pub fn bounded_list(
+        &mut self,
+        field: &str,
+        item_max: usize,
+        max_items: usize,
+    ) -> Option<Vec<String>> {
+        let list = self.string_list(field, item_max)?;
+        if list.len() > max_items {
+            let message = format!(
+                "{} must contain less than or equal to {max_items} items",
+                quoted(field)
+            );
+            self.error(field, message);
+            return None;
+        }
+        Some(list)
     }
 
     /// An optional list of strings: a JSON array, or a comma-separated string. Items are

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 pub use super::s3::aws_clients_from_env;
 
-use super::embedded::{apply_update, check_query, check_writes, condition_holds, now};
+use super::embedded::{apply_update, check_key, check_query, check_writes, condition_holds, now};
 use super::{
     Condition, Cursor, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError, StoreResult,
     Table, Update, Write,
@@ -169,6 +169,7 @@ fn index_attributes(index: Index) -> (&'static str, &'static str, &'static str) 
 #[async_trait]
 impl Table for DynamoTable {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        check_key(key)?;
         let out = self
             .client
             .get_item()
@@ -190,6 +191,7 @@ impl Table for DynamoTable {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        keys.iter().try_for_each(check_key)?;
         let mut found = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET_KEYS) {
             let mut pending: Vec<_> = chunk.iter().map(key_attributes).collect();
@@ -374,7 +376,7 @@ impl Table for DynamoTable {
                         match judge(&writes[index], old, now)? {
                             Verdict::Failed => return Err(StoreError::ConditionFailed { index }),
                             Verdict::Replace(item, ttl) => {
-                                replacements.insert(index, (item, ttl));
+                                replacements.insert(index, (*item, ttl));
                             }
                             Verdict::Retry => {
                                 replacements.remove(&index);
@@ -430,7 +432,7 @@ impl Table for DynamoTable {
                     let old = failed.into_iter().next().and_then(|(_, old)| old);
                     match judge(&write, old, now)? {
                         Verdict::Failed => return Err(StoreError::ConditionFailed { index: 0 }),
-                        Verdict::Replace(item, ttl) => replacement = Some((item, ttl)),
+                        Verdict::Replace(item, ttl) => replacement = Some((*item, ttl)),
                         Verdict::Retry => replacement = None,
                     }
                 }

@@ -2,7 +2,7 @@
 //!
 //! This module owns the on-disk layout and the reference semantics of the port:
 //!
-//! * `items`: `(pk, sk)` → the item's JSON ([`Stored`]: body, counters, index keys, expiry).
+//! * `items`: `(pk, sk)` → the item's JSON (body, counters, index keys, expiry).
 //! * `gsi1` / `gsi2`: `(index pk, index sk, pk, sk)` → `()`, one entry per item that carries
 //!   that index key, changed in the same write transaction as the item itself.
 //!
@@ -137,6 +137,7 @@ impl EmbeddedTable {
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        check_key(key)?;
         let key = key.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
@@ -149,6 +150,7 @@ impl Table for EmbeddedTable {
     async fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Item>> {
         // Each item at most once, as BatchGetItem (which rejects duplicates) would give it.
         let keys: BTreeSet<Key> = keys.iter().cloned().collect();
+        keys.iter().try_for_each(check_key)?;
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let items = txn.open_table(ITEMS).map_err(backend)?;
