@@ -28,6 +28,101 @@ pub struct Config {
     pub authlog_retention: Duration,
     /// `EIDER_JOURNAL_HOURS`: how long change events are kept for the updates stream.
     pub journal_retention: Duration,
+    /// `EIDER_AUTH_FAILURES` / `EIDER_AUTH_WINDOW_SECONDS` / `EIDER_AUTH_LOCK_SECONDS`:
+    /// brute-force protection of `/authenticate` and TOTP checks.
+    pub auth_limit: AuthLimit,
+    /// `EIDER_SECRET_KEY`: when set, TOTP seeds are encrypted at rest with it.
+    pub secret_key: Option<SecretKey>,
+    /// `EIDER_IMAP_*`, `EIDER_POP3_*`, `EIDER_SMTP_*`: the mail servers clients are told to
+    /// use (Apple configuration profiles of application-specific passwords).
+    pub imap: MailServer,
+    pub pop3: MailServer,
+    pub smtp: MailServer,
+}
+
+/// How many failed attempts one user (or one unknown login name) may make in a window, and
+/// how long further attempts are then refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimit {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub lock: Duration,
+}
+
+impl Default for AuthLimit {
+    /// WildDuck's numbers: 12 failures in 120 s.
+    fn default() -> Self {
+        AuthLimit {
+            max_failures: 12,
+            window: Duration::from_secs(120),
+            lock: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A 256-bit key. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl std::str::FromStr for SecretKey {
+    type Err = String;
+    /// 64 hex digits, or 32 bytes in base64 (standard or URL-safe, padded or not).
+    fn from_str(text: &str) -> Result<Self, String> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let text = text.trim();
+        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|e| e.to_string())?
+        } else {
+            let unpadded = text.trim_end_matches('=');
+            STANDARD_NO_PAD
+                .decode(unpadded)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
+                .map_err(|_| "expected 64 hex digits or 32 bytes in base64".to_string())?
+        };
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "the key must be 32 bytes (64 hex digits)".to_string())?;
+        Ok(SecretKey(key))
+    }
+}
+
+/// Where clients reach one mail service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailServer {
+    pub host: String,
+    pub port: u16,
+    /// Implicit TLS on connect (993, 995, 465); false means STARTTLS or plain.
+    pub secure: bool,
+}
+
+impl MailServer {
+    fn from_env(prefix: &str, default_host: &str, default_port: u16) -> anyhow::Result<Self> {
+        let secure = match var(&format!("{prefix}_SECURE")) {
+            None => true,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => bail!("{prefix}_SECURE={v:?} is not valid: expected true or false"),
+            },
+        };
+        Ok(MailServer {
+            host: var(&format!("{prefix}_HOST"))
+                .map(|h| h.trim().to_lowercase())
+                .unwrap_or_else(|| default_host.to_string()),
+            port: parsed(&format!("{prefix}_PORT"))?.unwrap_or(default_port),
+            secure,
+        })
+    }
 }
 
 /// Settings of the local server only.
@@ -64,6 +159,23 @@ impl Default for Config {
             body_limit: 6 * 1024 * 1024,
             authlog_retention: Duration::from_secs(30 * 24 * 3600),
             journal_retention: Duration::from_secs(24 * 3600),
+            auth_limit: AuthLimit::default(),
+            secret_key: None,
+            imap: MailServer {
+                host: "localhost".into(),
+                port: 993,
+                secure: true,
+            },
+            pop3: MailServer {
+                host: "localhost".into(),
+                port: 995,
+                secure: true,
+            },
+            smtp: MailServer {
+                host: "localhost".into(),
+                port: 465,
+                secure: true,
+            },
         }
     }
 }
@@ -84,6 +196,14 @@ where
             .parse()
             .map(Some)
             .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}")),
+    }
+}
+
+/// A whole number above 0.
+fn positive(name: &str) -> anyhow::Result<Option<u64>> {
+    match parsed::<u64>(name)? {
+        Some(0) => bail!("{name} must be greater than 0"),
+        other => Ok(other),
     }
 }
 
@@ -109,7 +229,6 @@ impl Config {
         }
         Ok(Config {
             access_token: var("EIDER_ACCESS_TOKEN"),
-            domain,
             max_storage: parsed("EIDER_MAX_STORAGE")?.unwrap_or(defaults.max_storage),
             deleted_user_retention: parsed::<u64>("EIDER_DELETED_USER_DAYS")?
                 .map(|d| Duration::from_secs(d * 24 * 3600))
@@ -123,6 +242,26 @@ impl Config {
             journal_retention: parsed::<u64>("EIDER_JOURNAL_HOURS")?
                 .map(|h| Duration::from_secs(h * 3600))
                 .unwrap_or(defaults.journal_retention),
+            auth_limit: AuthLimit {
+                max_failures: positive("EIDER_AUTH_FAILURES")?
+                    .unwrap_or(u64::from(defaults.auth_limit.max_failures))
+                    .min(u64::from(u32::MAX)) as u32,
+                window: positive("EIDER_AUTH_WINDOW_SECONDS")?
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.auth_limit.window),
+                lock: positive("EIDER_AUTH_LOCK_SECONDS")?
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.auth_limit.lock),
+            },
+            secret_key: parsed("EIDER_SECRET_KEY").map_err(|_| {
+                anyhow::anyhow!(
+                    "EIDER_SECRET_KEY is not valid: expected 32 bytes as 64 hex digits or base64"
+                )
+            })?,
+            imap: MailServer::from_env("EIDER_IMAP", &domain, 993)?,
+            pop3: MailServer::from_env("EIDER_POP3", &domain, 995)?,
+            smtp: MailServer::from_env("EIDER_SMTP", &domain, 465)?,
+            domain,
         })
     }
 }

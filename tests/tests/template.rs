@@ -69,6 +69,7 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
     let expected = [
         ("eider-users", code_routes(eider_users::ROUTES)),
         ("eider-addresses", code_routes(eider_addresses::ROUTES)),
+        ("eider-auth", code_routes(eider_auth::ROUTES)),
     ];
     assert_eq!(
         functions.len(),

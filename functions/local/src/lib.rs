@@ -9,9 +9,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(eider_users::router())
         .merge(eider_addresses::router())
+        .merge(eider_auth::router())
 }
 
 /// Every route of every group (method, path).
 pub fn routes() -> Vec<(&'static str, &'static str)> {
-    [eider_users::ROUTES, eider_addresses::ROUTES].concat()
+    [
+        eider_users::ROUTES,
+        eider_addresses::ROUTES,
+        eider_auth::ROUTES,
+    ]
+    .concat()
 }

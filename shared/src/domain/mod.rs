@@ -2,6 +2,8 @@
 //! owns its items' keys (see [`keys`]) and the transactions that keep them consistent.
 
 pub mod addresses;
+pub mod asps;
+pub mod auth;
 pub mod authlog;
 pub mod journal;
 pub mod keys;
@@ -10,7 +12,9 @@ pub mod mailboxes;
 pub mod names;
 pub mod password;
 pub mod pgp_key;
+pub mod ratelimit;
 pub mod stats;
+pub mod totp;
 pub mod users;
 
 /// Now as unix seconds (TTL attributes, expiry maths).

@@ -114,6 +114,9 @@ pub struct User {
     pub upload_sent_messages: bool,
     #[serde(default)]
     pub enabled2fa: Vec<String>,
+    /// TOTP seeds (`domain::totp`), sealed at rest when `EIDER_SECRET_KEY` is set.
+    #[serde(default, skip_serializing_if = "super::totp::TotpSeeds::is_empty")]
+    pub totp: super::totp::TotpSeeds,
     #[serde(default)]
     pub autoreply: bool,
     pub activated: bool,
@@ -543,6 +546,7 @@ impl NewUser {
             feature_flags: Map::new(),
             upload_sent_messages: false,
             enabled2fa: Vec::new(),
+            totp: Default::default(),
             autoreply: false,
             activated: true,
             disabled: false,
@@ -975,6 +979,7 @@ fn dummy_user() -> User {
         feature_flags: Map::new(),
         upload_sent_messages: false,
         enabled2fa: Vec::new(),
+        totp: Default::default(),
         autoreply: false,
         activated: true,
         disabled: false,
@@ -993,6 +998,7 @@ fn apply_changes(v: &mut Validator, user: &mut User) -> bool {
     }
     if v.boolean("disable2fa") == Some(true) {
         user.enabled2fa.clear();
+        user.totp = Default::default();
         changed = true;
     }
     if let Some(disabled) = v.boolean("disabled") {

@@ -209,6 +209,84 @@ pub async fn walk_buckets(
     Ok(Some(finish_page(fetched, request, Some(index))))
 }
 
+/// One page of a listing inside one partition of the table: the items of `pk` whose sort key
+/// starts with `prefix`, in sort-key order (`descending`: newest first for time-ordered ids),
+/// keeping only items that pass `keep`. A cursor outside that range is refused (`None`; the
+/// caller answers 400), so a cursor can never reach another partition.
+pub async fn walk_partition(
+    table: &dyn Table,
+    pk: &str,
+    prefix: &str,
+    descending: bool,
+    request: &PageRequest,
+    keep: &(dyn Fn(&Item) -> bool + Sync),
+) -> StoreResult<Option<PageResult>> {
+    let (start, backwards) = match &request.direction {
+        Direction::First => (None, false),
+        Direction::After(c) => (Some(c), false),
+        Direction::Before(c) => (Some(c), true),
+    };
+    if let Some(cursor) = start
+        && (cursor.index.is_some() || cursor.pk != pk || !cursor.sk.starts_with(prefix))
+    {
+        return Ok(None);
+    }
+    // Walking backwards through the display order is walking the other way through the keys.
+    let forward = descending == backwards;
+    let want = request.limit + 1;
+    let mut fetched = Vec::new();
+    let mut after = start.cloned();
+    loop {
+        let query = Query::table(pk)
+            .range(SortRange::BeginsWith(prefix.to_string()))
+            .forward(forward)
+            .limit((want - fetched.len()).max(50))
+            .start_after(after.take());
+        let page = table.query(&query).await?;
+        for item in page.items {
+            if keep(&item) {
+                fetched.push(item);
+                if fetched.len() == want {
+                    break;
+                }
+            }
+        }
+        match page.next {
+            Some(next) if fetched.len() < want => after = Some(next),
+            _ => break,
+        }
+    }
+    if backwards {
+        fetched.reverse();
+    }
+    Ok(Some(finish_page(fetched, request, None)))
+}
+
+/// Counts the items of one partition range that pass `keep` (the `total` of a listing that
+/// has no counter: its cost grows with the partition; see data-model.md).
+pub async fn count_partition(
+    table: &dyn Table,
+    pk: &str,
+    prefix: &str,
+    keep: &(dyn Fn(&Item) -> bool + Sync),
+) -> StoreResult<u64> {
+    let mut total = 0;
+    let mut after = None;
+    loop {
+        let query = Query::table(pk)
+            .range(SortRange::BeginsWith(prefix.to_string()))
+            .limit(500)
+            .start_after(after.take());
+        let page = table.query(&query).await?;
+        total += page.items.iter().filter(|i| keep(i)).count() as u64;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(total)
+}
+
 /// Counts the items of every bucket that pass `keep` (the `total` of a filtered listing: it
 /// reads every item of the listing, so its cost grows with the listing; see data-model.md).
 pub async fn count_buckets(

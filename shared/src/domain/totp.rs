@@ -1,0 +1,613 @@
+//! TOTP two-factor authentication (RFC 6238: HMAC-SHA-1, 6 digits, 30 s steps, one step of
+//! skew either way): setup with a QR code, enabling, checking and disabling
+//! (`/users/{user}/2fa/...`).
+//!
+//! The seeds live on the user's profile ([`TotpSeeds`]): the active seed, and a pending one
+//! between setup and enable (valid 6 hours, as in WildDuck). With `EIDER_SECRET_KEY` set they
+//! are sealed with AES-256-GCM, bound to the user's id; without it they are stored as base32.
+//!
+//! A code is accepted at most once: its time step and digits are claimed with a conditional
+//! put (`USER#<user>` / `TOTPUSED#<step>#<code>`, expiring once the code could no longer
+//! verify), in the same transaction as the success's authlog entry, so two concurrent checks
+//! of one code give one success. Checks are rate limited per user like passwords
+//! ([`super::ratelimit`]).
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use totp_rs::{Algorithm, Secret};
+
+use super::authlog::AuthlogEntry;
+use super::ratelimit::{self, Gate, Subject};
+use super::users::{self, StoredUser, User, profile_update};
+use super::{journal, keys, unix_now};
+use crate::config::{Config, SecretKey};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::http::validate::{Session, Str, Validator};
+use crate::id::ObjectId;
+use crate::store::{Item, StoreError, Write};
+
+/// Seconds per time step.
+pub const STEP: u64 = 30;
+/// Steps accepted before and after the current one.
+pub const SKEW: u64 = 1;
+/// How long a pending seed from setup can still be enabled.
+const PENDING_VALIDITY_HOURS: i64 = 6;
+const OPTIMISTIC_RETRIES: usize = 8;
+const METHOD: &str = "totp";
+
+/// The TOTP secrets of a user, as stored on the profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpSeeds {
+    /// The seed of enabled TOTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// A seed from setup, waiting for enable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_created: Option<DateTime<Utc>>,
+}
+
+impl TotpSeeds {
+    pub fn is_empty(&self) -> bool {
+        self.seed.is_none() && self.pending.is_none()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing seeds
+
+const PLAIN_PREFIX: &str = "plain:";
+const SEALED_PREFIX: &str = "aes256gcm:";
+
+fn aad(user: &ObjectId) -> Vec<u8> {
+    format!("eider-totp-seed:{user}").into_bytes()
+}
+
+/// The stored form of `seed` (raw bytes) for `user`.
+pub fn seal(seed: &[u8], user: &ObjectId, key: Option<&SecretKey>) -> ApiResult<String> {
+    let Some(key) = key else {
+        return Ok(format!(
+            "{PLAIN_PREFIX}{}",
+            Secret::from(seed.to_vec()).to_base32()
+        ));
+    };
+    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut nonce = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let aad = aad(user);
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: seed,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| anyhow::anyhow!("sealing a TOTP seed failed"))?;
+    let mut out = nonce.to_vec();
+    out.extend(sealed);
+    Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+}
+
+fn config_error(message: &str) -> ApiError {
+    tracing::error!("{message}");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalConfigError",
+        "Can not use decrypted secret",
+    )
+}
+
+/// The raw seed from its stored form. A sealed seed needs the key it was sealed with.
+pub fn unseal(stored: &str, user: &ObjectId, key: Option<&SecretKey>) -> ApiResult<Vec<u8>> {
+    if let Some(base32) = stored.strip_prefix(PLAIN_PREFIX) {
+        return Secret::try_from_base32(base32)
+            .map(|s| s.as_bytes().to_vec())
+            .map_err(|_| config_error("a stored TOTP seed is not valid base32"));
+    }
+    let Some(sealed) = stored.strip_prefix(SEALED_PREFIX) else {
+        return Err(config_error("a stored TOTP seed has an unknown format"));
+    };
+    let Some(key) = key else {
+        return Err(config_error(
+            "a TOTP seed is encrypted but EIDER_SECRET_KEY is not set",
+        ));
+    };
+    let bytes = STANDARD
+        .decode(sealed)
+        .map_err(|_| config_error("a sealed TOTP seed is not valid base64"))?;
+    if bytes.len() < 12 {
+        return Err(config_error("a sealed TOTP seed is too short"));
+    }
+    let (nonce, ciphertext) = bytes.split_at(12);
+    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let aad = aad(user);
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| {
+            config_error("a TOTP seed does not decrypt with EIDER_SECRET_KEY (wrong key?)")
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codes
+
+fn totp(seed: &[u8]) -> ApiResult<totp_rs::Totp> {
+    totp_rs::Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(SKEW as u16)
+        .with_step_duration(STEP)
+        .with_secret(seed.to_vec())
+        .build()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("TOTP parameters: {e:?}")))
+}
+
+/// The time step `code` is valid for at unix time `now` (current step ± [`SKEW`]), if any.
+pub fn verify(seed: &[u8], code: &str, now: u64) -> ApiResult<Option<u64>> {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    Ok(totp(seed)?.check(code, now))
+}
+
+/// The code of `seed` at unix time `time` (tests and tools).
+pub fn code_at(seed: &[u8], time: u64) -> ApiResult<String> {
+    Ok(totp(seed)?.generate(time).to_string())
+}
+
+/// JavaScript's `encodeURIComponent`.
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The otpauth URL authenticator apps read (Google's key URI format).
+pub fn otpauth_url(seed_base32: &str, issuer: &str, label: &str) -> String {
+    format!(
+        "otpauth://totp/{}:{}?secret={seed_base32}&issuer={}&algorithm=SHA1&digits=6&period={STEP}",
+        encode_component(issuer),
+        encode_component(label),
+        encode_component(issuer),
+    )
+}
+
+/// A PNG QR code of `text`, as a `data:` URL.
+pub fn qr_data_url(text: &str) -> ApiResult<String> {
+    let qr_error = |e: String| {
+        tracing::error!(error = e, "QR code rendering failed");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "QRError",
+            "Failed to generate QR code",
+        )
+    };
+    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)
+        .map_err(|e| qr_error(e.to_string()))?;
+    let image = code
+        .render::<image::Luma<u8>>()
+        .min_dimensions(240, 240)
+        .build();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| qr_error(e.to_string()))?;
+    Ok(format!(
+        "data:image/png;base64,{}",
+        STANDARD.encode(png.into_inner())
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+fn totp_enabled(user: &User) -> bool {
+    user.enabled2fa.iter().any(|m| m == METHOD)
+}
+
+fn pending_is_fresh(seeds: &TotpSeeds, now: DateTime<Utc>) -> bool {
+    seeds.pending.is_some()
+        && seeds
+            .pending_created
+            .is_some_and(|t| t > now - Duration::hours(PENDING_VALIDITY_HOURS))
+}
+
+/// Applies `change` to the profile under its version, re-reading on conflicts. `change`
+/// returns the extra writes of the transaction (after the profile update, at index 0), or an
+/// error that stops everything.
+async fn change_profile<F>(state: &AppState, id: &ObjectId, mut change: F) -> ApiResult<User>
+where
+    F: FnMut(&mut User) -> ApiResult<Vec<Write>>,
+{
+    for _ in 0..OPTIMISTIC_RETRIES {
+        let current = users::load(state, id).await?;
+        let mut user = current.user.clone();
+        let extra = change(&mut user)?;
+        let mut writes = vec![profile_update(&current, &user)];
+        writes.extend(extra);
+        match state.table.transact(writes).await {
+            Ok(()) => return Ok(user),
+            Err(StoreError::ConditionFailed { index: 0 }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        "LockFail",
+        "The user was changed concurrently, try again",
+    ))
+}
+
+/// `POST /users/{user}/2fa/totp/setup`: a pending seed and its QR code.
+pub async fn setup(
+    state: &AppState,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<Value> {
+    let mut v = Validator::new(params);
+    let issuer = v.string("issuer", Str::max(255).trim());
+    let label = v.string("label", Str::max(255).trim());
+    let fresh = v.boolean("fresh").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+
+    let key = state.config.secret_key.as_ref();
+    let now = Utc::now();
+    let mut seed = Vec::new();
+    let user = change_profile(state, id, |user| {
+        if totp_enabled(user) {
+            return Err(ApiError::bad_request(
+                "TotpEnabled",
+                "TOTP 2FA is already enabled for this user",
+            ));
+        }
+        // The spec's `fresh`: keep offering the pending seed unless a new one is asked for.
+        let reusable = if !fresh && pending_is_fresh(&user.totp, now) {
+            user.totp
+                .pending
+                .as_deref()
+                .map(|p| unseal(p, id, key))
+                .transpose()?
+        } else {
+            None
+        };
+        match reusable {
+            Some(existing) => seed = existing,
+            None => {
+                let mut bytes = vec![0u8; 20];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                user.totp.pending = Some(seal(&bytes, id, key)?);
+                user.totp.pending_created = Some(now);
+                seed = bytes;
+            }
+        }
+        Ok(Vec::new())
+    })
+    .await?;
+
+    let seed_base32 = Secret::from(seed).to_base32();
+    let issuer = issuer.unwrap_or_else(|| state.config.domain.clone());
+    let label = label.unwrap_or_else(|| user.username.clone());
+    let url = otpauth_url(&seed_base32, &issuer, &label);
+    let qrcode = qr_data_url(&url)?;
+    Ok(json!({
+        "success": true,
+        "seed": seed_base32,
+        "qrcode": qrcode,
+        "otpauthUrl": url,
+    }))
+}
+
+/// A validated `token` (exactly 6 characters, as WildDuck checks it).
+fn parse_token(params: Map<String, Value>) -> ApiResult<(String, Session)> {
+    let mut v = Validator::new(params);
+    let token = v.required_string("token", Str::max(6).min(6).trim());
+    if token.is_none() && !v.has_errors() {
+        v.error("token", "\"token\" length must be 6 characters long");
+    }
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((token.unwrap_or_default(), session))
+}
+
+fn map_token_length(err: ApiError) -> ApiError {
+    // Joi says "length must be 6 characters long" for both too short and too long.
+    match err.details {
+        Some(mut details) if details.contains_key("token") => {
+            details.insert(
+                "token".into(),
+                "\"token\" length must be 6 characters long".into(),
+            );
+            ApiError::validation(details)
+        }
+        _ => err,
+    }
+}
+
+/// The key and TTL that mark `code` as used at `step`.
+fn used_code(user: &ObjectId, step: u64, code: &str) -> Item {
+    // Valid until the code leaves the skew window, plus a step of margin.
+    let expires = ((step + SKEW + 2) * STEP) as i64;
+    Item::new(keys::totp_used(user, step, code), json!({ "step": step })).with_expiry(expires)
+}
+
+/// `POST /users/{user}/2fa/totp/enable`: the pending seed becomes active when `token` verifies.
+pub async fn enable(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
+    let (token, session) = parse_token(params).map_err(map_token_length)?;
+    let key = state.config.secret_key.as_ref();
+    let now = Utc::now();
+    let mut first_method = false;
+    let mut failed = false;
+    let result = change_profile(state, id, |user| {
+        if totp_enabled(user) {
+            return Err(ApiError::bad_request(
+                "TotpEnabled",
+                "TOTP 2FA is already enabled for this user",
+            ));
+        }
+        if !pending_is_fresh(&user.totp, now) {
+            return Err(ApiError::bad_request(
+                "TotpDisabled",
+                "TOTP 2FA is not initialized for this user",
+            ));
+        }
+        let pending = user.totp.pending.clone().unwrap_or_default();
+        let seed = unseal(&pending, id, key)?;
+        let Some(step) = verify(&seed, &token, now.timestamp() as u64)? else {
+            failed = true;
+            return Err(ApiError::bad_request(
+                "InvalidToken",
+                "Invalid authentication token",
+            ));
+        };
+        first_method = user.enabled2fa.is_empty();
+        if first_method {
+            user.auth_version += 1;
+        }
+        user.enabled2fa.push(METHOD.into());
+        user.totp = TotpSeeds {
+            seed: Some(pending),
+            pending: None,
+            pending_created: None,
+        };
+        Ok(vec![
+            Write::put_new(used_code(id, step, &token)),
+            AuthlogEntry::new("enable 2fa totp", Some("success"), &session, &state.config)
+                .write(id),
+        ])
+    })
+    .await;
+    match result {
+        Ok(_) => {}
+        Err(e) => {
+            if failed {
+                let entry =
+                    AuthlogEntry::new("enable 2fa totp", Some("fail"), &session, &state.config);
+                state.table.transact(vec![entry.write(id)]).await?;
+            }
+            return Err(e);
+        }
+    }
+    if first_method {
+        // As a password change: sessions opened without the second factor end.
+        let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
+        journal::append(state.table.as_ref(), &state.config, id, event).await?;
+    }
+    tracing::info!(user = %id, "TOTP enabled");
+    Ok(())
+}
+
+/// `POST /users/{user}/2fa/totp/check`: verifies a code of enabled TOTP, once.
+pub async fn check(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
+    let (token, session) = parse_token(params).map_err(map_token_length)?;
+    let config: &Config = &state.config;
+    let table = state.table.as_ref();
+    let now = unix_now();
+    let locked_log =
+        |attempt: &ratelimit::Attempt| Some(totp_lock_entry(&session, config, attempt).write(id));
+    let attempt = match ratelimit::begin(
+        table,
+        &config.auth_limit,
+        &Subject::Totp(*id),
+        now,
+        locked_log,
+    )
+    .await?
+    {
+        Gate::Locked { retry_after } => return Err(ratelimit::rate_limited(retry_after)),
+        Gate::Open(attempt) => attempt,
+    };
+    let stored: StoredUser = users::load(state, id).await?;
+    let user = &stored.user;
+    let seed = match (&user.totp.seed, totp_enabled(user)) {
+        (Some(seed), true) => unseal(seed, id, config.secret_key.as_ref())?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "TotpDisabled",
+                "2FA TOTP is not enabled for this user",
+            ));
+        }
+    };
+    let log = |result: &str| AuthlogEntry::new("check 2fa totp", Some(result), &session, config);
+    let lock_log = || totp_lock_entry(&session, config, &attempt).write(id);
+    let invalid = || ApiError::forbidden("InvalidToken", "Failed to validate TOTP");
+
+    let Some(step) = verify(&seed, &token, now as u64)? else {
+        table.transact(vec![log("fail").write(id)]).await?;
+        attempt.failed(table, Some(lock_log())).await?;
+        return Err(invalid());
+    };
+    let mut writes = vec![
+        Write::put_new(used_code(id, step, &token)),
+        log("success").write(id),
+    ];
+    writes.extend(attempt.clear_writes());
+    match table.transact(writes).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed { index: 0 }) => {
+            table
+                .transact(vec![log("fail").with("reason", "replay").write(id)])
+                .await?;
+            attempt.failed(table, Some(lock_log())).await?;
+            Err(ApiError::forbidden(
+                "RateLimitedError",
+                "This code has already been used, please try again with a new code",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn totp_lock_entry(
+    session: &Session,
+    config: &Config,
+    attempt: &ratelimit::Attempt,
+) -> AuthlogEntry {
+    AuthlogEntry::new("check 2fa totp", Some("locked"), session, config)
+        .with("failures", attempt.failures())
+        .with(
+            "lockedUntil",
+            DateTime::from_timestamp(attempt.lock_until(), 0).map(|t| json!(t)),
+        )
+}
+
+fn session_only(params: Map<String, Value>) -> ApiResult<Session> {
+    let mut v = Validator::new(params);
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(session)
+}
+
+/// `DELETE /users/{user}/2fa/totp`: turns TOTP off; other methods stay.
+pub async fn disable(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
+    let session = session_only(params)?;
+    change_profile(state, id, |user| {
+        if !totp_enabled(user) {
+            return Err(ApiError::bad_request(
+                "TotpDisabled",
+                "Could not update user, check if 2FA TOTP is not already disabled",
+            ));
+        }
+        user.enabled2fa.retain(|m| m != METHOD);
+        user.totp = TotpSeeds::default();
+        Ok(vec![
+            AuthlogEntry::new("disable 2fa totp", None, &session, &state.config).write(id),
+        ])
+    })
+    .await?;
+    tracing::info!(user = %id, "TOTP disabled");
+    Ok(())
+}
+
+/// `DELETE /users/{user}/2fa`: turns every 2FA method off.
+pub async fn disable_all(
+    state: &AppState,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<()> {
+    let session = session_only(params)?;
+    change_profile(state, id, |user| {
+        user.enabled2fa.clear();
+        user.totp = TotpSeeds::default();
+        Ok(vec![
+            AuthlogEntry::new("disable 2fa", None, &session, &state.config).write(id),
+        ])
+    })
+    .await?;
+    tracing::info!(user = %id, "2FA disabled");
+    Ok(())
+}
+
+/// Clears every 2FA method on `user` (password reset).
+pub fn reset(user: &mut User) {
+    user.enabled2fa.clear();
+    user.totp = TotpSeeds::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6238_sha1_vectors_verify() {
+        // RFC 6238 appendix B, SHA-1, truncated to 6 digits.
+        let seed = b"12345678901234567890";
+        assert_eq!(code_at(seed, 59).unwrap(), "287082");
+        assert_eq!(code_at(seed, 1111111109).unwrap(), "081804");
+        assert_eq!(code_at(seed, 1234567890).unwrap(), "005924");
+        assert_eq!(
+            verify(seed, "081804", 1111111109).unwrap(),
+            Some(1111111109 / 30)
+        );
+        // One step either way, not two.
+        assert_eq!(
+            verify(seed, "081804", 1111111109 + 30).unwrap(),
+            Some(1111111109 / 30)
+        );
+        assert_eq!(
+            verify(seed, "081804", 1111111109 - 30).unwrap(),
+            Some(1111111109 / 30)
+        );
+        assert_eq!(verify(seed, "081804", 1111111109 + 60).unwrap(), None);
+        assert_eq!(verify(seed, "08180", 1111111109).unwrap(), None);
+        assert_eq!(verify(seed, "08180x", 1111111109).unwrap(), None);
+    }
+
+    #[test]
+    fn seeds_seal_per_user_and_need_the_key() {
+        let key = SecretKey([7; 32]);
+        let user = ObjectId::new();
+        let other = ObjectId::new();
+        let seed = b"abcdefghijklmnopqrst";
+        let sealed = seal(seed, &user, Some(&key)).unwrap();
+        assert!(sealed.starts_with(SEALED_PREFIX));
+        let base32 = Secret::from(seed.to_vec()).to_base32();
+        assert!(!sealed.contains(&base32));
+        assert_eq!(unseal(&sealed, &user, Some(&key)).unwrap(), seed);
+        assert!(unseal(&sealed, &other, Some(&key)).is_err());
+        assert!(unseal(&sealed, &user, Some(&SecretKey([8; 32]))).is_err());
+        assert!(unseal(&sealed, &user, None).is_err());
+        // Without a key: base32, readable with or without a key later.
+        let plain = seal(seed, &user, None).unwrap();
+        assert_eq!(plain, format!("plain:{base32}"));
+        assert_eq!(unseal(&plain, &user, Some(&key)).unwrap(), seed);
+    }
+
+    #[test]
+    fn otpauth_urls_encode_label_and_issuer() {
+        let url = otpauth_url("JBSWY3DPEHPK3PXP", "My Mail", "jõe@x.org");
+        assert_eq!(
+            url,
+            "otpauth://totp/My%20Mail:j%C3%B5e%40x.org?secret=JBSWY3DPEHPK3PXP&issuer=My%20Mail&algorithm=SHA1&digits=6&period=30"
+        );
+        assert!(
+            qr_data_url(&url)
+                .unwrap()
+                .starts_with("data:image/png;base64,iVBOR")
+        );
+    }
+}
