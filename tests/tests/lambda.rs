@@ -66,3 +66,22 @@ async fn addresses_function_serves_its_sample_events() {
     assert_eq!(status, 404);
     assert_eq!(body["code"], "ResourceNotFound");
 }
+
+#[tokio::test]
+async fn auth_function_serves_its_sample_events() {
+    let backend = eider_tests::backends::embedded().await;
+    let state = eider_shared::http::AppState::new(
+        backend.table.clone(),
+        backend.blobs.clone(),
+        test_config(),
+    );
+    let users = finish(eider_users::router(), state.clone());
+    let (status, created) = invoke(users, "users-create.json").await;
+    assert_eq!(status, 200);
+    let auth = finish(eider_auth::router(), state);
+    let (status, body) = invoke(auth, "auth-authenticate.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], created["id"]);
+    assert_eq!(body["scope"], "imap");
+    assert_eq!(body["require2fa"], false);
+}
