@@ -151,7 +151,10 @@ async fn resolve_login(state: &AppState, login: &str) -> ApiResult<(Option<Store
     };
     let user = match users::id_by_username(state, &view).await? {
         Some(id) => load_if_exists(state, &id).await?,
-        None => None,
+        None => {
+            // The read a found name would have cost: timing doesn't tell the difference.
+            load_if_exists(state, &ObjectId::new()).await?
+        }
     };
     Ok((user, view))
 }
@@ -197,6 +200,7 @@ pub async fn authenticate(state: &AppState, request: AuthRequest) -> ApiResult<V
     let Some(stored) = found else {
         // Same work as a wrong password.
         verify_nothing(&request.password).await?;
+        attempt.note_failure(table).await?;
         attempt.failed(table, None).await?;
         tracing::info!("authentication failed: unknown user");
         return Err(auth_failed());

@@ -212,6 +212,25 @@ impl Attempt {
         self.lock(log).await_lock(table).await
     }
 
+    /// Writes the time of this failure onto the window counter: for a login name that matches
+    /// no user, this stands in for the authlog entry a known user's failure writes, so both
+    /// failures cost the same round trips and time tells nothing about the account.
+    pub async fn note_failure(&self, table: &dyn Table) -> StoreResult<()> {
+        let window = window_secs(&self.limit);
+        table
+            .update(
+                &keys::rate_window(&self.subject, self.window),
+                Update {
+                    body: Some(json!({ "lastFailure": self.now })),
+                    expires_at: Some(Some((self.window + 2) * window)),
+                    ..Update::default()
+                },
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
     /// The writes that forget this subject's attempts after a success; put them in the same
     /// transaction as the success's own writes.
     pub fn clear_writes(&self) -> Vec<Write> {
