@@ -172,6 +172,26 @@ async fn spec_examples_work_over_http_and_data_survives_a_restart() {
     )
     .await;
     assert_eq!(status, 200);
+    // POST /users/{user}/asps and POST /authenticate with it (spec examples)
+    let (status, asp) = call(
+        &c,
+        M::POST,
+        format!("{base}/users/{user}/asps"),
+        Some(json!({"description": "Mac OSX Mail Client", "scopes": ["*"], "ip": "192.168.10.10"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{asp}");
+    let asp_password = asp["password"].as_str().unwrap().to_string();
+    let (status, auth) = call(
+        &c,
+        M::POST,
+        format!("{base}/authenticate"),
+        Some(json!({"username": "testuser", "password": asp_password, "scope": "pop3", "ip": "192.168.10.10"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{auth}");
+    assert_eq!(auth["id"], user);
+    assert_eq!(auth["require2fa"], false);
     // A second user to delete.
     let (_, other) = call(
         &c,
@@ -209,6 +229,24 @@ async fn spec_examples_work_over_http_and_data_survives_a_restart() {
     assert_eq!(status, 404);
     let (_, list) = call(&c, M::GET, format!("{base}/users"), None).await;
     assert_eq!(list["total"], 1);
+    // The application password and the security log survived too.
+    let (status, auth) = call(
+        &c,
+        M::POST,
+        format!("{base}/authenticate"),
+        Some(json!({"username": "user@example.com", "password": asp_password, "scope": "imap"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{auth}");
+    let (status, log) = call(
+        &c,
+        M::GET,
+        format!("{base}/users/{user}/authlog?action=create%20asp"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["total"], 1);
 }
 
 #[tokio::test]
