@@ -28,6 +28,8 @@ pub struct Config {
     pub authlog_retention: Duration,
     /// `EIDER_JOURNAL_HOURS`: how long change events are kept for the updates stream.
     pub journal_retention: Duration,
+    /// `EIDER_ARCHIVE_DAYS`: how long deleted messages stay restorable in the archive.
+    pub archive_retention: Duration,
     /// `EIDER_AUTH_FAILURES` / `EIDER_AUTH_WINDOW_SECONDS` / `EIDER_AUTH_LOCK_SECONDS`:
     /// brute-force protection of `/authenticate` and TOTP checks.
     pub auth_limit: AuthLimit,
@@ -159,6 +161,7 @@ impl Default for Config {
             body_limit: 6 * 1024 * 1024,
             authlog_retention: Duration::from_secs(30 * 24 * 3600),
             journal_retention: Duration::from_secs(24 * 3600),
+            archive_retention: Duration::from_secs(14 * 24 * 3600),
             auth_limit: AuthLimit::default(),
             secret_key: None,
             imap: MailServer {
@@ -242,6 +245,9 @@ impl Config {
             journal_retention: parsed::<u64>("EIDER_JOURNAL_HOURS")?
                 .map(|h| Duration::from_secs(h * 3600))
                 .unwrap_or(defaults.journal_retention),
+            archive_retention: parsed::<u64>("EIDER_ARCHIVE_DAYS")?
+                .map(|d| Duration::from_secs(d * 24 * 3600))
+                .unwrap_or(defaults.archive_retention),
             auth_limit: AuthLimit {
                 max_failures: positive("EIDER_AUTH_FAILURES")?
                     .unwrap_or(u64::from(defaults.auth_limit.max_failures))

@@ -1,6 +1,7 @@
 //! Eider's common crate: everything the Lambda functions and the local server share.
 //!
 //! * [`store`]: the storage port (single table + blobs) and its two backends.
+//! * [`mail`]: message content: parsing raw RFC 822 messages, PGP/MIME encryption.
 //! * [`domain`]: WildDuck's rules, written once above the port (users, addresses, ...).
 //! * [`http`]: the HTTP plumbing every router uses: state, parameters, validation, errors,
 //!   the finishing layer (access token, tracing, body limit, JSON 404).
@@ -11,4 +12,5 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod id;
+pub mod mail;
 pub mod store;

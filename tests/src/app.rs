@@ -77,6 +77,18 @@ impl TestApp {
         (status, json)
     }
 
+    /// Sends a request and returns the answer as bytes (raw sources, attachments).
+    pub async fn send_raw(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes)
+    }
+
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call("GET", uri, None).await
     }

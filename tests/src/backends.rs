@@ -65,3 +65,10 @@ pub async fn moto() -> Backend {
 pub async fn all() -> Vec<Backend> {
     vec![embedded().await, moto().await]
 }
+
+impl Backend {
+    /// The same backend seen through another table (a fault injector around the real one).
+    pub fn with_table(self, table: Arc<dyn Table>) -> Backend {
+        Backend { table, ..self }
+    }
+}

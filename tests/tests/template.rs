@@ -70,6 +70,9 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         ("eider-users", code_routes(eider_users::ROUTES)),
         ("eider-addresses", code_routes(eider_addresses::ROUTES)),
         ("eider-auth", code_routes(eider_auth::ROUTES)),
+        ("eider-mailboxes", code_routes(eider_mailboxes::ROUTES)),
+        ("eider-messages", code_routes(eider_messages::ROUTES)),
+        ("eider-archive", code_routes(eider_archive::ROUTES)),
     ];
     assert_eq!(
         functions.len(),

@@ -10,6 +10,9 @@ pub fn router() -> Router<AppState> {
         .merge(eider_users::router())
         .merge(eider_addresses::router())
         .merge(eider_auth::router())
+        .merge(eider_mailboxes::router())
+        .merge(eider_messages::router())
+        .merge(eider_archive::router())
 }
 
 /// Every route of every group (method, path).
@@ -18,6 +21,9 @@ pub fn routes() -> Vec<(&'static str, &'static str)> {
         eider_users::ROUTES,
         eider_addresses::ROUTES,
         eider_auth::ROUTES,
+        eider_mailboxes::ROUTES,
+        eider_messages::ROUTES,
+        eider_archive::ROUTES,
     ]
     .concat()
 }

@@ -129,3 +129,112 @@ pub fn rate_window(subject: &str, window: i64) -> Key {
 pub fn rate_lock(subject: &str) -> Key {
     Key::new(rate_pk(subject), "LOCK")
 }
+
+// ---------------------------------------------------------------------------------------------
+// The mail store
+
+/// The partition of one mailbox's messages, sorted by UID.
+pub fn messages_pk(user: &ObjectId, mailbox: &ObjectId) -> String {
+    format!("MSGS#{user}#{mailbox}")
+}
+
+pub fn message(user: &ObjectId, mailbox: &ObjectId, uid: u32) -> Key {
+    Key::new(messages_pk(user, mailbox), message_sk(uid))
+}
+
+/// UIDs zero-padded so key order is UID order.
+pub fn message_sk(uid: u32) -> String {
+    format!("{uid:010}")
+}
+
+/// Where a message (by its object id) lives now: mailbox and UID.
+pub fn message_pointer(user: &ObjectId, message: &ObjectId) -> Key {
+    Key::new(format!("MSGID#{user}"), message.to_string())
+}
+
+/// Flagged messages outside Junk and Trash, newest first.
+pub fn flagged_listing(user: &ObjectId, message: &ObjectId) -> IndexKey {
+    IndexKey::new(format!("FLAGGED#{user}"), message.to_string())
+}
+
+pub fn flagged_pk(user: &ObjectId) -> String {
+    format!("FLAGGED#{user}")
+}
+
+pub fn archive_pk(user: &ObjectId) -> String {
+    format!("ARCHIVE#{user}")
+}
+
+pub fn archived(user: &ObjectId, message: &ObjectId) -> Key {
+    Key::new(archive_pk(user), message.to_string())
+}
+
+/// Shards of the purge schedule (gsi2), so expiring messages don't all land on one key.
+pub const PURGE_SHARDS: u32 = 16;
+
+/// The purge schedule entry of an item that must go at `due_unix` (gsi2).
+pub fn purge_entry(due_unix: i64, item: &Key) -> IndexKey {
+    let shard = purge_shard(item);
+    IndexKey::new(
+        purge_pk(shard),
+        format!("{due_unix:012}#{}#{}", item.pk, item.sk),
+    )
+}
+
+pub fn purge_pk(shard: u32) -> String {
+    format!("PURGE#{shard:02}")
+}
+
+/// A stable shard per item (FNV-1a of its key).
+fn purge_shard(item: &Key) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in item.pk.bytes().chain(item.sk.bytes()) {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    hash % PURGE_SHARDS
+}
+
+/// One search term of one message: `TERM#<user>#<term>` / message id.
+pub fn search_term(user: &ObjectId, term: &str, message: &ObjectId) -> Key {
+    Key::new(search_term_pk(user, term), message.to_string())
+}
+
+pub fn search_term_pk(user: &ObjectId, term: &str) -> String {
+    format!("TERM#{user}#{term}")
+}
+
+/// A thread reference (hashed Message-ID / References entry) with a hashed normalized subject.
+pub fn thread_ref(user: &ObjectId, reference: &str, subject_hash: &str) -> Key {
+    Key::new(
+        format!("THREADREF#{user}#{reference}"),
+        subject_hash.to_string(),
+    )
+}
+
+/// An upload's `Idempotency-Key`, remembered for a day.
+pub fn idempotency(user: &ObjectId, key_hash: &str) -> Key {
+    Key::new(format!("IDEMP#{user}#{key_hash}"), "IDEMP")
+}
+
+/// The timeline of one message (STORE, FORWARD, AUTOREPLY...).
+pub fn message_event(user: &ObjectId, message: &ObjectId, event: &ObjectId) -> Key {
+    Key::new(message_events_pk(user, message), event.to_string())
+}
+
+pub fn message_events_pk(user: &ObjectId, message: &ObjectId) -> String {
+    format!("MSGEV#{user}#{message}")
+}
+
+/// A deleted mailbox whose messages still have to be archived (a janitor task, gsi1).
+pub fn deleted_mailbox(user: &ObjectId, mailbox: &ObjectId) -> Key {
+    Key::new(format!("MBOXDEL#{user}#{mailbox}"), "MBOXDEL")
+}
+
+pub fn mailbox_task(due_unix: i64, user: &ObjectId, mailbox: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#MBOX#{user}#{mailbox}"))
+}
+
+/// Blob key of a message's raw source.
+pub fn message_blob(user: &ObjectId, message: &ObjectId) -> String {
+    format!("messages/{user}/{message}.eml")
+}

@@ -1,17 +1,39 @@
-//! Mailboxes: the entity and the default set every new user gets.
+//! Mailboxes: the entity, the default set every new user gets, and the mailbox endpoints'
+//! rules (list, get, create, rename, delete).
 //!
 //! A mailbox item holds the folder's description; its counters hold what changes with every
-//! message (`uidNext`, `modifyIndex`, `total`, `unseen`, `size`), so a UID is allocated with one
-//! atomic counter update. A path claim item makes paths unique per user.
+//! message (`uidNext`, `modifyIndex`, `total`, `unseen`, `size`), kept exact in the same
+//! transaction as every message change, so listing with counters reads them instead of
+//! counting, and a UID is allocated with one atomic counter update. A path claim item makes
+//! paths unique per user.
+
+use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::keys;
 use super::mailbox_names::default_mailbox_names;
+use super::users::{self, MAILBOX_COUNT};
+use super::{journal, unix_now};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::http::validate::{Str, Validator};
 use crate::id::ObjectId;
-use crate::store::{Item, Write};
+use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write};
+
+/// Counter names on a mailbox item.
+pub const UID_NEXT: &str = "uidNext";
+pub const MODIFY_INDEX: &str = "modifyIndex";
+pub const TOTAL: &str = "total";
+pub const UNSEEN: &str = "unseen";
+pub const SIZE: &str = "size";
+
+/// WildDuck's limits: mailboxes per user, path depth and segment length.
+pub const MAX_MAILBOXES: i64 = 1500;
+const MAX_PATH_LEVELS: usize = 128;
+const MAX_SEGMENT_CHARS: usize = 512;
 
 /// Messages in Trash and Junk are kept at most this long (milliseconds), as in WildDuck.
 pub const TRASH_JUNK_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -29,6 +51,10 @@ pub struct Mailbox {
     pub subscribed: bool,
     /// Milliseconds messages are kept; 0 keeps them forever.
     pub retention: u64,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub encrypt_messages: bool,
     pub created: DateTime<Utc>,
 }
 
@@ -37,8 +63,8 @@ impl Mailbox {
     pub fn create_writes(&self) -> Vec<Write> {
         let body = serde_json::to_value(self).unwrap_or(Value::Null);
         let item = Item::new(keys::mailbox(&self.user, &self.id), body)
-            .with_counter("uidNext", 1)
-            .with_counter("modifyIndex", 0);
+            .with_counter(UID_NEXT, 1)
+            .with_counter(MODIFY_INDEX, 0);
         let claim = Item::new(
             keys::mailbox_path_claim(&self.user, &self.path),
             serde_json::json!({ "mailbox": self.id }),
@@ -103,9 +129,532 @@ pub fn default_mailboxes(
             uid_validity: now.timestamp(),
             subscribed: true,
             retention,
+            hidden: false,
+            encrypt_messages: false,
             created: now,
         })
         .collect()
+}
+
+/// A mailbox as read, with its counters.
+#[derive(Debug, Clone)]
+pub struct StoredMailbox {
+    pub mailbox: Mailbox,
+    pub uid_next: i64,
+    pub modify_index: i64,
+    pub total: i64,
+    pub unseen: i64,
+    pub size: i64,
+}
+
+impl StoredMailbox {
+    pub fn from_item(item: &Item) -> ApiResult<StoredMailbox> {
+        let mailbox: Mailbox = serde_json::from_value(item.body.clone()).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!(
+                "corrupt mailbox {}/{}: {e}",
+                item.pk,
+                item.sk
+            ))
+        })?;
+        Ok(StoredMailbox {
+            mailbox,
+            uid_next: item.counter(UID_NEXT),
+            modify_index: item.counter(MODIFY_INDEX),
+            total: item.counter(TOTAL).max(0),
+            unseen: item.counter(UNSEEN).max(0),
+            size: item.counter(SIZE).max(0),
+        })
+    }
+
+    pub fn is_special(&self, special_use: &str) -> bool {
+        self.mailbox.special_use.as_deref() == Some(special_use)
+    }
+
+    /// Junk and Trash: left out of flagged listings and default searches.
+    pub fn is_junk_or_trash(&self) -> bool {
+        self.is_special("\\Junk") || self.is_special("\\Trash")
+    }
+
+    /// The last path segment.
+    pub fn name(&self) -> &str {
+        self.mailbox
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.mailbox.path)
+    }
+
+    /// The API shape; counters (`total`, `unseen`, `size`) when asked.
+    pub fn json(&self, counters: bool, sizes: bool) -> Value {
+        let m = &self.mailbox;
+        let mut out = json!({
+            "id": m.id,
+            "name": self.name(),
+            "path": m.path,
+            "specialUse": m.special_use,
+            "modifyIndex": self.modify_index,
+            "subscribed": m.subscribed,
+            "hidden": m.hidden,
+            "encryptMessages": m.encrypt_messages,
+        });
+        if m.retention > 0 {
+            out["retention"] = json!(m.retention);
+        }
+        if counters {
+            out["total"] = json!(self.total);
+            out["unseen"] = json!(self.unseen);
+        }
+        if sizes {
+            out["size"] = json!(self.size);
+        }
+        out
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("NoSuchMailbox", "This mailbox does not exist")
+}
+
+/// Reads one mailbox of `user`, or `NoSuchMailbox` (also for another user's mailbox id: the
+/// key includes the user).
+pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<StoredMailbox> {
+    let item = state
+        .table
+        .get(&keys::mailbox(user, id))
+        .await?
+        .ok_or_else(not_found)?;
+    StoredMailbox::from_item(&item)
+}
+
+/// Every mailbox of a user (one query; a user has at most 1500).
+pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<StoredMailbox>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let query = Query::table(keys::user_pk(user))
+            .range(SortRange::BeginsWith(keys::MAILBOX_SK_PREFIX.into()))
+            .limit(1000)
+            .start_after(after.take());
+        let page = state.table.query(&query).await?;
+        for item in &page.items {
+            out.push(StoredMailbox::from_item(item)?);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The user's INBOX.
+pub async fn inbox(state: &AppState, user: &ObjectId) -> ApiResult<StoredMailbox> {
+    load_all(state, user)
+        .await?
+        .into_iter()
+        .find(|m| m.mailbox.path == "INBOX")
+        .ok_or_else(not_found)
+}
+
+/// WildDuck's order: INBOX, its children, subscribed before unsubscribed, then by path.
+fn listing_order(a: &StoredMailbox, b: &StoredMailbox) -> Ordering {
+    let rank = |m: &StoredMailbox| {
+        let path = &m.mailbox.path;
+        if path == "INBOX" {
+            0
+        } else if path.starts_with("INBOX/") {
+            1
+        } else if m.mailbox.subscribed {
+            2
+        } else {
+            3
+        }
+    };
+    rank(a).cmp(&rank(b)).then_with(|| {
+        a.mailbox
+            .path
+            .to_lowercase()
+            .cmp(&b.mailbox.path.to_lowercase())
+    })
+}
+
+/// `GET /users/{user}/mailboxes`.
+pub async fn list(
+    state: &AppState,
+    user: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<Value> {
+    let mut v = Validator::new(params);
+    let special_only = v.boolean("specialUse").unwrap_or(false);
+    let show_hidden = v.boolean("showHidden").unwrap_or(false);
+    let counters = v.boolean("counters").unwrap_or(false);
+    let sizes = v.boolean("sizes").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    users::load(state, user).await?;
+    let mut boxes = load_all(state, user).await?;
+    boxes.retain(|m| show_hidden || !m.mailbox.hidden);
+    if special_only {
+        boxes.retain(|m| m.mailbox.path == "INBOX" || m.mailbox.special_use.is_some());
+    }
+    boxes.sort_by(listing_order);
+    let results: Vec<Value> = boxes.iter().map(|m| m.json(counters, sizes)).collect();
+    let mut body = json!({ "success": true, "results": results });
+    if counters {
+        // The spec's example names the list `mailboxes`; WildDuck names it `results`.
+        body["mailboxes"] = body["results"].clone();
+    }
+    Ok(body)
+}
+
+/// `GET /users/{user}/mailboxes/{mailbox}`; `resolve` with `path` looks a mailbox up by path.
+pub async fn get(
+    state: &AppState,
+    user: &ObjectId,
+    mailbox: &str,
+    params: Map<String, Value>,
+) -> ApiResult<Value> {
+    let mut v = Validator::new(params);
+    let path = v.string("path", Str::max(MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1)));
+    v.session();
+    let id = if mailbox == "resolve" {
+        match &path {
+            Some(path) => {
+                if let Err(message) = check_path(path) {
+                    v.error("path", message);
+                }
+                None
+            }
+            None => {
+                v.error("path", "\"path\" is required");
+                None
+            }
+        }
+    } else {
+        v.path_id("mailbox", mailbox)
+    };
+    v.deny_unknown();
+    v.finish()?;
+    users::load(state, user).await?;
+    let stored = match (id, path) {
+        (Some(id), _) => load(state, user, &id).await?,
+        (None, Some(path)) => {
+            let path = normalize_path(&path);
+            let claim = state
+                .table
+                .get(&keys::mailbox_path_claim(user, &path))
+                .await?;
+            let id: ObjectId = claim
+                .and_then(|c| serde_json::from_value(c.body["mailbox"].clone()).ok())
+                .ok_or_else(not_found)?;
+            load(state, user, &id).await?
+        }
+        (None, None) => return Err(not_found()),
+    };
+    let mut body = stored.json(true, false);
+    body["success"] = json!(true);
+    Ok(body)
+}
+
+/// Checks WildDuck's path rules: no empty segment (`//`), no trailing `/`, at most 128 levels
+/// of at most 512 characters.
+fn check_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.contains("//") || path.ends_with('/') {
+        return Err(format!(
+            "\"path\" with value {path:?} matches the inverted pattern: /\\/{{2,}}|\\/$/"
+        ));
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() > MAX_PATH_LEVELS {
+        return Err("The mailbox path cannot be more than 128 levels deep".into());
+    }
+    if segments
+        .iter()
+        .any(|s| s.chars().count() > MAX_SEGMENT_CHARS)
+    {
+        return Err("Any part of the mailbox path cannot be longer than 512 chars long".into());
+    }
+    if path.chars().any(char::is_control) {
+        return Err("\"path\" must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// One leading and one trailing `/` removed; a first segment `inbox` in any case is `INBOX`.
+pub fn normalize_path(path: &str) -> String {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    match path.split_once('/') {
+        Some((first, rest)) if first.eq_ignore_ascii_case("INBOX") => format!("INBOX/{rest}"),
+        None if path.eq_ignore_ascii_case("INBOX") => "INBOX".into(),
+        _ => path.to_string(),
+    }
+}
+
+fn exists_error() -> ApiError {
+    ApiError::conflict(
+        "MailboxExistsError",
+        "Mailbox creation failed with code MailboxAlreadyExists",
+    )
+}
+
+/// `POST /users/{user}/mailboxes`: parents need not exist.
+pub async fn create(
+    state: &AppState,
+    user: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<ObjectId> {
+    let mut v = Validator::new(params);
+    let path = v.required_string("path", Str::max(MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1)));
+    let hidden = v.boolean("hidden").unwrap_or(false);
+    let retention = v.count("retention");
+    let encrypt = v.boolean("encryptMessages").unwrap_or(false);
+    v.session();
+    let path = path.map(|p| normalize_path(&p));
+    if let Some(Err(message)) = path.as_deref().map(check_path) {
+        v.error("path", message);
+    }
+    v.deny_unknown();
+    v.finish()?;
+    let path = path.unwrap_or_default();
+    let owner = users::load(state, user).await?;
+    let now = Utc::now();
+    let mailbox = Mailbox {
+        id: ObjectId::new(),
+        user: *user,
+        path: path.clone(),
+        special_use: None,
+        uid_validity: now.timestamp(),
+        subscribed: true,
+        retention: retention.filter(|r| *r > 0).unwrap_or(owner.user.retention),
+        hidden,
+        encrypt_messages: encrypt,
+        created: now,
+    };
+    let seq = journal::reserve(state.table.as_ref(), user, 1).await?;
+    let mut writes = mailbox.create_writes();
+    writes.push(Write::Update {
+        key: keys::user(user),
+        update: Update::default().add(MAILBOX_COUNT, 1),
+        condition: Some(Condition::CounterAtMost(
+            MAILBOX_COUNT.into(),
+            MAX_MAILBOXES - 1,
+        )),
+    });
+    writes.push(journal::event_write(
+        &state.config,
+        user,
+        seq,
+        json!({"command": "CREATE", "mailbox": mailbox.id, "path": path, "name": path}),
+    ));
+    match state.table.transact(writes).await {
+        Ok(()) => Ok(mailbox.id),
+        Err(StoreError::ConditionFailed { index: 0 | 1 }) => Err(exists_error()),
+        Err(StoreError::ConditionFailed { index: 2 }) => Err(ApiError::bad_request(
+            "DisallowedMailboxMethod",
+            "Mailbox creation failed with code ReachedMailboxCountLimit. Max mailboxes count reached.",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes that move a mailbox to `new_path` (body, old claim out, new claim in).
+fn rename_writes(stored: &StoredMailbox, new_path: &str) -> Vec<Write> {
+    let m = &stored.mailbox;
+    let mut renamed = m.clone();
+    renamed.path = new_path.to_string();
+    vec![
+        Write::Update {
+            key: keys::mailbox(&m.user, &m.id),
+            update: Update::body(serde_json::to_value(&renamed).unwrap_or_default())
+                .add(MODIFY_INDEX, 1),
+            condition: Some(Condition::Exists),
+        },
+        Write::delete(keys::mailbox_path_claim(&m.user, &m.path)),
+        Write::put_new(Item::new(
+            keys::mailbox_path_claim(&m.user, new_path),
+            json!({ "mailbox": m.id }),
+        )),
+    ]
+}
+
+/// `PUT /users/{user}/mailboxes/{mailbox}`: rename (children follow), retention,
+/// subscription, hidden, encryption.
+pub async fn update(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<()> {
+    let mut v = Validator::new(params);
+    let path = v.string("path", Str::max(MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1)));
+    let retention = v.count("retention");
+    let subscribed = v.boolean("subscribed");
+    let encrypt = v.boolean("encryptMessages");
+    let hidden = v.boolean("hidden");
+    v.session();
+    if let Some(Err(message)) = path.as_deref().map(check_path) {
+        v.error("path", message);
+    }
+    v.deny_unknown();
+    v.finish()?;
+    if path.is_none()
+        && retention.is_none()
+        && subscribed.is_none()
+        && encrypt.is_none()
+        && hidden.is_none()
+    {
+        return Err(ApiError::bad_request("NoUpdates", "Nothing was changed"));
+    }
+    let current = load(state, user, id).await?;
+    let mut changed = current.mailbox.clone();
+    if let Some(r) = retention {
+        changed.retention = r;
+    }
+    if let Some(s) = subscribed {
+        changed.subscribed = s;
+    }
+    if let Some(e) = encrypt {
+        changed.encrypt_messages = e;
+    }
+    if let Some(h) = hidden {
+        changed.hidden = h;
+    }
+    let new_path = path
+        .map(|p| normalize_path(&p))
+        .filter(|p| *p != current.mailbox.path);
+    let Some(new_path) = new_path else {
+        let write = Write::Update {
+            key: keys::mailbox(user, id),
+            update: Update::body(serde_json::to_value(&changed).unwrap_or_default()),
+            condition: Some(Condition::Exists),
+        };
+        return match state.table.transact(vec![write]).await {
+            Err(StoreError::ConditionFailed { .. }) => Err(not_found()),
+            other => other.map_err(Into::into),
+        };
+    };
+    let disallowed = || {
+        ApiError::bad_request(
+            "DisallowedMailboxMethod",
+            "Mailbox update failed with code DisallowedMailboxMethod",
+        )
+    };
+    if current.mailbox.path == "INBOX" || current.mailbox.hidden || new_path == "INBOX" {
+        return Err(disallowed());
+    }
+    if new_path.starts_with(&format!("{}/", current.mailbox.path)) {
+        // A folder can't move inside itself.
+        return Err(disallowed());
+    }
+    // The mailbox itself first (with its other changes), then its children, each as one
+    // transaction with their journal events.
+    let old_prefix = format!("{}/", current.mailbox.path);
+    let children: Vec<StoredMailbox> = load_all(state, user)
+        .await?
+        .into_iter()
+        .filter(|m| m.mailbox.path.starts_with(&old_prefix))
+        .collect();
+    let mut first = current.clone();
+    first.mailbox = changed;
+    let mut moves = vec![(first, new_path.clone())];
+    for child in children {
+        let suffix = &child.mailbox.path[old_prefix.len()..];
+        let target = format!("{new_path}/{suffix}");
+        moves.push((child, target));
+    }
+    for (n, chunk) in moves.chunks(20).enumerate() {
+        let seq = journal::reserve(state.table.as_ref(), user, chunk.len()).await?;
+        let mut writes = Vec::new();
+        for (i, (stored, target)) in chunk.iter().enumerate() {
+            writes.extend(rename_writes(stored, target));
+            writes.push(journal::event_write(
+                &state.config,
+                user,
+                seq + i as i64,
+                json!({"command": "RENAME", "mailbox": stored.mailbox.id, "path": target}),
+            ));
+        }
+        match state.table.transact(writes).await {
+            Ok(()) => {}
+            Err(StoreError::ConditionFailed { index }) if index % 4 == 2 => {
+                return Err(ApiError::conflict(
+                    "MailboxExistsError",
+                    "Mailbox rename failed with code MailboxAlreadyExists",
+                ));
+            }
+            Err(StoreError::ConditionFailed { .. }) if n == 0 => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `DELETE /users/{user}/mailboxes/{mailbox}`: user folders only; the mailbox disappears at
+/// once and its messages go to the archive (now, as far as the request's budget allows, and
+/// by the janitor for the rest). Child folders stay.
+pub async fn delete(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<()> {
+    let mut v = Validator::new(params);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    let current = load(state, user, id).await.map_err(|_| {
+        ApiError::not_found(
+            "NoSuchMailbox",
+            "Mailbox deletion failed with code NoSuchMailbox",
+        )
+    })?;
+    let m = &current.mailbox;
+    if m.path == "INBOX" || m.special_use.is_some() || m.hidden {
+        return Err(ApiError::bad_request(
+            "DisallowedMailboxMethod",
+            "Mailbox deletion failed with code DisallowedMailboxMethod",
+        ));
+    }
+    let now = unix_now();
+    let task = Item::new(
+        keys::deleted_mailbox(user, id),
+        json!({ "user": user, "mailbox": m }),
+    )
+    .with_gsi1(keys::mailbox_task(now, user, id));
+    let seq = journal::reserve(state.table.as_ref(), user, 1).await?;
+    let writes = vec![
+        Write::Delete {
+            key: keys::mailbox(user, id),
+            condition: Some(Condition::Exists),
+        },
+        Write::delete(keys::mailbox_path_claim(user, &m.path)),
+        Write::Update {
+            key: keys::user(user),
+            update: Update::default().add(MAILBOX_COUNT, -1),
+            condition: None,
+        },
+        Write::put(task),
+        journal::event_write(
+            &state.config,
+            user,
+            seq,
+            json!({"command": "DELETE", "mailbox": id}),
+        ),
+    ];
+    match state.table.transact(writes).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(ApiError::not_found(
+                "NoSuchMailbox",
+                "Mailbox deletion failed with code NoSuchMailbox",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // Archive what fits in this request; the janitor finishes larger folders.
+    super::messages::drain_deleted_mailbox(state, user, id, 500).await?;
+    Ok(())
 }
 
 #[cfg(test)]

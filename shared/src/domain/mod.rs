@@ -2,6 +2,7 @@
 //! owns its items' keys (see [`keys`]) and the transactions that keep them consistent.
 
 pub mod addresses;
+pub mod archive;
 pub mod asps;
 pub mod auth;
 pub mod authlog;
@@ -9,10 +10,12 @@ pub mod journal;
 pub mod keys;
 pub mod mailbox_names;
 pub mod mailboxes;
+pub mod messages;
 pub mod names;
 pub mod password;
 pub mod pgp_key;
 pub mod ratelimit;
+pub mod search;
 pub mod stats;
 pub mod totp;
 pub mod users;

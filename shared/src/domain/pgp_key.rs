@@ -16,9 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pgp::{
     composed::{ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey},
     crypto::{public_key::PublicKeyAlgorithm, sym::SymmetricKeyAlgorithm},
-    packet::{Signature, SignatureType, SubpacketData},
+    packet::{PublicKey, PublicSubkey, Signature, SignatureType, SubpacketData},
     ser::Serialize,
-    types::{EncryptionKey, KeyDetails, PublicParams, Tag, Timestamp},
+    types::{KeyDetails, PublicParams, Tag, Timestamp},
 };
 use unicode_normalization::UnicodeNormalization;
 
@@ -48,16 +48,8 @@ const MIN_RSA_BITS: u16 = 1024;
 /// the primary key's fingerprint. The error is a short human-readable reason
 /// without a trailing period, meant to follow "PGP key validation failed. ".
 pub fn parse_public_key(armored: &str) -> Result<KeyInfo, String> {
-    let text = prepare_armor(armored);
-    if !text.starts_with(PUBLIC_KEY_HEADER) {
-        return Err("Not an ASCII-armored PGP public key".into());
-    }
-    let (key, _headers) = SignedPublicKey::from_string(&text)
-        .map_err(|err| with_detail("Failed to process public key", &err))?;
-
-    let now = unix_now();
-    let primary_cert = check_primary_key(&key, now)?;
-    check_encryption(&key, primary_cert, now)?;
+    let key = read_public_key(armored)?;
+    recipient(&key)?;
 
     let (name, address) = first_user_id(&key);
     Ok(KeyInfo {
@@ -65,6 +57,69 @@ pub fn parse_public_key(armored: &str) -> Result<KeyInfo, String> {
         address,
         fingerprint: format!("{:x}", key.fingerprint()),
     })
+}
+
+/// Reads an ASCII-armored public key without validating it; the error is a
+/// reason as for [`parse_public_key`].
+pub(crate) fn read_public_key(armored: &str) -> Result<SignedPublicKey, String> {
+    let text = prepare_armor(armored);
+    if !text.starts_with(PUBLIC_KEY_HEADER) {
+        return Err("Not an ASCII-armored PGP public key".into());
+    }
+    let (key, _headers) = SignedPublicKey::from_string(&text)
+        .map_err(|err| with_detail("Failed to process public key", &err))?;
+    Ok(key)
+}
+
+/// Validates `key` as of now and picks the key and cipher to encrypt to,
+/// as [`parse_public_key`] does; the error is a reason as there.
+pub(crate) fn recipient(key: &SignedPublicKey) -> Result<Recipient<'_>, String> {
+    let now = unix_now();
+    let primary_cert = check_primary_key(key, now)?;
+    check_encryption(key, primary_cert, now)
+}
+
+/// The key a message is encrypted to, and the cipher for its session key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recipient<'a> {
+    key: RecipientKey<'a>,
+    sym_alg: SymmetricKeyAlgorithm,
+}
+
+/// The primary key and subkeys are distinct types in rPGP.
+#[derive(Debug, Clone, Copy)]
+enum RecipientKey<'a> {
+    Primary(&'a PublicKey),
+    Subkey(&'a PublicSubkey),
+}
+
+impl Recipient<'_> {
+    /// Encrypts `data` as an unnamed binary literal, as OpenPGP.js does
+    /// (SEIPD v1, uncompressed, unsigned), and ASCII-armors the result with
+    /// LF line breaks.
+    pub(crate) fn encrypt(&self, data: Vec<u8>) -> Result<String, pgp::errors::Error> {
+        let mut rng = rand::thread_rng();
+        let mut builder = MessageBuilder::from_bytes("", data).seipd_v1(&mut rng, self.sym_alg);
+        match self.key {
+            RecipientKey::Primary(key) => builder.encrypt_to_key(&mut rng, key)?,
+            RecipientKey::Subkey(key) => builder.encrypt_to_key(&mut rng, key)?,
+        };
+        builder.to_armored_string(&mut rng, ArmorOptions::default())
+    }
+}
+
+/// The session-key cipher OpenPGP.js picks for a single recipient: AES-256
+/// if the primary user's preferences list it, else AES-128, which every
+/// implementation must support.
+fn preferred_cipher(primary_cert: &Signature) -> SymmetricKeyAlgorithm {
+    if primary_cert
+        .preferred_symmetric_algs()
+        .contains(&SymmetricKeyAlgorithm::AES256)
+    {
+        SymmetricKeyAlgorithm::AES256
+    } else {
+        SymmetricKeyAlgorithm::AES128
+    }
 }
 
 /// Normalizes line endings and restores a missing blank line after the
@@ -223,12 +278,13 @@ fn flags_allow_encryption(sig: &Signature) -> bool {
 
 /// Finds an encryption key the way OpenPGP.js does and encrypts the test
 /// message to it; the error names why the last candidate failed.
-fn check_encryption(
-    key: &SignedPublicKey,
+fn check_encryption<'a>(
+    key: &'a SignedPublicKey,
     primary_cert: &Signature,
     now: u64,
-) -> Result<(), String> {
+) -> Result<Recipient<'a>, String> {
     let primary = &key.primary_key;
+    let sym_alg = preferred_cipher(primary_cert);
     let mut subkeys: Vec<_> = key.public_subkeys.iter().collect();
     // Newest first: by convention a fresh subkey replaces an older one.
     subkeys.sort_by_key(|subkey| std::cmp::Reverse(subkey.key.created_at().as_secs()));
@@ -254,15 +310,23 @@ fn check_encryption(
             reason = Some("Encryption subkey has expired".to_owned());
             continue;
         }
-        match check_strength(&subkey.key).and_then(|()| encrypt_test_message(&subkey.key)) {
-            Ok(()) => return Ok(()),
+        let candidate = Recipient {
+            key: RecipientKey::Subkey(&subkey.key),
+            sym_alg,
+        };
+        match check_strength(&subkey.key).and_then(|()| encrypt_test_message(&candidate)) {
+            Ok(()) => return Ok(candidate),
             Err(err) => reason = Some(err),
         }
     }
 
     if flags_allow_encryption(primary_cert) && primary.algorithm().can_encrypt() {
-        match check_strength(primary).and_then(|()| encrypt_test_message(primary)) {
-            Ok(()) => return Ok(()),
+        let candidate = Recipient {
+            key: RecipientKey::Primary(primary),
+            sym_alg,
+        };
+        match check_strength(primary).and_then(|()| encrypt_test_message(&candidate)) {
+            Ok(()) => return Ok(candidate),
             Err(err) => reason = Some(err),
         }
     }
@@ -298,17 +362,10 @@ fn check_strength(key: &impl KeyDetails) -> Result<(), String> {
 }
 
 /// Encrypts [`TEST_MESSAGE`] to `recipient`, as WildDuck's check does.
-fn encrypt_test_message(recipient: &impl EncryptionKey) -> Result<(), String> {
-    let failed = |err: pgp::errors::Error| with_detail("Failed to encrypt a test message", &err);
-    let mut rng = rand::thread_rng();
-    let mut builder = MessageBuilder::from_bytes("", TEST_MESSAGE)
-        .seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES128);
-    builder
-        .encrypt_to_key(&mut rng, recipient)
-        .map_err(failed)?;
-    let message = builder
-        .to_armored_string(&mut rng, ArmorOptions::default())
-        .map_err(failed)?;
+fn encrypt_test_message(recipient: &Recipient<'_>) -> Result<(), String> {
+    let message = recipient
+        .encrypt(TEST_MESSAGE.to_vec())
+        .map_err(|err| with_detail("Failed to encrypt a test message", &err))?;
     if message.starts_with("-----BEGIN PGP MESSAGE") {
         Ok(())
     } else {

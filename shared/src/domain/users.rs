@@ -33,6 +33,10 @@ pub const MAX_LIST_ITEMS: usize = 50;
 /// Counter names on the profile item.
 pub const STORAGE_USED: &str = "storageUsed";
 pub const VERSION: &str = "version";
+/// How many mailboxes the user has (the mailbox limit is checked against it).
+pub const MAILBOX_COUNT: &str = "mailboxes";
+/// How many messages the user has in the archive.
+pub const ARCHIVED_COUNT: &str = "archived";
 
 /// Per-user limits; 0 means "use the global default".
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -642,7 +646,9 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
         let stored = StoredAddress::new(user.id, address, None, tags);
         writes.extend(stored.create_writes());
     }
-    writes.push(Write::put_new(profile_item(user, 0, 0)));
+    writes.push(Write::put_new(
+        profile_item(user, 0, 0).with_counter(MAILBOX_COUNT, boxes.len() as i64),
+    ));
     for mailbox in &boxes {
         writes.extend(mailbox.create_writes());
     }

@@ -47,6 +47,18 @@ fn form_urlencoded_pairs(input: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+impl Params {
+    /// The query string's parameters only (for requests whose body is not parameters, like a
+    /// raw message upload).
+    pub fn from_query(uri: &axum::http::Uri) -> Params {
+        let mut map = Map::new();
+        if let Some(query) = uri.query() {
+            merge_pairs(&mut map, query);
+        }
+        Params(map)
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 

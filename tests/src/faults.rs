@@ -1,0 +1,67 @@
+//! Fault injection around a real table: the backend does its real work, except that chosen
+//! transactions fail as if the process had died before the write (the write never happens).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use eider_shared::store::{
+    Condition, Item, Key, Page, Query, StoreError, StoreResult, Table, Update, Write,
+};
+
+/// Fails every transaction that puts an item whose key starts with `pk_prefix`, `times`
+/// times; everything else goes to the real table.
+pub struct FailingWrites {
+    inner: Arc<dyn Table>,
+    pk_prefix: String,
+    remaining: AtomicUsize,
+}
+
+impl FailingWrites {
+    pub fn new(inner: Arc<dyn Table>, pk_prefix: &str, times: usize) -> Self {
+        FailingWrites {
+            inner,
+            pk_prefix: pk_prefix.into(),
+            remaining: AtomicUsize::new(times),
+        }
+    }
+
+    fn should_fail(&self, writes: &[Write]) -> bool {
+        let hit = writes
+            .iter()
+            .any(|w| matches!(w, Write::Put { item, .. } if item.pk.starts_with(&self.pk_prefix)));
+        hit && self
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+#[async_trait]
+impl Table for FailingWrites {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Item>> {
+        self.inner.get_many(keys).await
+    }
+    async fn query(&self, query: &Query) -> StoreResult<Page> {
+        self.inner.query(query).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        if self.should_fail(&writes) {
+            return Err(StoreError::Backend(anyhow::anyhow!(
+                "injected fault: the process died"
+            )));
+        }
+        self.inner.transact(writes).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        self.inner.update(key, update, condition).await
+    }
+}
