@@ -182,21 +182,16 @@ pub async fn authenticate(state: &AppState, request: AuthRequest) -> ApiResult<V
         Some(stored) => Subject::User(stored.user.id),
         None => Subject::Name(view),
     };
-    let lock_log = |attempt: &Attempt| {
-        let stored = found.as_ref()?;
-        Some(lock_entry(state, &request, attempt).write(&stored.user.id))
+    let attempt = match ratelimit::begin(table, &config.auth_limit, &subject, unix_now()).await? {
+        Gate::Locked { retry_after } => {
+            tracing::info!(
+                user = found.as_ref().map(|s| s.user.id.to_string()),
+                "authentication refused: locked"
+            );
+            return Err(ratelimit::rate_limited(retry_after));
+        }
+        Gate::Open(attempt) => attempt,
     };
-    let attempt =
-        match ratelimit::begin(table, &config.auth_limit, &subject, unix_now(), lock_log).await? {
-            Gate::Locked { retry_after } => {
-                tracing::info!(
-                    user = found.as_ref().map(|s| s.user.id.to_string()),
-                    "authentication refused: locked"
-                );
-                return Err(ratelimit::rate_limited(retry_after));
-            }
-            Gate::Open(attempt) => attempt,
-        };
     let Some(stored) = found else {
         // Same work as a wrong password.
         verify_nothing(&request.password).await?;

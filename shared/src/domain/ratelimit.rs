@@ -9,7 +9,8 @@
 //! unchecked, so even a burst of parallel requests gets at most `max_failures` password checks.
 //! A failure that brings the estimate to the limit puts a lock item (`RATE#<subject>` / `LOCK`,
 //! TTL = the lock duration) and writes one authlog entry; while the lock lives, attempts are
-//! refused after a single read. A success deletes the window counters (WildDuck clears its
+//! refused after a single read. Refused attempts are not counted, so hammering a locked
+//! account does not keep it locked. A success deletes the window counters (WildDuck clears its
 //! counter on success too). Counters and locks expire through the table's TTL.
 
 use serde_json::json;
@@ -83,14 +84,12 @@ pub fn rate_limited(retry_after: i64) -> ApiError {
         .with_extra("retryAfter", json!(retry_after.max(1)))
 }
 
-/// Checks the lock and counts one attempt of `subject`. `log` is the authlog entry to write
-/// if this attempt finds the limit reached without a lock in place (and so puts it).
+/// Checks the lock and counts one attempt of `subject`.
 pub async fn begin(
     table: &dyn Table,
     limit: &AuthLimit,
     subject: &Subject,
     now: i64,
-    log: impl FnOnce(&Attempt) -> Option<Write>,
 ) -> StoreResult<Gate> {
     let subject = subject.key_part();
     let window = window_secs(limit);
@@ -128,11 +127,19 @@ pub async fn begin(
         limit: *limit,
     };
     if attempt.before() >= i64::from(limit.max_failures) {
-        // Over the limit without a lock (it expired while the window is still full, or
-        // parallel attempts got here first): refuse, and lock so the next ones stop earlier.
-        attempt.lock(log(&attempt)).await_lock(table).await?;
+        // Over the limit without a lock: parallel attempts got here first (the failure that
+        // reached the limit is putting the lock), or a lock ended while its failures are still
+        // in the window. Refused, and taken back out of the count, so refused attempts never
+        // prolong a lock-out: the failures age out of the window and checking resumes.
+        table
+            .update(
+                &keys::rate_window(&attempt.subject, number),
+                Update::default().add(COUNT, -1),
+                None,
+            )
+            .await?;
         return Ok(Gate::Locked {
-            retry_after: limit.lock.as_secs() as i64,
+            retry_after: window - now.rem_euclid(window),
         });
     }
     Ok(Gate::Open(attempt))

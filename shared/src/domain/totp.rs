@@ -426,20 +426,11 @@ pub async fn check(state: &AppState, id: &ObjectId, params: Map<String, Value>) 
     let config: &Config = &state.config;
     let table = state.table.as_ref();
     let now = unix_now();
-    let locked_log =
-        |attempt: &ratelimit::Attempt| Some(totp_lock_entry(&session, config, attempt).write(id));
-    let attempt = match ratelimit::begin(
-        table,
-        &config.auth_limit,
-        &Subject::Totp(*id),
-        now,
-        locked_log,
-    )
-    .await?
-    {
-        Gate::Locked { retry_after } => return Err(ratelimit::rate_limited(retry_after)),
-        Gate::Open(attempt) => attempt,
-    };
+    let attempt =
+        match ratelimit::begin(table, &config.auth_limit, &Subject::Totp(*id), now).await? {
+            Gate::Locked { retry_after } => return Err(ratelimit::rate_limited(retry_after)),
+            Gate::Open(attempt) => attempt,
+        };
     let stored: StoredUser = users::load(state, id).await?;
     let user = &stored.user;
     let seed = match (&user.totp.seed, totp_enabled(user)) {
