@@ -30,6 +30,10 @@ pub struct Config {
     pub journal_retention: Duration,
     /// `EIDER_ARCHIVE_DAYS`: how long deleted messages stay restorable in the archive.
     pub archive_retention: Duration,
+    /// `EIDER_INLINE_LIMIT`: raw sources and attachments larger than this (bytes) are answered
+    /// with a redirect to a short-lived presigned URL where the blob store can presign (S3),
+    /// because a Lambda response holds at most 6 MB.
+    pub inline_limit: u64,
     /// `EIDER_AUTH_FAILURES` / `EIDER_AUTH_WINDOW_SECONDS` / `EIDER_AUTH_LOCK_SECONDS`:
     /// brute-force protection of `/authenticate` and TOTP checks.
     pub auth_limit: AuthLimit,
@@ -162,6 +166,7 @@ impl Default for Config {
             authlog_retention: Duration::from_secs(30 * 24 * 3600),
             journal_retention: Duration::from_secs(24 * 3600),
             archive_retention: Duration::from_secs(14 * 24 * 3600),
+            inline_limit: 5 * 1024 * 1024,
             auth_limit: AuthLimit::default(),
             secret_key: None,
             imap: MailServer {
@@ -248,6 +253,7 @@ impl Config {
             archive_retention: parsed::<u64>("EIDER_ARCHIVE_DAYS")?
                 .map(|d| Duration::from_secs(d * 24 * 3600))
                 .unwrap_or(defaults.archive_retention),
+            inline_limit: parsed("EIDER_INLINE_LIMIT")?.unwrap_or(defaults.inline_limit),
             auth_limit: AuthLimit {
                 max_failures: positive("EIDER_AUTH_FAILURES")?
                     .unwrap_or(u64::from(defaults.auth_limit.max_failures))

@@ -46,6 +46,8 @@ on_both_backends!(
     parallel_uploads_get_distinct_increasing_uids_and_exact_counters,
     a_failed_metadata_write_leaves_no_message_and_no_quota_drift,
     other_users_mailboxes_and_messages_are_unreachable,
+    large_messages_use_staged_uploads_and_stream_or_redirect,
+    encrypted_users_get_pgp_mime_and_messages_still_list,
 );
 
 const SIMPLE: &str = "From: Sender Name <sender@example.com>\r\nTo: Test User <testuser@example.com>\r\nSubject: =?UTF-8?B?SMOkbGxv?= world\r\nMessage-ID: <abc@example.com>\r\nDate: Wed, 02 Nov 2011 19:19:08 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there, this is the quarterly report.\r\n";
@@ -883,4 +885,180 @@ async fn other_users_mailboxes_and_messages_are_unreachable(app: TestApp) {
         .await;
     assert_eq!(found["total"], 0);
     assert_eq!(uids(&app, &alice, &inbox).await, [1]);
+    // A deleted user's mail is gone for the API at once (the janitor purges it later).
+    let (status, _) = app.delete(&format!("/users/{alice}")).await;
+    assert_eq!(status, StatusCode::OK);
+    for uri in [
+        format!("/users/{alice}/mailboxes/{inbox}"),
+        format!("/users/{alice}/mailboxes/{inbox}/messages"),
+        format!("/users/{alice}/mailboxes/{inbox}/messages/1"),
+        format!("/users/{alice}/mailboxes/{inbox}/messages/1/message.eml"),
+    ] {
+        let request = http::Request::get(&uri).body(Body::empty()).unwrap();
+        let (status, _, body) = app.send_raw(request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("UserNotFound"),
+            "{uri}"
+        );
+    }
+    let (status, _) = app
+        .put(
+            &format!("/users/{alice}/mailboxes/{inbox}"),
+            json!({"subscribed": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A message of about `size` bytes with one base64 attachment of pseudo-random bytes.
+fn large_message(size: usize) -> (String, Vec<u8>) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let payload: Vec<u8> = (0..size * 3 / 4)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let encoded = STANDARD.encode(&payload);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let raw = format!(
+        "From: big@example.com\r\nTo: b@example.com\r\nSubject: Large\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--B\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\n\r\n{}\r\n--B--\r\n",
+        lines.join("\r\n")
+    );
+    (raw, payload)
+}
+
+/// Follows a download: the body itself, or (on S3) the presigned URL it redirects to.
+async fn download(app: &TestApp, uri: &str) -> (Option<String>, bytes::Bytes) {
+    let (content_type, body, _) = download_via(app, uri).await;
+    (content_type, body)
+}
+
+/// Like [`download`], also telling whether the answer was a redirect.
+async fn download_via(app: &TestApp, uri: &str) -> (Option<String>, bytes::Bytes, bool) {
+    let request = http::Request::get(uri).body(Body::empty()).unwrap();
+    let (status, headers, body) = app.send_raw(request).await;
+    if status == StatusCode::TEMPORARY_REDIRECT {
+        let location = headers["location"].to_str().unwrap().to_string();
+        let response = reqwest::get(&location).await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{location}: {}",
+            response.status()
+        );
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        return (content_type, response.bytes().await.unwrap(), true);
+    }
+    assert_eq!(status, StatusCode::OK, "{uri}");
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    (content_type, body, false)
+}
+
+async fn large_messages_use_staged_uploads_and_stream_or_redirect(app: TestApp) {
+    // A small inline limit, so the presigned path is taken on S3 without huge test data.
+    let TestApp { backend, .. } = app;
+    let config = eider_shared::config::Config {
+        inline_limit: 64 * 1024,
+        ..test_config()
+    };
+    let app = TestApp::new(backend, config);
+    let user = new_user(&app, "large").await;
+    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let (raw, payload) = large_message(3 * 1024 * 1024);
+    let (status, staged) = app.post(&format!("/users/{user}/uploads"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{staged}");
+    let url = staged["url"].as_str().unwrap().to_string();
+    let id = staged["id"].as_str().unwrap().to_string();
+    if url.starts_with('/') {
+        // The local folder can't presign: the bytes go through the API.
+        let request = http::Request::put(&url)
+            .body(Body::from(raw.clone()))
+            .unwrap();
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    } else {
+        let response = reqwest::Client::new()
+            .put(&url)
+            .body(raw.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let (status, body) = app
+        .post(
+            &format!("/users/{user}/mailboxes/{inbox}/messages"),
+            json!({"upload": id, "unseen": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message"]["size"], raw.len());
+    let uid = body["message"]["id"].as_u64().unwrap();
+    // The staged copy is gone; using it again fails cleanly.
+    let (status, _) = app
+        .post(
+            &format!("/users/{user}/mailboxes/{inbox}/messages"),
+            json!({"upload": id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, eml) = download(
+        &app,
+        &format!("/users/{user}/mailboxes/{inbox}/messages/{uid}/message.eml"),
+    )
+    .await;
+    assert_eq!(eml.len(), raw.len());
+    assert!(eml.as_ref() == raw.as_bytes(), "source differs");
+    let (content_type, attachment) = download(
+        &app,
+        &format!("/users/{user}/mailboxes/{inbox}/messages/{uid}/attachments/ATT00001"),
+    )
+    .await;
+    assert_eq!(content_type.as_deref(), Some("application/octet-stream"));
+    assert!(
+        attachment.as_ref() == payload.as_slice(),
+        "attachment differs"
+    );
+    assert_eq!(counters(&app, &user, &inbox).await, (1, 1));
+    assert_eq!(storage_used(&app, &user).await, raw.len() as u64);
+}
+
+async fn encrypted_users_get_pgp_mime_and_messages_still_list(app: TestApp) {
+    let key = include_str!("../../shared/src/domain/testdata/rsa.asc");
+    let user = app
+        .create_user(
+            json!({"username": "secret", "password": "pw", "pubKey": key, "encryptMessages": true}),
+        )
+        .await;
+    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let uid = upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let (_, eml) = download(
+        &app,
+        &format!("/users/{user}/mailboxes/{inbox}/messages/{uid}/message.eml"),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&eml);
+    assert!(text.contains("multipart/encrypted"), "{text}");
+    assert!(text.contains("-----BEGIN PGP MESSAGE-----"));
+    assert!(
+        !text.contains("quarterly report"),
+        "the body is stored in the clear"
+    );
+    let (_, list) = app
+        .get(&format!("/users/{user}/mailboxes/{inbox}/messages"))
+        .await;
+    assert_eq!(list["results"][0]["subject"], "Hällo world");
+    assert_eq!(list["results"][0]["encrypted"], true);
 }

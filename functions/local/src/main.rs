@@ -12,6 +12,9 @@ use eider_shared::http::{AppState, finish};
 use eider_shared::store::blob_fs::FsBlobStore;
 use eider_shared::store::embedded::EmbeddedTable;
 
+/// The local server's default request body limit (`EIDER_BODY_LIMIT` overrides it).
+const LOCAL_BODY_LIMIT: usize = 96 * 1024 * 1024;
+
 /// How often expired items (TTL) are removed from the embedded store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -35,7 +38,11 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     eider_shared::http::init_tracing(false);
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    // No 6 MB Lambda payload limit here: a 64 MiB message as base64 JSON must fit.
+    if std::env::var_os("EIDER_BODY_LIMIT").is_none() {
+        config.body_limit = LOCAL_BODY_LIMIT;
+    }
     let local = LocalConfig::from_env()?;
     std::fs::create_dir_all(&local.data_dir)
         .with_context(|| format!("cannot create data folder {}", local.data_dir.display()))?;

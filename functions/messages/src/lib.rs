@@ -5,10 +5,10 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use eider_shared::domain::messages::{self, MessageUpdate, Upload};
+use eider_shared::domain::messages::{self, Download, MessageUpdate, Upload};
 use eider_shared::domain::{archive, search};
 use eider_shared::error::{ApiError, ApiResult};
 use eider_shared::http::{AppState, Params, PathParam, Validator};
@@ -46,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/users/{user}/flagged"),
     ("GET", "/users/{user}/search"),
     ("POST", "/users/{user}/quota/reset"),
+    ("POST", "/users/{user}/uploads"),
+    ("PUT", "/users/{user}/uploads/{upload}"),
 ];
 
 pub fn router() -> Router<AppState> {
@@ -68,6 +70,8 @@ pub fn router() -> Router<AppState> {
         .route("/users/{user}/flagged", get(list_flagged))
         .route("/users/{user}/search", get(search_messages))
         .route("/users/{user}/quota/reset", post(reset_quota))
+        .route("/users/{user}/uploads", post(create_upload))
+        .route("/users/{user}/uploads/{upload}", put(put_upload))
 }
 
 /// Validates `{user}`, `{mailbox}` and a single `{message}` UID.
@@ -190,14 +194,60 @@ async fn delete_message(
     Ok(Json(json!({ "success": true })))
 }
 
+/// Answers a download: bytes, a ranged stream of the blob, or a redirect to a presigned URL
+/// (Lambda answers at most 6 MB).
+fn download_response(
+    state: &AppState,
+    download: Download,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+) -> Response {
+    let body = match download {
+        Download::Redirect(url) => return Redirect::temporary(&url).into_response(),
+        Download::Bytes(bytes) => Body::from(bytes),
+        Download::Stream { blob, size } => {
+            Body::from_stream(blob_chunks(state.clone(), blob, size))
+        }
+    };
+    let mut response = body.into_response();
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// The blob in 1 MiB ranges, read as the client takes them.
+fn blob_chunks(
+    state: AppState,
+    blob: String,
+    size: u64,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    const CHUNK: u64 = 1024 * 1024;
+    futures::stream::try_unfold(0u64, move |offset| {
+        let (state, blob) = (state.clone(), blob.clone());
+        async move {
+            if offset >= size {
+                return Ok(None);
+            }
+            let end = (offset + CHUNK).min(size);
+            match state.blobs.get_range(&blob, offset..end).await {
+                Ok(Some(bytes)) if !bytes.is_empty() => Ok(Some((bytes, end))),
+                Ok(_) => Err(std::io::Error::other("message source ended early")),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        }
+    })
+}
+
 /// `GET .../messages/{message}/message.eml` (spec "Get message source"): the stored bytes.
 async fn get_message_source(
     State(state): State<AppState>,
     PathParam((user, mailbox, message)): PathParam<(String, String, String)>,
 ) -> ApiResult<Response> {
     let (user, mailbox, uid) = ids(&user, Some(&mailbox), Some(&message))?;
-    let (_, raw) = messages::raw_source(&state, &user, &mailbox, uid).await?;
-    Ok(([(header::CONTENT_TYPE, "message/rfc822")], Body::from(raw)).into_response())
+    let download = messages::raw_source(&state, &user, &mailbox, uid).await?;
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("message/rfc822"),
+    );
+    Ok(download_response(&state, download, vec![content_type]))
 }
 
 /// `GET .../messages/{message}/attachments/{attachment}` (spec "Get message attachment"):
@@ -218,24 +268,48 @@ async fn get_attachment(
             ),
         ));
     }
-    let (info, bytes) = messages::attachment(&state, &user, &mailbox, uid, &attachment).await?;
+    let (info, download) =
+        messages::attachment_download(&state, &user, &mailbox, uid, &attachment).await?;
     let content_type = HeaderValue::from_str(&info.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    let filename: String = info
-        .filename
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"')
-        .collect();
+    let filename = messages::safe_filename(&info.filename);
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    let headers = vec![
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_DISPOSITION, disposition),
+    ];
+    Ok(download_response(&state, download, headers))
+}
+
+/// `POST /users/{user}/uploads`: where to put a large message before storing it (a presigned
+/// S3 URL in the cloud, `PUT /users/{user}/uploads/{id}` locally).
+async fn create_upload(
+    State(state): State<AppState>,
+    PathParam(user): PathParam<String>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (user, _, _) = ids(&user, None, None)?;
+    let mut v = Validator::new(params);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(Json(messages::create_upload(&state, &user).await?))
+}
+
+/// `PUT /users/{user}/uploads/{upload}`: the raw message of a staged upload.
+async fn put_upload(
+    State(state): State<AppState>,
+    PathParam((user, upload)): PathParam<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut v = Validator::new(Default::default());
+    let user = v.path_id("user", &user);
+    let upload = v.path_id("upload", &upload);
+    v.finish()?;
+    let (user, upload) = (user.unwrap_or_default(), upload.unwrap_or_default());
+    messages::put_upload(&state, &user, &upload, body).await?;
+    Ok(Json(json!({ "success": true, "id": upload })))
 }
 
 /// `GET .../messages/{message}/events` (spec "Get message events").

@@ -218,12 +218,20 @@ fn not_found() -> ApiError {
 /// Reads one mailbox of `user`, or `NoSuchMailbox` (also for another user's mailbox id: the
 /// key includes the user).
 pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<StoredMailbox> {
-    let item = state
+    // One read for both: a deleted user's mailboxes linger until the janitor purges them, but
+    // are gone for the API at once.
+    let items = state
         .table
-        .get(&keys::mailbox(user, id))
-        .await?
+        .get_many(&[keys::user(user), keys::mailbox(user, id)])
+        .await?;
+    if !items.iter().any(|i| i.sk == "PROFILE") {
+        return Err(ApiError::user_not_found());
+    }
+    let item = items
+        .iter()
+        .find(|i| i.sk != "PROFILE")
         .ok_or_else(not_found)?;
-    StoredMailbox::from_item(&item)
+    StoredMailbox::from_item(item)
 }
 
 /// Every mailbox of a user (one query; a user has at most 1500).
@@ -632,7 +640,8 @@ pub async fn delete(
         Write::Update {
             key: keys::user(user),
             update: Update::default().add(MAILBOX_COUNT, -1),
-            condition: None,
+            // A deleted user's mailboxes wait for the janitor; never recreate the profile.
+            condition: Some(Condition::Exists),
         },
         Write::put(task),
         journal::event_write(
@@ -644,6 +653,7 @@ pub async fn delete(
     ];
     match state.table.transact(writes).await {
         Ok(()) => {}
+        Err(StoreError::ConditionFailed { index: 2 }) => return Err(ApiError::user_not_found()),
         Err(StoreError::ConditionFailed { .. }) => {
             return Err(ApiError::not_found(
                 "NoSuchMailbox",

@@ -299,9 +299,20 @@ async fn resolve_thread(
 // ---------------------------------------------------------------------------------------------
 // Upload
 
-/// A validated upload.
+/// The SMTP envelope of a delivered message: MAIL FROM (`""` for the null sender) and the
+/// RCPT TO it was delivered for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: String,
+    pub to: String,
+}
+
+/// A validated upload. `Default` lets other entry points (delivery) name only what they set.
+#[derive(Default)]
 pub struct Upload {
     pub raw: Vec<u8>,
+    /// A message uploaded beforehand through `POST /users/{user}/uploads` (large messages).
+    pub staged: Option<ObjectId>,
     pub seen: bool,
     pub flagged: bool,
     pub draft: bool,
@@ -309,6 +320,10 @@ pub struct Upload {
     pub meta_data: Option<String>,
     pub idempotency_key: Option<String>,
     pub source: &'static str,
+    /// Set by delivery: the STORE event then records the envelope's from and to.
+    pub envelope: Option<Envelope>,
+    /// Set by delivery: the filters that matched, recorded on the STORE event.
+    pub filters: Vec<ObjectId>,
 }
 
 impl Upload {
@@ -337,9 +352,11 @@ impl Upload {
             None => None,
         };
         let meta_data = v.json_object("metaData", MAX_DATA_BYTES);
+        let staged = v.id("upload");
         v.session();
         let raw = match (body_raw, raw_text) {
             (Some(raw), _) => Some(raw),
+            (None, None) if staged.is_some() => None,
             (None, Some(text)) => {
                 let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
                 match base64::engine::general_purpose::STANDARD.decode(cleaned.as_bytes()) {
@@ -377,6 +394,7 @@ impl Upload {
         v.finish()?;
         Ok(Upload {
             raw: raw.unwrap_or_default(),
+            staged,
             seen: !unseen,
             flagged,
             draft,
@@ -384,6 +402,7 @@ impl Upload {
             meta_data,
             idempotency_key,
             source: "API",
+            ..Default::default()
         })
     }
 }
@@ -460,6 +479,19 @@ pub async fn store(
         return serde_json::from_value(done.body)
             .map_err(|e| ApiError::internal(anyhow::anyhow!(e)));
     }
+    let staged_key = upload.staged.map(|id| staged_upload_blob(user, &id));
+    if let Some(key) = &staged_key {
+        let staged = state.blobs.get(key).await?.ok_or_else(|| {
+            ApiError::invalid_field("upload", "\"upload\" names no uploaded message")
+        })?;
+        if staged.is_empty() || staged.len() > MAX_MESSAGE_SIZE {
+            return Err(ApiError::invalid_field(
+                "upload",
+                format!("the uploaded message must be 1 to {MAX_MESSAGE_SIZE} bytes"),
+            ));
+        }
+        upload.raw = staged.to_vec();
+    }
     let raw = encrypt_if_wanted(&owner, &mailbox, std::mem::take(&mut upload.raw))?;
     let size = raw.len() as i64;
     let allowed = allowed_storage(state, &owner);
@@ -490,6 +522,11 @@ pub async fn store(
     match result {
         Ok(stored) => {
             index_terms(state, user, &id, &parsed.search_terms).await;
+            if let Some(key) = &staged_key
+                && let Err(e) = state.blobs.delete(key).await
+            {
+                tracing::warn!(error = %e, "staged upload not removed; the bucket's lifecycle rule will");
+            }
             Ok(stored)
         }
         Err(e) => {
@@ -616,9 +653,7 @@ async fn commit_new_message(
         journal::event_write(&state.config, user, seq, message.exists_event()),
         Write::put(Item::new(
             keys::message_event(user, &id, &ObjectId::new()),
-            json!({ "action": "STORE", "source": upload.source, "time": now,
-                    "from": message.from.as_ref().map(|a| a.address.clone()),
-                    "to": message.to.iter().map(|a| a.address.clone()).collect::<Vec<_>>() }),
+            store_event(upload, &message, now),
         )),
     ];
     let idempotency_index = writes.len();
@@ -647,6 +682,24 @@ async fn commit_new_message(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The STORE event of a new message: its source, and from/to from the envelope when it was
+/// delivered (the header addresses otherwise), plus the filters that matched.
+fn store_event(upload: &Upload, message: &Message, now: DateTime<Utc>) -> Value {
+    let (from, to) = match &upload.envelope {
+        Some(envelope) => (json!(envelope.from), json!([envelope.to])),
+        None => (
+            json!(message.from.as_ref().map(|a| a.address.clone())),
+            json!(message.to.iter().map(|a| a.address.clone()).collect::<Vec<_>>()),
+        ),
+    };
+    let mut event = json!({ "action": "STORE", "source": upload.source, "time": now,
+                            "from": from, "to": to });
+    if !upload.filters.is_empty() {
+        event["filters"] = json!(upload.filters);
+    }
+    event
 }
 
 /// Encrypts the source to the user's key when the user or the mailbox asks for it.
@@ -708,8 +761,23 @@ pub async fn load(
     mailbox: &ObjectId,
     uid: u32,
 ) -> ApiResult<Message> {
-    let item = state.table.get(&keys::message(user, mailbox, uid)).await?;
-    from_item(&item.ok_or_else(message_not_found)?)
+    // One read for both: a deleted user's messages are gone for the API at once.
+    let profile = keys::user(user);
+    let items = state
+        .table
+        .get_many(&[profile.clone(), keys::message(user, mailbox, uid)])
+        .await?;
+    if !items
+        .iter()
+        .any(|i| i.pk == profile.pk && i.sk == profile.sk)
+    {
+        return Err(ApiError::user_not_found());
+    }
+    let item = items
+        .iter()
+        .find(|i| i.pk != profile.pk)
+        .ok_or_else(message_not_found)?;
+    from_item(item)
 }
 
 /// `GET /users/{user}/mailboxes/{mailbox}/messages`.
@@ -810,21 +878,131 @@ pub async fn get(
     Ok(body)
 }
 
-/// The raw source of a message (`message.eml`).
+/// How a large body is answered.
+#[derive(Debug)]
+pub enum Download {
+    /// The bytes themselves.
+    Bytes(bytes::Bytes),
+    /// Stream the blob in ranges (large, and the store can't presign: the local server).
+    Stream { blob: String, size: u64 },
+    /// Redirect to a short-lived presigned URL (large, on S3: Lambda answers at most 6 MB).
+    Redirect(String),
+}
+
+/// How long a presigned download or upload URL stays valid.
+pub const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Bodies above this are streamed in ranges rather than read whole.
+const STREAM_ABOVE: u64 = 1024 * 1024;
+
+/// The raw source of a message (`message.eml`), exactly as stored.
 pub async fn raw_source(
     state: &AppState,
     user: &ObjectId,
     mailbox_id: &ObjectId,
     uid: u32,
-) -> ApiResult<(Message, bytes::Bytes)> {
+) -> ApiResult<Download> {
     let message = load(state, user, mailbox_id, uid).await?;
+    if message.size > state.config.inline_limit
+        && let Some(url) = state
+            .blobs
+            .presign_get(&message.blob, PRESIGNED_FOR, "message/rfc822", None)
+            .await?
+    {
+        return Ok(Download::Redirect(url));
+    }
+    if message.size > STREAM_ABOVE {
+        return Ok(Download::Stream {
+            blob: message.blob,
+            size: message.size,
+        });
+    }
     let raw = state.blobs.get(&message.blob).await?.ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!(
             "blob {} of a listed message is missing",
             message.blob
         ))
     })?;
-    Ok((message, raw))
+    Ok(Download::Bytes(raw))
+}
+
+/// Where a staged (large) upload is kept until it is stored as a message.
+fn staged_upload_blob(user: &ObjectId, id: &ObjectId) -> String {
+    format!("uploads/{user}/{id}.eml")
+}
+
+/// `POST /users/{user}/uploads`: a place to put a large message before storing it with
+/// `POST .../messages {"upload": id}`. On S3 the URL is presigned (the bytes never pass
+/// through Lambda); locally it is this API's `PUT /users/{user}/uploads/{id}`.
+pub async fn create_upload(state: &AppState, user: &ObjectId) -> ApiResult<Value> {
+    users::load(state, user).await?;
+    let id = ObjectId::new();
+    let key = staged_upload_blob(user, &id);
+    let url = match state.blobs.presign_put(&key, PRESIGNED_FOR).await? {
+        Some(url) => url,
+        None => format!("/users/{user}/uploads/{id}"),
+    };
+    let expires = Utc::now() + chrono::Duration::from_std(PRESIGNED_FOR).unwrap_or_default();
+    Ok(json!({
+        "success": true,
+        "id": id,
+        "url": url,
+        "method": "PUT",
+        "expires": expires,
+        "maxSize": MAX_MESSAGE_SIZE,
+    }))
+}
+
+/// `PUT /users/{user}/uploads/{upload}`: the bytes of a staged upload, through the API (for
+/// stores that can't presign).
+pub async fn put_upload(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    raw: bytes::Bytes,
+) -> ApiResult<()> {
+    users::load(state, user).await?;
+    if raw.is_empty() || raw.len() > MAX_MESSAGE_SIZE {
+        return Err(ApiError::invalid_field(
+            "body",
+            format!("the message must be 1 to {MAX_MESSAGE_SIZE} bytes"),
+        ));
+    }
+    state.blobs.put(&staged_upload_blob(user, id), raw).await?;
+    Ok(())
+}
+
+/// One attachment for download. Large ones on S3 are written decoded under `cache/` (expired
+/// by the bucket's lifecycle rule) and answered with a presigned URL.
+pub async fn attachment_download(
+    state: &AppState,
+    user: &ObjectId,
+    mailbox_id: &ObjectId,
+    uid: u32,
+    wanted: &str,
+) -> ApiResult<(AttachmentInfo, Download)> {
+    let (info, bytes) = attachment(state, user, mailbox_id, uid, wanted).await?;
+    if bytes.len() as u64 > state.config.inline_limit {
+        let message = load(state, user, mailbox_id, uid).await?;
+        let key = format!("cache/{user}/{}/{}", message.id, info.id);
+        let disposition = format!("attachment; filename=\"{}\"", safe_filename(&info.filename));
+        let url = state
+            .blobs
+            .presign_get(&key, PRESIGNED_FOR, &info.content_type, Some(&disposition))
+            .await?;
+        if let Some(url) = url {
+            state.blobs.put(&key, bytes.into()).await?;
+            return Ok((info, Download::Redirect(url)));
+        }
+    }
+    Ok((info, Download::Bytes(bytes.into())))
+}
+
+/// A file name safe inside a quoted header parameter.
+pub fn safe_filename(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect()
 }
 
 /// One attachment, decoded from its byte range of the stored source.
@@ -1296,12 +1474,13 @@ pub async fn remove_messages(
             }
         }
         writes.push(mailbox_counters(mailbox, total, unseen, size));
+        // Never recreate the profile of a user deleted meanwhile (the janitor purges the rest).
         writes.push(Write::Update {
             key: keys::user(&user),
             update: Update::default()
                 .add(STORAGE_USED, size)
                 .add(ARCHIVED_COUNT, archived),
-            condition: None,
+            condition: Some(Condition::Exists),
         });
         match state.table.transact(writes).await {
             Ok(()) => removed += chunk.len(),
@@ -1362,23 +1541,14 @@ pub async fn drain_deleted_mailbox(
     mailbox_id: &ObjectId,
     budget: usize,
 ) -> ApiResult<usize> {
-    let task = state
+    if state
         .table
         .get(&keys::deleted_mailbox(user, mailbox_id))
-        .await?;
-    let Some(task) = task else { return Ok(0) };
-    let mailbox: mailboxes::Mailbox = serde_json::from_value(task.body["mailbox"].clone())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt mailbox task: {e}")))?;
-    // The counters of a deleted mailbox no longer exist: a stand-in whose counter writes land
-    // on the (absent) mailbox key would fail, so they go to a scratch key instead.
-    let stand_in = StoredMailbox {
-        mailbox,
-        uid_next: 0,
-        modify_index: 0,
-        total: 0,
-        unseen: 0,
-        size: 0,
-    };
+        .await?
+        .is_none()
+    {
+        return Ok(0);
+    }
     let pk = keys::messages_pk(user, mailbox_id);
     let mut done = 0;
     while done < budget {
@@ -1398,7 +1568,7 @@ pub async fn drain_deleted_mailbox(
             .iter()
             .map(from_item)
             .collect::<ApiResult<Vec<_>>>()?;
-        let removed = remove_deleted_mailbox_messages(state, &stand_in, messages).await?;
+        let removed = remove_deleted_mailbox_messages(state, user, messages).await?;
         if removed == 0 {
             break;
         }
@@ -1407,13 +1577,14 @@ pub async fn drain_deleted_mailbox(
     Ok(done)
 }
 
-/// Like [`remove_messages`] for a mailbox that is already gone: no counters to keep.
+/// Like [`remove_messages`] for a mailbox that is already gone: no mailbox counters or
+/// journal (its DELETE event said it all).
 async fn remove_deleted_mailbox_messages(
     state: &AppState,
-    mailbox: &StoredMailbox,
+    user: &ObjectId,
     messages: Vec<Message>,
 ) -> ApiResult<usize> {
-    let user = mailbox.mailbox.user;
+    let user = *user;
     let now = Utc::now();
     let keep = chrono::Duration::from_std(state.config.archive_retention)
         .unwrap_or(chrono::Duration::days(14));
@@ -1436,13 +1607,16 @@ async fn remove_deleted_mailbox_messages(
             archived += 1;
         }
     }
-    writes.push(Write::Update {
-        key: keys::user(&user),
-        update: Update::default()
-            .add(STORAGE_USED, size)
-            .add(ARCHIVED_COUNT, archived),
-        condition: None,
-    });
+    // A user deleted meanwhile has no quota to keep (and must not get a profile back).
+    if state.table.get(&keys::user(&user)).await?.is_some() {
+        writes.push(Write::Update {
+            key: keys::user(&user),
+            update: Update::default()
+                .add(STORAGE_USED, size)
+                .add(ARCHIVED_COUNT, archived),
+            condition: Some(Condition::Exists),
+        });
+    }
     state.table.transact(writes).await?;
     for message in &messages {
         unindex_terms(state, &user, &message.id, &message.terms).await;

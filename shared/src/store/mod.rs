@@ -19,6 +19,7 @@ pub mod s3;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -372,4 +373,23 @@ pub trait BlobStore: Send + Sync {
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Option<Bytes>>;
     /// No error when the object does not exist.
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// A URL that lets a client PUT the object itself for `expires` (S3's presigned URLs, so
+    /// large messages bypass Lambda's 6 MB payload limit). `None`: this store can't presign
+    /// (the local folder), bytes go through the API instead.
+    async fn presign_put(&self, _key: &str, _expires: Duration) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
+    /// A URL that lets a client GET the object for `expires`, answered with the given content
+    /// type and disposition. `None` when this store can't presign.
+    async fn presign_get(
+        &self,
+        _key: &str,
+        _expires: Duration,
+        _content_type: &str,
+        _disposition: Option<&str>,
+    ) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
 }

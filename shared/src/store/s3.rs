@@ -5,6 +5,7 @@
 //! environment, path-style S3 included when an endpoint (moto, MinIO, ...) is configured.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
@@ -117,6 +119,42 @@ impl BlobStore for S3BlobStore {
         // HTTP ranges are inclusive; S3 clamps the end to the object's length.
         let header = format!("bytes={}-{}", range.start, range.end - 1);
         self.get_object(key, Some(header)).await
+    }
+
+    async fn presign_put(&self, key: &str, expires: Duration) -> StoreResult<Option<String>> {
+        check_blob_key(key)?;
+        let config = PresigningConfig::expires_in(expires).map_err(|e| anyhow!("{e}"))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error("PutObject (presign)", e))?;
+        Ok(Some(request.uri().to_string()))
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires: Duration,
+        content_type: &str,
+        disposition: Option<&str>,
+    ) -> StoreResult<Option<String>> {
+        check_blob_key(key)?;
+        let config = PresigningConfig::expires_in(expires).map_err(|e| anyhow!("{e}"))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(content_type)
+            .set_response_content_disposition(disposition.map(str::to_string))
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error("GetObject (presign)", e))?;
+        Ok(Some(request.uri().to_string()))
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
