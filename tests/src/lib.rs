@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod backends;
+pub mod counting;
 pub mod faults;
 pub mod moto;

@@ -1,0 +1,85 @@
+//! Cost guarantees of the mail store, counted (not timed): listing a page, getting, updating
+//! and deleting a message make the same number of storage round trips whether the mailbox
+//! holds 5 messages or 300.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use eider_tests::app::{TestApp, test_config};
+use eider_tests::counting::CountingTable;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+struct Counted {
+    app: TestApp,
+    table: Arc<CountingTable>,
+}
+
+async fn counted() -> Counted {
+    let backend = eider_tests::backends::embedded().await;
+    let table = Arc::new(CountingTable::new(backend.table.clone()));
+    let app = TestApp::new(backend.with_table(table.clone()), test_config());
+    Counted { app, table }
+}
+
+async fn fill(app: &TestApp, user: &str, mailbox: &str, count: usize) {
+    for i in 0..count {
+        let raw = format!("Subject: message {i}\r\nFrom: a@example.com\r\n\r\nbody {i}\r\n");
+        let body = json!({ "raw": base64::engine::general_purpose::STANDARD.encode(raw) });
+        let (status, answer) = app
+            .post(&format!("/users/{user}/mailboxes/{mailbox}/messages"), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+}
+
+/// Round trips of each request, on a mailbox of `size` messages.
+async fn round_trips(size: usize) -> Vec<(&'static str, usize)> {
+    let Counted { app, table } = counted().await;
+    let user = app
+        .create_user(json!({"username": format!("cost{size}"), "password": "pw"}))
+        .await;
+    let (_, boxes) = app.get(&format!("/users/{user}/mailboxes")).await;
+    let inbox = boxes["results"][0]["id"].as_str().unwrap().to_string();
+    fill(&app, &user, &inbox, size).await;
+    let base = format!("/users/{user}/mailboxes/{inbox}/messages");
+    let mut out = Vec::new();
+    let mut measure = |name: &'static str, status: StatusCode, body: &Value| {
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        out.push((name, table.take()));
+    };
+    table.take();
+    let (s, b) = app.get(&format!("{base}?limit=20")).await;
+    measure("list first page", s, &b);
+    let next = b["nextCursor"].as_str().unwrap().to_string();
+    let (s, b) = app.get(&format!("{base}?limit=20&next={next}")).await;
+    measure("list next page", s, &b);
+    let (s, b) = app.get(&format!("{base}/3")).await;
+    measure("get message", s, &b);
+    let (s, b) = app
+        .put(
+            &format!("{base}/3"),
+            json!({"seen": false, "flagged": true}),
+        )
+        .await;
+    measure("update message", s, &b);
+    let (s, b) = app.get(&format!("/users/{user}/mailboxes/{inbox}?")).await;
+    measure("get mailbox with counters", s, &b);
+    let (s, b) = app.delete(&format!("{base}/4")).await;
+    measure("delete message", s, &b);
+    let raw = base64::engine::general_purpose::STANDARD.encode("Subject: one more\r\n\r\nx\r\n");
+    let (s, b) = app.post(&base, json!({ "raw": raw })).await;
+    // Upload also writes the message's search terms after its transaction.
+    measure("upload message", s, &b);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_operations_cost_the_same_whatever_the_mailbox_size() {
+    let small = round_trips(30).await;
+    let large = round_trips(300).await;
+    for ((name, a), (_, b)) in small.iter().zip(&large) {
+        println!("{name}: {a} round trips with 30 messages, {b} with 300");
+    }
+    assert_eq!(small, large);
+}
