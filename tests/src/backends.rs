@@ -43,6 +43,18 @@ pub async fn embedded() -> Backend {
     }
 }
 
+/// The embedded store in a folder the caller keeps (benchmarks that reopen it).
+pub async fn embedded_at(dir: &std::path::Path) -> Backend {
+    let table = EmbeddedTable::open(&dir.join("eider.redb")).expect("open the store");
+    let blobs = FsBlobStore::new(dir.join("blobs")).expect("blob folder");
+    Backend {
+        name: "embedded",
+        table: Arc::new(table),
+        blobs: Arc::new(blobs),
+        _guard: Box::new(()),
+    }
+}
+
 /// A new table and bucket on the moto server (started on first use).
 pub async fn moto() -> Backend {
     let (dynamo, s3) = moto::clients().await;

@@ -1,0 +1,156 @@
+//! `eider-bench`: prints figures of the local stack, each against a baseline measured in the
+//! same run so the ratio holds on a noisy shared machine. Run with `scripts/bench.sh`.
+//!
+//! * creating a user vs hashing one password (argon2id dominates, by design);
+//! * storing a 10 KB message vs its bare storage writes (blob put + one transaction);
+//! * a message listing page and a message read in a mailbox of 5,000 messages vs one of 50
+//!   (the ratio should stay near 1: the cost does not grow with the mailbox);
+//! * `eider-local` start-up on a data folder with 2,000 users vs an empty one.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use eider_shared::domain::password;
+use eider_shared::store::{Item, Key, Write};
+use eider_tests::app::TestApp;
+use serde_json::json;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+async fn time<F, Fut>(runs: usize, mut f: F) -> Duration
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let start = Instant::now();
+        f(i).await;
+        samples.push(start.elapsed());
+    }
+    median(samples)
+}
+
+fn row(name: &str, value: Duration, baseline_name: &str, baseline: Duration) {
+    println!(
+        "{name:<44} {:>9.3} ms   vs {baseline_name:<36} {:>9.3} ms   ratio {:>6.2}",
+        value.as_secs_f64() * 1e3,
+        baseline.as_secs_f64() * 1e3,
+        value.as_secs_f64() / baseline.as_secs_f64().max(1e-9)
+    );
+}
+
+fn message(i: usize) -> String {
+    let body: String = "lorem ipsum dolor sit amet ".repeat(380);
+    format!("From: Bench <bench@example.com>\r\nTo: a@example.com\r\nSubject: bench {i}\r\n\r\n{body}\r\n")
+}
+
+async fn mailbox_with(app: &TestApp, name: &str, count: usize) -> (String, String) {
+    let user = app.create_user(json!({"username": name, "password": "pw"})).await;
+    let (_, boxes) = app.get(&format!("/users/{user}/mailboxes")).await;
+    let inbox = boxes["results"][0]["id"].as_str().unwrap().to_string();
+    for i in 0..count {
+        let raw = base64::engine::general_purpose::STANDARD.encode(format!("Subject: m{i}\r\n\r\nx\r\n"));
+        app.post(&format!("/users/{user}/mailboxes/{inbox}/messages"), json!({ "raw": raw })).await;
+    }
+    (user, inbox)
+}
+
+fn start_local(data: &std::path::Path) -> Duration {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap().with_file_name("eider-local");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = Instant::now();
+    let mut child = std::process::Command::new(&exe)
+        .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EIDER_DATA_DIR", data)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release -p eider-local)", exe.display()));
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let elapsed = start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    elapsed
+}
+
+#[tokio::main]
+async fn main() {
+    println!("eider-bench: medians; in-process on the embedded store unless noted\n");
+    let app = TestApp::embedded().await;
+
+    let hash = time(9, |_| async { password::hash("secretpass".into()).await.unwrap(); }).await;
+    let create = time(9, |i| {
+        let app = &app;
+        async move { app.create_user(json!({"username": format!("bench{i}"), "password": "secretpass"})).await; }
+    })
+    .await;
+    row("POST /users", create, "argon2id hash alone", hash);
+
+    let (user, inbox) = mailbox_with(&app, "uploader", 0).await;
+    let raw = message(0);
+    let upload = time(50, |i| {
+        let (app, user, inbox) = (&app, &user, &inbox);
+        async move {
+            let body = json!({ "raw": base64::engine::general_purpose::STANDARD.encode(message(i)) });
+            app.post(&format!("/users/{user}/mailboxes/{inbox}/messages"), body).await;
+        }
+    })
+    .await;
+    let writes = time(50, |i| {
+        let (state, raw) = (&app.state, &raw);
+        async move {
+            state.blobs.put(&format!("bench/{i}"), raw.clone().into_bytes().into()).await.unwrap();
+            let item = Item::new(Key::new("BENCH", format!("{i:06}")), json!({ "size": raw.len() }));
+            state.table.transact(vec![Write::put(item)]).await.unwrap();
+        }
+    })
+    .await;
+    row(&format!("store a {} KB message", raw.len() / 1024), upload, "blob put + one put transaction", writes);
+
+    let (small_user, small_box) = mailbox_with(&app, "small", 50).await;
+    let (large_user, large_box) = mailbox_with(&app, "large", 5000).await;
+    let list = |user: String, mailbox: String| {
+        let app = &app;
+        move |_| {
+            let uri = format!("/users/{user}/mailboxes/{mailbox}/messages?limit=20");
+            async move { app.get(&uri).await; }
+        }
+    };
+    let small = time(30, list(small_user.clone(), small_box.clone())).await;
+    let large = time(30, list(large_user.clone(), large_box.clone())).await;
+    row("list 20 of 5,000 messages", large, "list 20 of 50 messages", small);
+    let get = |user: String, mailbox: String| {
+        let app = &app;
+        move |_| {
+            let uri = format!("/users/{user}/mailboxes/{mailbox}/messages/25");
+            async move { app.get(&uri).await; }
+        }
+    };
+    let small = time(30, get(small_user, small_box)).await;
+    let large = time(30, get(large_user, large_box)).await;
+    row("get a message among 5,000", large, "get a message among 50", small);
+
+    let empty = tempfile::tempdir().unwrap();
+    let full = tempfile::tempdir().unwrap();
+    {
+        let backend = eider_tests::backends::embedded_at(full.path()).await;
+        let app = TestApp::new(backend, eider_tests::app::test_config());
+        for i in 0..2000 {
+            let hashed = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$qQ4jU3d1cFqZb1hj6pGz9w4M4xk7m0c9C8oU8ZL1Y8E";
+            app.create_user(json!({"username": format!("u{i}"), "password": hashed, "hashedPassword": true})).await;
+        }
+    }
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        cold.push(start_local(empty.path()));
+        warm.push(start_local(full.path()));
+    }
+    row("eider-local start, 2,000 users (process)", median(warm), "eider-local start, empty folder", median(cold));
+}
