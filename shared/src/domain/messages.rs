@@ -691,7 +691,13 @@ fn store_event(upload: &Upload, message: &Message, now: DateTime<Utc>) -> Value 
         Some(envelope) => (json!(envelope.from), json!([envelope.to])),
         None => (
             json!(message.from.as_ref().map(|a| a.address.clone())),
-            json!(message.to.iter().map(|a| a.address.clone()).collect::<Vec<_>>()),
+            json!(
+                message
+                    .to
+                    .iter()
+                    .map(|a| a.address.clone())
+                    .collect::<Vec<_>>()
+            ),
         ),
     };
     let mut event = json!({ "action": "STORE", "source": upload.source, "time": now,

@@ -45,24 +45,39 @@ fn row(name: &str, value: Duration, baseline_name: &str, baseline: Duration) {
 
 fn message(i: usize) -> String {
     let body: String = "lorem ipsum dolor sit amet ".repeat(380);
-    format!("From: Bench <bench@example.com>\r\nTo: a@example.com\r\nSubject: bench {i}\r\n\r\n{body}\r\n")
+    format!(
+        "From: Bench <bench@example.com>\r\nTo: a@example.com\r\nSubject: bench {i}\r\n\r\n{body}\r\n"
+    )
 }
 
 async fn mailbox_with(app: &TestApp, name: &str, count: usize) -> (String, String) {
-    let user = app.create_user(json!({"username": name, "password": "pw"})).await;
+    let user = app
+        .create_user(json!({"username": name, "password": "pw"}))
+        .await;
     let (_, boxes) = app.get(&format!("/users/{user}/mailboxes")).await;
     let inbox = boxes["results"][0]["id"].as_str().unwrap().to_string();
     for i in 0..count {
-        let raw = base64::engine::general_purpose::STANDARD.encode(format!("Subject: m{i}\r\n\r\nx\r\n"));
-        app.post(&format!("/users/{user}/mailboxes/{inbox}/messages"), json!({ "raw": raw })).await;
+        let raw =
+            base64::engine::general_purpose::STANDARD.encode(format!("Subject: m{i}\r\n\r\nx\r\n"));
+        app.post(
+            &format!("/users/{user}/mailboxes/{inbox}/messages"),
+            json!({ "raw": raw }),
+        )
+        .await;
     }
     (user, inbox)
 }
 
 fn start_local(data: &std::path::Path) -> Duration {
     use std::io::BufRead;
-    let exe = std::env::current_exe().unwrap().with_file_name("eider-local");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let exe = std::env::current_exe()
+        .unwrap()
+        .with_file_name("eider-local");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let start = Instant::now();
     let mut child = std::process::Command::new(&exe)
         .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
@@ -70,9 +85,16 @@ fn start_local(data: &std::path::Path) -> Duration {
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release -p eider-local)", exe.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it: cargo build --release -p eider-local)",
+                exe.display()
+            )
+        });
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let elapsed = start.elapsed();
     let _ = child.kill();
     let _ = child.wait();
@@ -84,10 +106,16 @@ async fn main() {
     println!("eider-bench: medians; in-process on the embedded store unless noted\n");
     let app = TestApp::embedded().await;
 
-    let hash = time(9, |_| async { password::hash("secretpass".into()).await.unwrap(); }).await;
+    let hash = time(9, |_| async {
+        password::hash("secretpass".into()).await.unwrap();
+    })
+    .await;
     let create = time(9, |i| {
         let app = &app;
-        async move { app.create_user(json!({"username": format!("bench{i}"), "password": "secretpass"})).await; }
+        async move {
+            app.create_user(json!({"username": format!("bench{i}"), "password": "secretpass"}))
+                .await;
+        }
     })
     .await;
     row("POST /users", create, "argon2id hash alone", hash);
@@ -97,21 +125,35 @@ async fn main() {
     let upload = time(50, |i| {
         let (app, user, inbox) = (&app, &user, &inbox);
         async move {
-            let body = json!({ "raw": base64::engine::general_purpose::STANDARD.encode(message(i)) });
-            app.post(&format!("/users/{user}/mailboxes/{inbox}/messages"), body).await;
+            let body =
+                json!({ "raw": base64::engine::general_purpose::STANDARD.encode(message(i)) });
+            app.post(&format!("/users/{user}/mailboxes/{inbox}/messages"), body)
+                .await;
         }
     })
     .await;
     let writes = time(50, |i| {
         let (state, raw) = (&app.state, &raw);
         async move {
-            state.blobs.put(&format!("bench/{i}"), raw.clone().into_bytes().into()).await.unwrap();
-            let item = Item::new(Key::new("BENCH", format!("{i:06}")), json!({ "size": raw.len() }));
+            state
+                .blobs
+                .put(&format!("bench/{i}"), raw.clone().into_bytes().into())
+                .await
+                .unwrap();
+            let item = Item::new(
+                Key::new("BENCH", format!("{i:06}")),
+                json!({ "size": raw.len() }),
+            );
             state.table.transact(vec![Write::put(item)]).await.unwrap();
         }
     })
     .await;
-    row(&format!("store a {} KB message", raw.len() / 1024), upload, "blob put + one put transaction", writes);
+    row(
+        &format!("store a {} KB message", raw.len() / 1024),
+        upload,
+        "blob put + one put transaction",
+        writes,
+    );
 
     let (small_user, small_box) = mailbox_with(&app, "small", 50).await;
     let (large_user, large_box) = mailbox_with(&app, "large", 5000).await;
@@ -119,22 +161,36 @@ async fn main() {
         let app = &app;
         move |_| {
             let uri = format!("/users/{user}/mailboxes/{mailbox}/messages?limit=20");
-            async move { app.get(&uri).await; }
+            async move {
+                app.get(&uri).await;
+            }
         }
     };
     let small = time(30, list(small_user.clone(), small_box.clone())).await;
     let large = time(30, list(large_user.clone(), large_box.clone())).await;
-    row("list 20 of 5,000 messages", large, "list 20 of 50 messages", small);
+    row(
+        "list 20 of 5,000 messages",
+        large,
+        "list 20 of 50 messages",
+        small,
+    );
     let get = |user: String, mailbox: String| {
         let app = &app;
         move |_| {
             let uri = format!("/users/{user}/mailboxes/{mailbox}/messages/25");
-            async move { app.get(&uri).await; }
+            async move {
+                app.get(&uri).await;
+            }
         }
     };
     let small = time(30, get(small_user, small_box)).await;
     let large = time(30, get(large_user, large_box)).await;
-    row("get a message among 5,000", large, "get a message among 50", small);
+    row(
+        "get a message among 5,000",
+        large,
+        "get a message among 50",
+        small,
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let full = tempfile::tempdir().unwrap();
@@ -143,7 +199,10 @@ async fn main() {
         let app = TestApp::new(backend, eider_tests::app::test_config());
         for i in 0..2000 {
             let hashed = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$qQ4jU3d1cFqZb1hj6pGz9w4M4xk7m0c9C8oU8ZL1Y8E";
-            app.create_user(json!({"username": format!("u{i}"), "password": hashed, "hashedPassword": true})).await;
+            app.create_user(
+                json!({"username": format!("u{i}"), "password": hashed, "hashedPassword": true}),
+            )
+            .await;
         }
     }
     let mut cold = Vec::new();
@@ -152,5 +211,10 @@ async fn main() {
         cold.push(start_local(empty.path()));
         warm.push(start_local(full.path()));
     }
-    row("eider-local start, 2,000 users (process)", median(warm), "eider-local start, empty folder", median(cold));
+    row(
+        "eider-local start, 2,000 users (process)",
+        median(warm),
+        "eider-local start, empty folder",
+        median(cold),
+    );
 }
