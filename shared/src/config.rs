@@ -28,6 +28,8 @@ pub struct Config {
     pub authlog_retention: Duration,
     /// `EIDER_JOURNAL_HOURS`: how long change events are kept for the updates stream.
     pub journal_retention: Duration,
+    /// `EIDER_UPDATES_*`: timing of the updates stream (`GET /users/{user}/updates`).
+    pub updates: UpdatesConfig,
     /// `EIDER_ARCHIVE_DAYS`: how long deleted messages stay restorable in the archive.
     pub archive_retention: Duration,
     /// `EIDER_INLINE_LIMIT`: raw sources and attachments larger than this (bytes) are answered
@@ -44,6 +46,35 @@ pub struct Config {
     pub imap: MailServer,
     pub pop3: MailServer,
     pub smtp: MailServer,
+}
+
+/// Timing of the updates stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatesConfig {
+    /// `EIDER_UPDATES_KEEPALIVE_SECONDS`: a comment goes out after this long without output,
+    /// so proxies and clients see the connection alive.
+    pub keepalive: Duration,
+    /// `EIDER_UPDATES_GAP_SECONDS`: how long a missing journal number holds back the events
+    /// after it (its change may still be committing) before it counts as a failed change.
+    pub gap_grace: Duration,
+    /// `EIDER_UPDATES_POLL_MS`: how often a stream reads the journal where no in-process
+    /// notifier wakes it (Lambda).
+    pub poll: Duration,
+    /// `EIDER_UPDATES_MAX_SECONDS`: a stream ends after this long (in Lambda earlier, shortly
+    /// before the function's timeout); the client reconnects with `Last-Event-ID`.
+    pub max_duration: Duration,
+}
+
+impl Default for UpdatesConfig {
+    /// WildDuck's keepalive (15 s) and lifetime (30 min); 1 s polling; 5 s grace for gaps.
+    fn default() -> Self {
+        UpdatesConfig {
+            keepalive: Duration::from_secs(15),
+            gap_grace: Duration::from_secs(5),
+            poll: Duration::from_millis(1000),
+            max_duration: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// How many failed attempts one user (or one unknown login name) may make in a window, and
@@ -165,6 +196,7 @@ impl Default for Config {
             body_limit: 6 * 1024 * 1024,
             authlog_retention: Duration::from_secs(30 * 24 * 3600),
             journal_retention: Duration::from_secs(24 * 3600),
+            updates: UpdatesConfig::default(),
             archive_retention: Duration::from_secs(14 * 24 * 3600),
             inline_limit: 5 * 1024 * 1024,
             auth_limit: AuthLimit::default(),
@@ -250,6 +282,20 @@ impl Config {
             journal_retention: parsed::<u64>("EIDER_JOURNAL_HOURS")?
                 .map(|h| Duration::from_secs(h * 3600))
                 .unwrap_or(defaults.journal_retention),
+            updates: UpdatesConfig {
+                keepalive: positive("EIDER_UPDATES_KEEPALIVE_SECONDS")?
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.updates.keepalive),
+                gap_grace: parsed::<u64>("EIDER_UPDATES_GAP_SECONDS")?
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.updates.gap_grace),
+                poll: positive("EIDER_UPDATES_POLL_MS")?
+                    .map(Duration::from_millis)
+                    .unwrap_or(defaults.updates.poll),
+                max_duration: positive("EIDER_UPDATES_MAX_SECONDS")?
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.updates.max_duration),
+            },
             archive_retention: parsed::<u64>("EIDER_ARCHIVE_DAYS")?
                 .map(|d| Duration::from_secs(d * 24 * 3600))
                 .unwrap_or(defaults.archive_retention),

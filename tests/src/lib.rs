@@ -1,8 +1,9 @@
 //! Helpers for the workspace-level tests: backends to run against (embedded and moto),
-//! and an in-process app built from every router.
+//! an in-process app built from every router, and a client for the updates stream.
 
 pub mod app;
 pub mod backends;
 pub mod counting;
 pub mod faults;
 pub mod moto;
+pub mod sse;

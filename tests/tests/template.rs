@@ -35,6 +35,10 @@ fn functions(template: &Value) -> Vec<(String, String, Routes)> {
         let mut routes = BTreeSet::new();
         if let Some(events) = resource["Properties"]["Events"].as_mapping() {
             for (event_name, event) in events {
+                // A stream consumer's trigger is no route (checked in its own test below).
+                if event["Type"].as_str() == Some("DynamoDB") {
+                    continue;
+                }
                 assert_eq!(
                     event["Type"].as_str(),
                     Some("HttpApi"),
@@ -73,6 +77,12 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         ("eider-mailboxes", code_routes(eider_mailboxes::ROUTES)),
         ("eider-messages", code_routes(eider_messages::ROUTES)),
         ("eider-archive", code_routes(eider_archive::ROUTES)),
+        // Served by its own function URL (response streaming), not by the HTTP API: see
+        // `updates_are_streamed_by_a_function_url_and_pushed_over_websocket`.
+        ("eider-updates", Routes::new()),
+        // Invoked by the WebSocket API and by the table's stream.
+        ("eider-ws", Routes::new()),
+        ("eider-stream-bridge", Routes::new()),
     ];
     assert_eq!(
         functions.len(),
@@ -100,7 +110,13 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         unique.len(),
         "a route is claimed by two functions"
     );
-    assert_eq!(unique, code_routes(&eider_local::routes()));
+    let by_url = code_routes(eider_updates::ROUTES);
+    assert!(
+        unique.is_disjoint(&by_url),
+        "the HTTP API claims an updates route"
+    );
+    let served: Routes = unique.into_iter().chain(by_url).collect();
+    assert_eq!(served, code_routes(&eider_local::routes()));
 }
 
 #[test]
@@ -138,4 +154,113 @@ fn functions_run_on_the_rust_runtime_with_the_table_and_bucket() {
         .map(|i| i["IndexName"].as_str().unwrap())
         .collect();
     assert_eq!(indexes, BTreeSet::from(["gsi1", "gsi2"]));
+}
+
+/// The resource of the function whose binary is `binary`.
+fn function<'a>(template: &'a Value, binary: &str) -> (&'a str, &'a Value) {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .find(|(_, r)| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
+        .map(|(name, r)| (name.as_str().unwrap(), r))
+        .unwrap_or_else(|| panic!("{binary} is not in template.yaml"))
+}
+
+#[test]
+fn updates_are_streamed_by_a_function_url_and_pushed_over_websocket() {
+    let template = template();
+    let resources = &template["Resources"];
+
+    // SSE: a streaming function URL; the function checks the access token itself.
+    let (updates_name, updates) = function(&template, "eider-updates");
+    let url = &updates["Properties"]["FunctionUrlConfig"];
+    assert_eq!(url["InvokeMode"].as_str(), Some("RESPONSE_STREAM"));
+    assert_eq!(url["AuthType"].as_str(), Some("NONE"));
+    assert!(
+        updates["Properties"]["Events"].is_null(),
+        "no HttpApi events"
+    );
+    let timeout = updates["Properties"]["Timeout"].as_u64().unwrap();
+    assert!((60..=900).contains(&timeout), "{timeout}");
+    let output = format!("{:?}", template["Outputs"]["UpdatesUrl"]["Value"]);
+    assert!(
+        output.contains(&format!("{updates_name}Url.FunctionUrl")),
+        "{output}"
+    );
+
+    // WebSocket: each route of the ws function on the WebSocket API, through one integration
+    // that invokes it.
+    let (ws_name, ws) = function(&template, "eider-ws");
+    assert!(ws["Properties"]["Events"].is_null());
+    let api = &resources["WebSocketApi"]["Properties"];
+    assert_eq!(api["ProtocolType"].as_str(), Some("WEBSOCKET"));
+    let integration = format!("{:?}", resources["WebSocketIntegration"]["Properties"]);
+    assert!(
+        integration.contains(&format!("{ws_name}.Arn")),
+        "{integration}"
+    );
+    let mut route_keys = BTreeSet::new();
+    for (name, resource) in resources.as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::ApiGatewayV2::Route") {
+            continue;
+        }
+        let props = &resource["Properties"];
+        assert!(
+            format!("{:?}", props["ApiId"]).contains("WebSocketApi"),
+            "{name:?}"
+        );
+        let target = format!("{:?}", props["Target"]);
+        assert!(
+            target.contains("integrations/${WebSocketIntegration}"),
+            "{target}"
+        );
+        route_keys.insert(props["RouteKey"].as_str().unwrap().to_string());
+    }
+    let expected: BTreeSet<String> = eider_ws::ROUTE_KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(route_keys, expected);
+    let permission = &resources["WsFunctionApiPermission"]["Properties"];
+    assert_eq!(
+        permission["Principal"].as_str(),
+        Some("apigateway.amazonaws.com")
+    );
+    assert!(format!("{:?}", permission["FunctionName"]).contains(ws_name));
+
+    // The bridge: the table's stream, filtered to new journal items, with batch item failures,
+    // allowed to post to connections.
+    let (_, bridge) = function(&template, "eider-stream-bridge");
+    let events = bridge["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 1);
+    let event = events.values().next().unwrap();
+    assert_eq!(event["Type"].as_str(), Some("DynamoDB"));
+    let props = &event["Properties"];
+    assert!(format!("{:?}", props["Stream"]).contains("Table.StreamArn"));
+    assert_eq!(props["StartingPosition"].as_str(), Some("LATEST"));
+    assert_eq!(
+        props["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let pattern: serde_json::Value = serde_json::from_str(
+        props["FilterCriteria"]["Filters"][0]["Pattern"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pattern["eventName"], serde_json::json!(["INSERT"]));
+    assert_eq!(
+        pattern["dynamodb"]["Keys"]["pk"]["S"][0]["prefix"],
+        eider_shared::domain::keys::JOURNAL_PK_PREFIX
+    );
+    let variables = &bridge["Properties"]["Environment"]["Variables"];
+    assert!(format!("{:?}", variables["EIDER_WS_ENDPOINT"]).contains("WebSocketStage"));
+    let policies = format!("{:?}", bridge["Properties"]["Policies"]);
+    assert!(
+        policies.contains("execute-api:ManageConnections"),
+        "{policies}"
+    );
+    let stream = &resources["Table"]["Properties"]["StreamSpecification"]["StreamViewType"];
+    assert!(
+        matches!(stream.as_str(), Some("NEW_IMAGE" | "NEW_AND_OLD_IMAGES")),
+        "the bridge reads new images"
+    );
 }

@@ -13,6 +13,7 @@ pub fn router() -> Router<AppState> {
         .merge(eider_mailboxes::router())
         .merge(eider_messages::router())
         .merge(eider_archive::router())
+        .merge(eider_updates::router())
 }
 
 /// Every route of every group (method, path).
@@ -24,6 +25,7 @@ pub fn routes() -> Vec<(&'static str, &'static str)> {
         eider_mailboxes::ROUTES,
         eider_messages::ROUTES,
         eider_archive::ROUTES,
+        eider_updates::ROUTES,
     ]
     .concat()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use eider_shared::config::{Config, LocalConfig};
+use eider_shared::domain::updates::LocalNotifier;
 use eider_shared::http::{AppState, finish};
 use eider_shared::store::blob_fs::FsBlobStore;
 use eider_shared::store::embedded::EmbeddedTable;
@@ -48,7 +49,9 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data folder {}", local.data_dir.display()))?;
     let table = Arc::new(EmbeddedTable::open(&local.data_dir.join("eider.redb"))?);
     let blobs = Arc::new(FsBlobStore::new(local.data_dir.join("blobs"))?);
-    let state = AppState::new(table.clone(), blobs, config);
+    // Journal writes wake the update streams directly: no polling of the store.
+    let notifier = Arc::new(LocalNotifier::new());
+    let state = AppState::new(table.clone(), blobs, config).with_notifier(notifier.clone());
     let app = finish(eider_local::router(), state);
 
     let purger = table.clone();
@@ -74,8 +77,17 @@ async fn run() -> anyhow::Result<()> {
         "eider-local ready"
     );
     println!("eider-local listening on http://{}", listener.local_addr()?);
+    // Update streams write small frames: send them at once instead of waiting for a delayed
+    // ACK (Nagle's algorithm held some events back by ~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            // Open update streams end now instead of holding the shutdown up.
+            notifier.close();
+        })
         .await?;
     Ok(())
 }

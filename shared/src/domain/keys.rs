@@ -12,6 +12,8 @@
 //! | authlog entry | `USER#<user>` | `AUTHLOG#<id>` | |
 //! | journal sequence | `USER#<user>` | `JSEQ` | |
 //! | journal event | `JOURNAL#<user>` | `<seq, 20 digits>` | |
+//! | WebSocket connection | `WSCONN#<user>` | `<connection id>` | |
+//! | WebSocket connection owner | `WSOWNER#<connection id>` | `WSOWNER` | |
 //! | deleted user (purge task) | `DELETED#<user>` | `DELETED` | `TASKS` / `<due>#<user>` |
 //! | global counters | `STATS#<shard>` | `STATS` | |
 //! | application-specific password | `USER#<user>` | `ASP#<asp>` | |
@@ -83,6 +85,24 @@ pub fn journal_pk(user: &ObjectId) -> String {
 
 pub fn journal_event(user: &ObjectId, seq: i64) -> Key {
     Key::new(journal_pk(user), format!("{seq:020}"))
+}
+
+/// What every journal partition key starts with (the stream bridge keeps only these records).
+pub const JOURNAL_PK_PREFIX: &str = "JOURNAL#";
+
+/// The partition of a user's open WebSocket connections: one `Query` finds whom to push to.
+pub fn ws_connections_pk(user: &ObjectId) -> String {
+    format!("WSCONN#{user}")
+}
+
+/// One open WebSocket connection of `user`, by its API Gateway connection id.
+pub fn ws_connection(user: &ObjectId, connection: &str) -> Key {
+    Key::new(ws_connections_pk(user), connection.to_string())
+}
+
+/// The user a connection belongs to: `$disconnect` knows only the connection id.
+pub fn ws_connection_owner(connection: &str) -> Key {
+    Key::new(format!("WSOWNER#{connection}"), "WSOWNER")
 }
 
 pub const TASKS_PK: &str = "TASKS";

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod asps;
 pub mod auth;
 pub mod authlog;
+pub mod connections;
 pub mod journal;
 pub mod keys;
 pub mod mailbox_names;
@@ -18,6 +19,7 @@ pub mod ratelimit;
 pub mod search;
 pub mod stats;
 pub mod totp;
+pub mod updates;
 pub mod users;
 
 /// Now as unix seconds (TTL attributes, expiry maths).

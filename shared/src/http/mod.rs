@@ -9,6 +9,7 @@ pub mod validate;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::domain::updates::{ChangeNotifier, JournalWatch};
 use crate::store::{BlobStore, Table};
 
 pub use finish::finish;
@@ -22,6 +23,9 @@ pub struct AppState {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub config: Arc<Config>,
+    /// Wakes waiting update streams when a journal write commits (the local server's
+    /// in-process notifier). `None` in Lambda, where streams poll the journal instead.
+    pub notifier: Option<Arc<dyn ChangeNotifier>>,
 }
 
 impl AppState {
@@ -30,7 +34,16 @@ impl AppState {
             table,
             blobs,
             config: Arc::new(config),
+            notifier: None,
         }
+    }
+
+    /// Update streams wait on `notifier` instead of polling, and the table is wrapped
+    /// ([`JournalWatch`]) so that every committed journal write notifies it.
+    pub fn with_notifier(mut self, notifier: Arc<dyn ChangeNotifier>) -> Self {
+        self.table = Arc::new(JournalWatch::new(self.table, notifier.clone()));
+        self.notifier = Some(notifier);
+        self
     }
 }
 

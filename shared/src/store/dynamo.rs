@@ -990,6 +990,28 @@ fn to_attributes(item: &Item) -> HashMap<String, AttributeValue> {
     attributes
 }
 
+/// An item from the image of a DynamoDB stream record (`NewImage`, in DynamoDB JSON:
+/// `{"pk": {"S": "..."}, "c_seq": {"N": "3"}, ...}`), read with this module's attribute layout.
+/// The stream bridge uses it, so the layout stays known in one place.
+pub fn item_from_stream_image(image: &Value) -> StoreResult<Item> {
+    let Value::Object(fields) = image else {
+        return Err(StoreError::Backend(anyhow!(
+            "stream image is not an object"
+        )));
+    };
+    let mut attributes = HashMap::new();
+    for (name, typed) in fields {
+        // Only S and N attributes make up our items; anything else is left for
+        // `from_attributes` to report if it matters.
+        if let Some(text) = typed.get("S").and_then(Value::as_str) {
+            attributes.insert(name.clone(), AttributeValue::S(text.to_string()));
+        } else if let Some(number) = typed.get("N").and_then(Value::as_str) {
+            attributes.insert(name.clone(), AttributeValue::N(number.to_string()));
+        }
+    }
+    from_attributes(&attributes)
+}
+
 fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> StoreResult<Item> {
     let string = |name: &str| -> StoreResult<Option<String>> {
         match attributes.get(name) {
