@@ -344,3 +344,57 @@ impl CloudConfig {
         })
     }
 }
+
+/// Settings of incoming and outgoing mail (the delivery pipeline, its LMTP and SES entry
+/// points and the outbound mailer).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// `EIDER_AUTOREPLY_HOURS` (4): a sender gets at most one autoreply per this interval.
+    pub autoreply_interval: Duration,
+    /// `EIDER_TARGET_URL_TIMEOUT_SECONDS` (10): how long an `action_targetUrl` upload may take.
+    pub target_url_timeout: Duration,
+    /// `EIDER_SMTP_RELAY` (`host:port`, local server only): where autoreplies and forwards
+    /// go; unset, they are written to `<EIDER_DATA_DIR>/outbox/` instead.
+    pub smtp_relay: Option<String>,
+    /// `EIDER_INCOMING_PREFIX` (`incoming/`): where the SES receipt rule writes raw messages
+    /// in the bucket (the ingest function reads `<prefix><SES message id>`).
+    pub incoming_prefix: String,
+    /// `EIDER_SES_CONFIGURATION_SET` (unset): the SES configuration set outgoing mail uses.
+    pub ses_configuration_set: Option<String>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            autoreply_interval: Duration::from_secs(4 * 3600),
+            target_url_timeout: Duration::from_secs(10),
+            smtp_relay: None,
+            incoming_prefix: "incoming/".into(),
+            ses_configuration_set: None,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let defaults = DeliveryConfig::default();
+        let relay = var("EIDER_SMTP_RELAY").map(|r| r.trim().to_string());
+        if let Some(r) = &relay
+            && r.rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            bail!("EIDER_SMTP_RELAY={r:?} is not valid: expected host:port");
+        }
+        Ok(DeliveryConfig {
+            autoreply_interval: positive("EIDER_AUTOREPLY_HOURS")?
+                .map(|h| Duration::from_secs(h * 3600))
+                .unwrap_or(defaults.autoreply_interval),
+            target_url_timeout: positive("EIDER_TARGET_URL_TIMEOUT_SECONDS")?
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.target_url_timeout),
+            smtp_relay: relay,
+            incoming_prefix: var("EIDER_INCOMING_PREFIX").unwrap_or(defaults.incoming_prefix),
+            ses_configuration_set: var("EIDER_SES_CONFIGURATION_SET"),
+        })
+    }
+}

@@ -5,5 +5,7 @@ pub mod app;
 pub mod backends;
 pub mod counting;
 pub mod faults;
+pub mod lmtp_client;
 pub mod moto;
+pub mod sinks;
 pub mod sse;

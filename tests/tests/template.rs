@@ -77,6 +77,10 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         ("eider-mailboxes", code_routes(eider_mailboxes::ROUTES)),
         ("eider-messages", code_routes(eider_messages::ROUTES)),
         ("eider-archive", code_routes(eider_archive::ROUTES)),
+        ("eider-filters", code_routes(eider_filters::ROUTES)),
+        ("eider-autoreply", code_routes(eider_autoreply::ROUTES)),
+        // Invoked by an SES receipt rule, not through the HTTP API.
+        ("eider-ingest", Routes::new()),
         // Served by its own function URL (response streaming), not by the HTTP API: see
         // `updates_are_streamed_by_a_function_url_and_pushed_over_websocket`.
         ("eider-updates", Routes::new()),
@@ -154,6 +158,41 @@ fn functions_run_on_the_rust_runtime_with_the_table_and_bucket() {
         .map(|i| i["IndexName"].as_str().unwrap())
         .collect();
     assert_eq!(indexes, BTreeSet::from(["gsi1", "gsi2"]));
+}
+
+#[test]
+fn ses_may_write_incoming_mail_and_invoke_the_ingest_function() {
+    let template = template();
+    let resources = &template["Resources"];
+    let permission = &resources["IngestFunctionSesPermission"]["Properties"];
+    assert_eq!(permission["Principal"].as_str(), Some("ses.amazonaws.com"));
+    assert_eq!(permission["Action"].as_str(), Some("lambda:InvokeFunction"));
+    let statement = &resources["MailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Service"].as_str(),
+        Some("ses.amazonaws.com")
+    );
+    assert_eq!(statement["Action"].as_str(), Some("s3:PutObject"));
+    let ingest = &resources["IngestFunction"]["Properties"];
+    let prefix = ingest["Environment"]["Variables"]["EIDER_INCOMING_PREFIX"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        prefix,
+        eider_shared::config::DeliveryConfig::default().incoming_prefix
+    );
+    let rule = &resources["IncomingReceiptRule"]["Properties"]["Rule"]["Actions"];
+    assert_eq!(
+        rule[0]["S3Action"]["ObjectKeyPrefix"].as_str(),
+        Some(prefix)
+    );
+    let arn = format!("{:?}", rule[1]["LambdaAction"]["FunctionArn"]);
+    assert!(
+        arn.contains("GetAtt") && arn.contains("IngestFunction.Arn"),
+        "{arn}"
+    );
+    let policies = format!("{:?}", ingest["Policies"]);
+    assert!(policies.contains("ses:SendEmail"), "{policies}");
 }
 
 /// The resource of the function whose binary is `binary`.

@@ -1,6 +1,8 @@
 //! The local server's router: every endpoint group merged into one. Merging panics on a route
 //! claimed twice, so no two groups can serve the same endpoint.
 
+pub mod lmtp;
+
 use axum::Router;
 use eider_shared::http::AppState;
 
@@ -14,6 +16,8 @@ pub fn router() -> Router<AppState> {
         .merge(eider_messages::router())
         .merge(eider_archive::router())
         .merge(eider_updates::router())
+        .merge(eider_filters::router())
+        .merge(eider_autoreply::router())
 }
 
 /// Every route of every group (method, path).
@@ -26,6 +30,8 @@ pub fn routes() -> Vec<(&'static str, &'static str)> {
         eider_messages::ROUTES,
         eider_archive::ROUTES,
         eider_updates::ROUTES,
+        eider_filters::ROUTES,
+        eider_autoreply::ROUTES,
     ]
     .concat()
 }

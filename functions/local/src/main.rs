@@ -52,7 +52,27 @@ async fn run() -> anyhow::Result<()> {
     // Journal writes wake the update streams directly: no polling of the store.
     let notifier = Arc::new(LocalNotifier::new());
     let state = AppState::new(table.clone(), blobs, config).with_notifier(notifier.clone());
-    let app = finish(eider_local::router(), state);
+    // Incoming mail: LMTP into the shared delivery pipeline. Outgoing mail (autoreplies,
+    // forwards) goes to EIDER_SMTP_RELAY, or without one into <data>/outbox/.
+    let delivery_config = eider_shared::config::DeliveryConfig::from_env()?;
+    let outbound = eider_shared::mail::outbound::Outbound::local(
+        delivery_config.smtp_relay.as_deref(),
+        &local.data_dir,
+    )?;
+    tracing::info!(outbound = %outbound.describe(), "outgoing mail");
+    let delivery =
+        eider_shared::domain::delivery::Delivery::new(state.clone(), outbound, delivery_config);
+    let lmtp = tokio::net::TcpListener::bind(local.lmtp_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (EIDER_LMTP_LISTEN)", local.lmtp_listen))?;
+    tracing::info!(lmtp = %local.lmtp_listen, "LMTP ready");
+    tokio::spawn(eider_local::lmtp::serve(
+        lmtp,
+        delivery,
+        eider_local::lmtp::LmtpLimits::default(),
+        std::future::pending(),
+    ));
+    let app = finish(eider_local::router(), state.clone());
 
     let purger = table.clone();
     tokio::spawn(async move {

@@ -36,6 +36,7 @@ fn start(data_dir: &std::path::Path, token: Option<&str>) -> LocalServer {
     command
         .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
         .env("EIDER_DATA_DIR", data_dir)
+        .env("EIDER_LMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("EIDER_DOMAIN", "example.com")
         .env("RUST_LOG", "warn")
         .env_remove("EIDER_ACCESS_TOKEN")

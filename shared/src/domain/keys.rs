@@ -258,3 +258,31 @@ pub fn mailbox_task(due_unix: i64, user: &ObjectId, mailbox: &ObjectId) -> Index
 pub fn message_blob(user: &ObjectId, message: &ObjectId) -> String {
     format!("messages/{user}/{message}.eml")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Delivery: filters, autoreply, forwards
+
+pub const FILTER_SK_PREFIX: &str = "FILTER#";
+
+/// A message filter; its id orders a user's filters (creation order = application order).
+pub fn filter(user: &ObjectId, filter: &ObjectId) -> Key {
+    Key::new(user_pk(user), format!("{FILTER_SK_PREFIX}{filter}"))
+}
+
+/// The user's autoreply settings (one per user).
+pub fn autoreply(user: &ObjectId) -> Key {
+    Key::new(user_pk(user), "AUTOREPLY")
+}
+
+/// "An autoreply went to this sender": lives (TTL) for the autoreply interval, so a sender
+/// gets at most one reply per interval. `sender_hash` is the hex SHA-256 of the lowercased
+/// address.
+pub fn autoreply_sent(user: &ObjectId, sender_hash: &str) -> Key {
+    Key::new(format!("ARSENT#{user}"), sender_hash.to_string())
+}
+
+/// One delivery of one incoming message (by its source id, e.g. the SES message id) to one
+/// user, remembered for a day so a retried invocation delivers once.
+pub fn delivery(user: &ObjectId, delivery_hash: &str) -> Key {
+    Key::new(format!("DELIVERY#{user}#{delivery_hash}"), "DELIVERY")
+}

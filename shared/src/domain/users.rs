@@ -37,6 +37,8 @@ pub const VERSION: &str = "version";
 pub const MAILBOX_COUNT: &str = "mailboxes";
 /// How many messages the user has in the archive.
 pub const ARCHIVED_COUNT: &str = "archived";
+/// How many filters the user has (`limits.filters` is checked against it).
+pub const FILTER_COUNT: &str = "filters";
 
 /// Per-user limits; 0 means "use the global default".
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -143,6 +145,8 @@ pub struct StoredUser {
     pub user: User,
     pub storage_used: i64,
     pub version: i64,
+    /// The user's number of filters.
+    pub filters: i64,
 }
 
 impl StoredUser {
@@ -153,6 +157,7 @@ impl StoredUser {
             user,
             storage_used: item.counter(STORAGE_USED),
             version: item.counter(VERSION),
+            filters: item.counter(FILTER_COUNT).max(0),
         })
     }
 }
@@ -706,7 +711,7 @@ const MAX_IMAP_TRANSFER: u64 = 10 * 1024 * 1024 * 1024;
 const MAX_POP3_MESSAGES: u64 = 250;
 const MAX_IMAP_CONNECTIONS: u64 = 15;
 const MAX_RECEIVED_PER_MINUTE: u64 = 60;
-const MAX_FILTERS: u64 = 400;
+pub const MAX_FILTERS: u64 = 400;
 
 fn or_default(value: u64, default: u64) -> u64 {
     if value > 0 { value } else { default }
@@ -755,7 +760,7 @@ pub fn user_json(stored: &StoredUser, config: &Config) -> Value {
             "recipients": counter(or_default(limits.recipients, config.max_recipients)),
             "forwards": counter(or_default(limits.forwards, config.max_forwards)),
             "received": counter(or_default(limits.received_max, MAX_RECEIVED_PER_MINUTE)),
-            "filters": { "allowed": or_default(limits.filters, MAX_FILTERS), "used": 0 },
+            "filters": { "allowed": or_default(limits.filters, MAX_FILTERS), "used": stored.filters },
             "imapUpload": counter(or_default(limits.imap_max_upload, MAX_IMAP_TRANSFER)),
             "imapDownload": counter(or_default(limits.imap_max_download, MAX_IMAP_TRANSFER)),
             "pop3Download": counter(or_default(limits.pop3_max_download, MAX_IMAP_TRANSFER)),

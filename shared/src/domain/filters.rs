@@ -1,0 +1,1078 @@
+//! Message filters: the rules applied to incoming mail at delivery (WildDuck's `filters`
+//! collection and `POST/GET/PUT/DELETE /users/{user}/filters...`, spec "Filters",
+//! spec/wildduck-behaviour.md §2.38–§2.42 and §3).
+//!
+//! A filter is one item under its user (`USER#<user>` / `FILTER#<id>`), so one `Query` lists a
+//! user's filters in id order, which is creation order and also the order delivery applies
+//! them in. The profile's `filters` counter is changed in the same transaction as every
+//! create and delete; the create carries `CounterAtMost(filters, allowed - 1)` as its
+//! condition, so `limits.filters` holds exactly, even under concurrent creates.
+//!
+//! Requests come in two shapes and both are accepted: the spec's flat fields (`query_from`,
+//! `action_seen`, `action_forward`, `action_targetUrl`, ...) and WildDuck's nested `query` /
+//! `action` objects. Reads answer both shapes side by side.
+//!
+//! Matching ([`Filter::matches`]) is WildDuck's: every condition must hold; header conditions
+//! are case-insensitive substrings of the decoded header values (`to` also looks at `Cc` and
+//! `Delivered-To`, `from` at `Sender`); `text` is a case-insensitive substring of the plain
+//! text with whitespace collapsed; `size` > 0 means at least, < 0 at most that many bytes. An
+//! empty query matches every message. Unlike WildDuck, `ha: false` is enforced (the spec says
+//! it requires a message without attachments; WildDuck ignores it).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::authlog::AuthlogEntry;
+use super::names::normalize_address;
+use super::users::{self, FILTER_COUNT, MAX_FILTERS};
+use super::{keys, mailboxes};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator};
+use crate::id::ObjectId;
+use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write};
+
+/// Longest query string (WildDuck's 255 characters).
+const MAX_QUERY_CHARS: usize = 255;
+/// Most forward targets per filter (the same bound as a user's own `targets`).
+const MAX_TARGETS: usize = users::MAX_LIST_ITEMS;
+
+/// What a forward target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// An email address: the message is forwarded to it.
+    Mail,
+    /// `smtp://host:port`: the message is relayed to that server for the original recipient.
+    Relay,
+    /// `http(s)://...`: the raw message is POSTed to the URL (`action_targetUrl`).
+    Http,
+}
+
+/// One forward target of a filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: ObjectId,
+    #[serde(rename = "type")]
+    pub kind: TargetKind,
+    pub value: String,
+}
+
+impl Target {
+    /// Classifies a target as WildDuck does; `None` when it is neither an address nor an
+    /// smtp/smtps/http/https URL with a host.
+    pub fn parse(value: &str) -> Option<Target> {
+        let value = value.trim();
+        let lower = value.to_ascii_lowercase();
+        let kind = if lower.starts_with("smtp://") || lower.starts_with("smtps://") {
+            TargetKind::Relay
+        } else if lower.starts_with("http://") || lower.starts_with("https://") {
+            TargetKind::Http
+        } else if normalize_address(value, true).is_ok() {
+            TargetKind::Mail
+        } else {
+            return None;
+        };
+        if kind != TargetKind::Mail {
+            let url = url::Url::parse(value).ok()?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return None;
+            }
+        }
+        Some(Target {
+            id: ObjectId::new(),
+            kind,
+            value: value.to_string(),
+        })
+    }
+
+    /// How the listing describes it: http targets by their host only (their URL may hold a
+    /// secret), others as they are.
+    fn description(&self) -> String {
+        match self.kind {
+            TargetKind::Http => url::Url::parse(&self.value)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default(),
+            _ => self.value.clone(),
+        }
+    }
+}
+
+/// The conditions of a filter; `None` means "not checked".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FilterQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub list_id: Option<String>,
+    pub text: Option<String>,
+    pub ha: Option<bool>,
+    /// Positive: at least this many bytes; negative: at most `|size|` bytes.
+    pub size: Option<i64>,
+}
+
+/// What a matching filter does; `None` means "no decision".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FilterAction {
+    pub seen: Option<bool>,
+    pub flag: Option<bool>,
+    pub delete: Option<bool>,
+    pub spam: Option<bool>,
+    pub mailbox: Option<ObjectId>,
+    pub targets: Vec<Target>,
+}
+
+/// A stored filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub id: ObjectId,
+    pub user: ObjectId,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub query: FilterQuery,
+    #[serde(default)]
+    pub action: FilterAction,
+    #[serde(default)]
+    pub disabled: bool,
+    /// JSON text of an object.
+    #[serde(default)]
+    pub meta_data: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+/// What a message offers to the conditions of a filter, computed once per delivery.
+#[derive(Debug, Clone, Default)]
+pub struct MatchInput {
+    /// Top-level headers as `(lowercase name, lowercase decoded value)`.
+    pub headers: Vec<(String, String)>,
+    /// The plain text, lowercased, whitespace collapsed.
+    pub text: String,
+    /// Any attachment, embedded images included (WildDuck's `maildata.attachments`).
+    pub has_attachments: bool,
+    /// RFC 822 size in bytes.
+    pub size: u64,
+}
+
+impl MatchInput {
+    /// The match input of a parsed message of `size` bytes.
+    pub fn of(parsed: &crate::mail::parse::ParsedMessage, size: u64) -> MatchInput {
+        MatchInput {
+            headers: parsed
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_lowercase(), value.to_lowercase()))
+                .collect(),
+            text: collapse_whitespace(&parsed.text.to_lowercase()),
+            has_attachments: parsed.attachments.iter().any(|a| a.listed),
+            size,
+        }
+    }
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Filter {
+    fn key(&self) -> crate::store::Key {
+        keys::filter(&self.user, &self.id)
+    }
+
+    fn item(&self) -> Item {
+        Item::new(self.key(), serde_json::to_value(self).unwrap_or_default())
+    }
+
+    /// Whether every condition holds for the message (§3 step 4).
+    pub fn matches(&self, message: &MatchInput) -> bool {
+        let q = &self.query;
+        let mut wanted: Vec<(&str, String)> = Vec::new();
+        for (header, value) in [
+            ("from", &q.from),
+            ("to", &q.to),
+            ("subject", &q.subject),
+            ("list-id", &q.list_id),
+        ] {
+            let Some(value) = value else { continue };
+            let mut check = value.to_lowercase();
+            // Only the id part of a List-ID condition (`Name <id>`) is compared.
+            if header == "list-id"
+                && let Some(start) = check.find('<')
+            {
+                let inner = check[start + 1..].split('>').next().unwrap_or("").trim();
+                if !inner.is_empty() {
+                    check = inner.to_string();
+                }
+            }
+            if !check.is_empty() {
+                wanted.push((header, check));
+            }
+        }
+        for (header, check) in &wanted {
+            let found = message.headers.iter().any(|(name, value)| {
+                let name = match name.as_str() {
+                    "cc" | "delivered-to" => "to",
+                    "sender" => "from",
+                    other => other,
+                };
+                name == *header && value.contains(check.as_str())
+            });
+            if !found {
+                return false;
+            }
+        }
+        if let Some(ha) = q.ha
+            && ha != message.has_attachments
+        {
+            return false;
+        }
+        if let Some(size) = q.size.filter(|s| *s != 0) {
+            let limit = size.unsigned_abs();
+            if size > 0 && message.size < limit || size < 0 && message.size > limit {
+                return false;
+            }
+        }
+        if let Some(text) = &q.text
+            && !message
+                .text
+                .contains(&collapse_whitespace(&text.to_lowercase()))
+        {
+            return false;
+        }
+        true
+    }
+
+    /// WildDuck's nested `query` object.
+    fn query_json(&self) -> Value {
+        let q = &self.query;
+        let mut out = Map::new();
+        for (key, value) in [
+            ("from", &q.from),
+            ("to", &q.to),
+            ("subject", &q.subject),
+            ("listId", &q.list_id),
+            ("text", &q.text),
+        ] {
+            if let Some(v) = value {
+                out.insert(key.into(), json!(v));
+            }
+        }
+        if let Some(ha) = q.ha {
+            out.insert("ha".into(), json!(ha));
+        }
+        if let Some(size) = q.size {
+            out.insert("size".into(), json!(size));
+        }
+        Value::Object(out)
+    }
+
+    /// WildDuck's nested `action` object.
+    fn action_json(&self) -> Value {
+        let a = &self.action;
+        let mut out = Map::new();
+        for (key, value) in [
+            ("seen", a.seen),
+            ("flag", a.flag),
+            ("delete", a.delete),
+            ("spam", a.spam),
+        ] {
+            if let Some(v) = value {
+                out.insert(key.into(), json!(v));
+            }
+        }
+        if let Some(mailbox) = &a.mailbox {
+            out.insert("mailbox".into(), json!(mailbox));
+        }
+        if !a.targets.is_empty() {
+            let values: Vec<&str> = a.targets.iter().map(|t| t.value.as_str()).collect();
+            out.insert("targets".into(), json!(values));
+        }
+        Value::Object(out)
+    }
+
+    /// The spec's flat fields, added to `out`.
+    fn flat_json(&self, out: &mut Map<String, Value>) {
+        let q = &self.query;
+        for (key, value) in [
+            ("query_from", &q.from),
+            ("query_to", &q.to),
+            ("query_subject", &q.subject),
+            ("query_listId", &q.list_id),
+            ("query_text", &q.text),
+        ] {
+            if let Some(v) = value {
+                out.insert(key.into(), json!(v));
+            }
+        }
+        if let Some(ha) = q.ha {
+            out.insert("query_ha".into(), json!(ha));
+        }
+        if let Some(size) = q.size {
+            out.insert("query_size".into(), json!(size));
+        }
+        let a = &self.action;
+        for (key, value) in [
+            ("action_seen", a.seen),
+            ("action_flag", a.flag),
+            ("action_delete", a.delete),
+            ("action_spam", a.spam),
+        ] {
+            if let Some(v) = value {
+                out.insert(key.into(), json!(v));
+            }
+        }
+        if let Some(mailbox) = &a.mailbox {
+            out.insert("action_mailbox".into(), json!(mailbox));
+        }
+        let first = |kind| a.targets.iter().find(|t| t.kind == kind);
+        if let Some(t) = first(TargetKind::Mail) {
+            out.insert("action_forward".into(), json!(t.value));
+        }
+        if let Some(t) = first(TargetKind::Http) {
+            out.insert("action_targetUrl".into(), json!(t.value));
+        }
+    }
+
+    /// The human-readable `query` and `action` tuples of the listing (§2.39); `paths` maps
+    /// mailbox ids to paths.
+    fn description(&self, paths: &[(ObjectId, String)]) -> (Vec<Value>, Vec<Value>) {
+        let q = &self.query;
+        let mut query = Vec::new();
+        for (key, value) in [
+            ("from", &q.from),
+            ("to", &q.to),
+            ("subject", &q.subject),
+            ("listId", &q.list_id),
+        ] {
+            if let Some(v) = value {
+                query.push(json!([key, format!("({v})")]));
+            }
+        }
+        match q.ha {
+            Some(true) => query.push(json!(["has attachment"])),
+            Some(false) => query.push(json!(["no attachments"])),
+            None => {}
+        }
+        if let Some(text) = &q.text {
+            query.push(json!([false, format!("\"{text}\"")]));
+        }
+        match q.size {
+            Some(s) if s > 0 => query.push(json!(["larger", s])),
+            Some(s) if s < 0 => query.push(json!(["smaller", s.unsigned_abs()])),
+            _ => {}
+        }
+        let a = &self.action;
+        let mut action = Vec::new();
+        for (value, yes, no) in [
+            (a.seen, "mark as read", "do not mark as read"),
+            (a.flag, "flag it", "do not flag it"),
+            (a.delete, "delete it", "do not delete it"),
+            (a.spam, "mark it as spam", "do not mark it as spam"),
+        ] {
+            if let Some(v) = value {
+                action.push(json!([if v { yes } else { no }]));
+            }
+        }
+        if !a.targets.is_empty() {
+            let list: Vec<String> = a.targets.iter().map(Target::description).collect();
+            action.push(json!(["forward to", list.join(", ")]));
+        }
+        if let Some(mailbox) = &a.mailbox {
+            let shown = paths
+                .iter()
+                .find(|(id, _)| id == mailbox)
+                .map(|(_, path)| format!("\"{path}\""))
+                .unwrap_or_else(|| mailbox.to_string());
+            action.push(json!(["move to folder", shown]));
+        }
+        (query, action)
+    }
+
+    fn meta_json(&self) -> Value {
+        self.meta_data
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or_else(|| json!({}))
+    }
+
+    /// `GET /users/{user}/filters/{filter}`: nested and flat forms together.
+    fn details_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("success".into(), json!(true));
+        out.insert("id".into(), json!(self.id));
+        out.insert("name".into(), json!(self.name));
+        out.insert("query".into(), self.query_json());
+        out.insert("action".into(), self.action_json());
+        self.flat_json(&mut out);
+        out.insert("disabled".into(), json!(self.disabled));
+        out.insert("created".into(), json!(self.created));
+        out.insert("metaData".into(), self.meta_json());
+        Value::Object(out)
+    }
+}
+
+fn from_item(item: &Item) -> ApiResult<Filter> {
+    serde_json::from_value(item.body.clone()).map_err(|e| {
+        ApiError::internal(anyhow::anyhow!(
+            "corrupt filter {}/{}: {e}",
+            item.pk,
+            item.sk
+        ))
+    })
+}
+
+fn filter_not_found(message: &str) -> ApiError {
+    ApiError::not_found("FilterNotFound", message.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input
+
+/// A field that may be set, cleared (`""` or `null`) or left alone (absent).
+type Change<T> = Option<Option<T>>;
+
+/// The validated fields of a create or update, flat and nested forms merged.
+#[derive(Debug, Default)]
+struct FilterChanges {
+    name: Option<String>,
+    from: Change<String>,
+    to: Change<String>,
+    subject: Change<String>,
+    list_id: Change<String>,
+    text: Change<String>,
+    ha: Change<bool>,
+    size: Change<i64>,
+    seen: Change<bool>,
+    flag: Change<bool>,
+    delete: Change<bool>,
+    spam: Change<bool>,
+    mailbox: Change<ObjectId>,
+    /// The whole list (nested `action.targets`).
+    targets: Change<Vec<Target>>,
+    /// The spec's `action_forward`: replaces the address targets.
+    forward: Change<Target>,
+    /// The spec's `action_targetUrl`: replaces the URL targets.
+    target_url: Change<Target>,
+    disabled: Option<bool>,
+    meta_data: Option<String>,
+    session: Session,
+}
+
+/// Whether `field` was sent empty: `""`, `null` or an empty array clear a value on update.
+fn sent_empty(v: &mut Validator, field: &str) -> bool {
+    match v.raw(field) {
+        None => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
+}
+
+fn text_change(v: &mut Validator, fields: &[&str]) -> Change<String> {
+    let mut out = None;
+    for field in fields {
+        if !v.has(field) {
+            continue;
+        }
+        if sent_empty(v, field) {
+            out = Some(None);
+        } else if let Some(s) = v.string(field, Str::max(MAX_QUERY_CHARS).trim()) {
+            out = Some(Some(collapse_whitespace(&s)));
+        }
+    }
+    out
+}
+
+fn bool_change(v: &mut Validator, fields: &[&str]) -> Change<bool> {
+    let mut out = None;
+    for field in fields {
+        if !v.has(field) {
+            continue;
+        }
+        if sent_empty(v, field) {
+            out = Some(None);
+        } else if let Some(b) = v.boolean(field) {
+            out = Some(Some(b));
+        }
+    }
+    out
+}
+
+fn size_change(v: &mut Validator, fields: &[&str]) -> Change<i64> {
+    let mut out = None;
+    for field in fields {
+        if !v.has(field) {
+            continue;
+        }
+        if sent_empty(v, field) {
+            out = Some(None);
+        } else if let Some(n) = v.integer(field, -(1 << 53), 1 << 53) {
+            out = Some((n != 0).then_some(n));
+        }
+    }
+    out
+}
+
+fn mailbox_change(v: &mut Validator, fields: &[&str]) -> Change<ObjectId> {
+    let mut out = None;
+    for field in fields {
+        if !v.has(field) {
+            continue;
+        }
+        if sent_empty(v, field) {
+            out = Some(None);
+        } else if let Some(id) = v.id(field) {
+            out = Some(Some(id));
+        }
+    }
+    out
+}
+
+/// One target of the spec's flat fields, which must be of `kind`.
+fn single_target(v: &mut Validator, field: &str, kind: TargetKind) -> Change<Target> {
+    if !v.has(field) {
+        return None;
+    }
+    if sent_empty(v, field) {
+        return Some(None);
+    }
+    let value = v.string(field, Str::max(1024).trim())?;
+    match Target::parse(&value).filter(|t| t.kind == kind) {
+        Some(target) => Some(Some(target)),
+        None => {
+            let what = if kind == TargetKind::Mail {
+                "a valid email"
+            } else {
+                "a valid uri with a scheme matching the http|https pattern"
+            };
+            v.error(field, format!("\"{field}\" must be {what}"));
+            None
+        }
+    }
+}
+
+fn targets_change(v: &mut Validator, field: &str) -> Change<Vec<Target>> {
+    if !v.has(field) {
+        return None;
+    }
+    if sent_empty(v, field) {
+        return Some(None);
+    }
+    let list = v.bounded_list(field, 1024, MAX_TARGETS)?;
+    let mut out: Vec<Target> = Vec::new();
+    for (i, value) in list.iter().enumerate() {
+        match Target::parse(value) {
+            Some(t) if out.iter().all(|o| o.value != t.value) => out.push(t),
+            Some(_) => {}
+            None => {
+                v.error(
+                    &format!("{field}.{i}"),
+                    format!("\"{field}[{i}]\" does not match any of the allowed types"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(Some(out))
+}
+
+impl FilterChanges {
+    /// Validates a create or update body: flat fields and nested `query` / `action` objects
+    /// (whose keys are checked as `query.<key>` / `action.<key>`). Strict: unknown fields are
+    /// refused.
+    fn parse(mut params: Map<String, Value>) -> ApiResult<FilterChanges> {
+        let mut type_errors = Vec::new();
+        for group in ["query", "action"] {
+            match params.remove(group) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) if s.trim().is_empty() => {}
+                Some(Value::Object(fields)) => {
+                    for (key, value) in fields {
+                        params.insert(format!("{group}.{key}"), value);
+                    }
+                }
+                Some(_) => type_errors.push(group),
+            }
+        }
+        let mut v = Validator::new(params);
+        for group in type_errors {
+            v.error(group, format!("\"{group}\" must be of type object"));
+        }
+        let changes = FilterChanges {
+            name: v.string("name", Str::max(255).trim()),
+            from: text_change(&mut v, &["query.from", "query_from"]),
+            to: text_change(&mut v, &["query.to", "query_to"]),
+            subject: text_change(&mut v, &["query.subject", "query_subject"]),
+            list_id: text_change(&mut v, &["query.listId", "query_listId"]),
+            text: text_change(&mut v, &["query.text", "query_text"]),
+            ha: bool_change(&mut v, &["query.ha", "query_ha"]),
+            size: size_change(&mut v, &["query.size", "query_size"]),
+            seen: bool_change(&mut v, &["action.seen", "action_seen"]),
+            flag: bool_change(&mut v, &["action.flag", "action_flag"]),
+            delete: bool_change(&mut v, &["action.delete", "action_delete"]),
+            spam: bool_change(&mut v, &["action.spam", "action_spam"]),
+            mailbox: mailbox_change(&mut v, &["action.mailbox", "action_mailbox"]),
+            targets: targets_change(&mut v, "action.targets"),
+            forward: single_target(&mut v, "action_forward", TargetKind::Mail),
+            target_url: single_target(&mut v, "action_targetUrl", TargetKind::Http),
+            disabled: v.boolean("disabled"),
+            meta_data: v.json_object("metaData", MAX_DATA_BYTES),
+            session: v.session(),
+        };
+        v.deny_unknown();
+        v.finish()?;
+        Ok(changes)
+    }
+
+    /// Applies the changes; returns whether anything changed.
+    fn apply(self, filter: &mut Filter) -> bool {
+        fn set<T: PartialEq>(slot: &mut Option<T>, change: Change<T>) -> bool {
+            match change {
+                Some(value) if *slot != value => {
+                    *slot = value;
+                    true
+                }
+                _ => false,
+            }
+        }
+        let before = filter.clone();
+        if let Some(name) = self.name {
+            filter.name = name;
+        }
+        let q = &mut filter.query;
+        set(&mut q.from, self.from);
+        set(&mut q.to, self.to);
+        set(&mut q.subject, self.subject);
+        set(&mut q.list_id, self.list_id);
+        set(&mut q.text, self.text);
+        set(&mut q.ha, self.ha);
+        set(&mut q.size, self.size);
+        let a = &mut filter.action;
+        set(&mut a.seen, self.seen);
+        set(&mut a.flag, self.flag);
+        set(&mut a.delete, self.delete);
+        set(&mut a.spam, self.spam);
+        set(&mut a.mailbox, self.mailbox);
+        if let Some(targets) = self.targets {
+            a.targets = targets.unwrap_or_default();
+        }
+        for (change, kind) in [
+            (self.forward, TargetKind::Mail),
+            (self.target_url, TargetKind::Http),
+        ] {
+            if let Some(target) = change {
+                a.targets.retain(|t| t.kind != kind);
+                a.targets.extend(target);
+            }
+        }
+        if let Some(disabled) = self.disabled {
+            filter.disabled = disabled;
+        }
+        if let Some(meta) = self.meta_data {
+            filter.meta_data = Some(meta);
+        }
+        // Target ids are new on every parse: compare the values only.
+        let values = |f: &Filter| -> Vec<String> {
+            f.action.targets.iter().map(|t| t.value.clone()).collect()
+        };
+        let mut a = before.clone();
+        a.action.targets.clear();
+        let mut b = filter.clone();
+        b.action.targets.clear();
+        a != b || values(&before) != values(filter)
+    }
+}
+
+/// The authlog writes for targets `after` has and `before` had not.
+fn new_target_logs(
+    state: &AppState,
+    before: &[Target],
+    after: &Filter,
+    session: &Session,
+) -> Vec<Write> {
+    after
+        .action
+        .targets
+        .iter()
+        .filter(|t| before.iter().all(|b| b.value != t.value))
+        .map(|t| {
+            AuthlogEntry::new(
+                "filter forward added",
+                Some("success"),
+                session,
+                &state.config,
+            )
+            .with("target", t.value.clone())
+            .with("filter", after.id.to_string())
+            .with("protocol", "API")
+            .write(&after.user)
+        })
+        .collect()
+}
+
+/// The filters a user may have.
+fn allowed_filters(user: &users::StoredUser) -> i64 {
+    let set = user.user.limits.filters;
+    (if set > 0 { set } else { MAX_FILTERS }) as i64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+/// `POST /users/{user}/filters` (spec "Create new filter", §2.38).
+pub async fn create(
+    state: &AppState,
+    user: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<ObjectId> {
+    let changes = FilterChanges::parse(params)?;
+    let owner = users::load(state, user).await?;
+    let session = changes.session.clone();
+    let mut filter = Filter {
+        id: ObjectId::new(),
+        user: *user,
+        name: String::new(),
+        query: FilterQuery::default(),
+        action: FilterAction::default(),
+        disabled: false,
+        meta_data: None,
+        created: Utc::now(),
+    };
+    changes.apply(&mut filter);
+    if let Some(mailbox) = &filter.action.mailbox {
+        mailboxes::load(state, user, mailbox).await?;
+    }
+    let allowed = allowed_filters(&owner);
+    if owner.filters >= allowed {
+        return Err(too_many(allowed));
+    }
+    let mut writes = vec![
+        Write::put_new(filter.item()),
+        Write::Update {
+            key: keys::user(user),
+            update: Update::default().add(FILTER_COUNT, 1),
+            condition: Some(Condition::CounterAtMost(FILTER_COUNT.into(), allowed - 1)),
+        },
+    ];
+    if let Some(mailbox) = &filter.action.mailbox {
+        writes.push(Write::Check {
+            key: keys::mailbox(user, mailbox),
+            condition: Condition::Exists,
+        });
+    }
+    writes.push(
+        AuthlogEntry::new("filter added", Some("success"), &session, &state.config)
+            .with("filter", filter.id.to_string())
+            .with("protocol", "API")
+            .write(user),
+    );
+    writes.extend(new_target_logs(state, &[], &filter, &session));
+    match state.table.transact(writes).await {
+        Ok(()) => Ok(filter.id),
+        Err(StoreError::ConditionFailed { index: 1 }) => {
+            // The profile vanished, or concurrent creates reached the limit first.
+            users::load(state, user).await?;
+            Err(too_many(allowed))
+        }
+        Err(StoreError::ConditionFailed { index: 2 }) => Err(no_such_mailbox()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn too_many(allowed: i64) -> ApiError {
+    ApiError::forbidden("TooMany", "Maximum filters limit reached").with_extra("allowed", allowed)
+}
+
+fn no_such_mailbox() -> ApiError {
+    ApiError::not_found("NoSuchMailbox", "This mailbox does not exist")
+}
+
+/// Every filter of a user, in id (creation, application) order.
+pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Filter>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let query = Query::table(keys::user_pk(user))
+            .range(SortRange::BeginsWith(keys::FILTER_SK_PREFIX.into()))
+            .limit(500)
+            .start_after(after.take());
+        let page = state.table.query(&query).await?;
+        for item in &page.items {
+            out.push(from_item(item)?);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The filters delivery applies: enabled ones, in order.
+pub async fn active(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Filter>> {
+    let mut filters = load_all(state, user).await?;
+    filters.retain(|f| !f.disabled);
+    Ok(filters)
+}
+
+/// `GET /users/{user}/filters` (spec "List existing filters", §2.39).
+pub async fn list(
+    state: &AppState,
+    user: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<Value> {
+    let mut v = Validator::new(params);
+    let meta = v.boolean("metaData").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    let owner = users::load(state, user).await?;
+    let filters = load_all(state, user).await?;
+    let paths: Vec<(ObjectId, String)> = if filters.iter().any(|f| f.action.mailbox.is_some()) {
+        mailboxes::load_all(state, user)
+            .await?
+            .into_iter()
+            .map(|m| (m.mailbox.id, m.mailbox.path))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let results: Vec<Value> = filters
+        .iter()
+        .map(|f| {
+            let (query, action) = f.description(&paths);
+            let mut entry = Map::new();
+            entry.insert("id".into(), json!(f.id));
+            entry.insert("name".into(), json!(f.name));
+            entry.insert("query".into(), json!(query));
+            entry.insert("action".into(), json!(action));
+            f.flat_json(&mut entry);
+            entry.insert("disabled".into(), json!(f.disabled));
+            entry.insert("created".into(), json!(f.created));
+            if meta && f.meta_data.is_some() {
+                entry.insert("metaData".into(), f.meta_json());
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    Ok(json!({
+        "success": true,
+        "limits": { "allowed": allowed_filters(&owner), "used": filters.len() },
+        "results": results,
+    }))
+}
+
+async fn load(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    missing: &str,
+) -> ApiResult<Filter> {
+    let item = state.table.get(&keys::filter(user, id)).await?;
+    from_item(&item.ok_or_else(|| filter_not_found(missing))?)
+}
+
+/// `GET /users/{user}/filters/{filter}` (spec "Get filter details", §2.40).
+pub async fn get(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<Value> {
+    let mut v = Validator::new(params);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(load(state, user, id, "This filter does not exist")
+        .await?
+        .details_json())
+}
+
+/// `PUT /users/{user}/filters/{filter}` (spec "Update filter details", §2.41): only the given
+/// fields change; an empty value clears one. Unlike WildDuck, a missing filter is always 404.
+pub async fn update(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<()> {
+    let changes = FilterChanges::parse(params)?;
+    let session = changes.session.clone();
+    let current = load(state, user, id, "Filter was not found").await?;
+    let mut filter = current.clone();
+    if !changes.apply(&mut filter) {
+        return Ok(());
+    }
+    let mut writes = vec![Write::Update {
+        key: filter.key(),
+        update: Update::body(serde_json::to_value(&filter).unwrap_or_default()),
+        condition: Some(Condition::Exists),
+    }];
+    if let Some(mailbox) = &filter.action.mailbox
+        && current.action.mailbox.as_ref() != Some(mailbox)
+    {
+        mailboxes::load(state, user, mailbox).await?;
+        writes.push(Write::Check {
+            key: keys::mailbox(user, mailbox),
+            condition: Condition::Exists,
+        });
+    }
+    writes.extend(new_target_logs(
+        state,
+        &current.action.targets,
+        &filter,
+        &session,
+    ));
+    match state.table.transact(writes).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed { index: 0 }) => {
+            Err(filter_not_found("Filter was not found"))
+        }
+        Err(StoreError::ConditionFailed { .. }) => Err(no_such_mailbox()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE /users/{user}/filters/{filter}` (spec "Delete a filter", §2.42).
+pub async fn delete(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    params: Map<String, Value>,
+) -> ApiResult<()> {
+    let mut v = Validator::new(params);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    let writes = vec![
+        Write::Delete {
+            key: keys::filter(user, id),
+            condition: Some(Condition::Exists),
+        },
+        Write::Update {
+            key: keys::user(user),
+            update: Update::default().add(FILTER_COUNT, -1),
+            condition: Some(Condition::Exists),
+        },
+    ];
+    match state.table.transact(writes).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed { index: 0 }) => {
+            Err(filter_not_found("Filter was not found"))
+        }
+        Err(StoreError::ConditionFailed { .. }) => Err(ApiError::user_not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(query: FilterQuery) -> Filter {
+        Filter {
+            id: ObjectId::new(),
+            user: ObjectId::new(),
+            name: String::new(),
+            query,
+            action: FilterAction::default(),
+            disabled: false,
+            meta_data: None,
+            created: Utc::now(),
+        }
+    }
+
+    fn input(headers: &[(&str, &str)], text: &str, attachments: bool, size: u64) -> MatchInput {
+        MatchInput {
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_lowercase(), v.to_lowercase()))
+                .collect(),
+            text: collapse_whitespace(&text.to_lowercase()),
+            has_attachments: attachments,
+            size,
+        }
+    }
+
+    #[test]
+    fn header_conditions_are_case_insensitive_substrings_with_wildducks_aliases() {
+        let msg = input(
+            &[
+                ("From", "Big Boss <BOSS@Example.com>"),
+                ("Cc", "team@example.org"),
+                ("Delivered-To", "me+tag@example.com"),
+                ("Subject", "Quarterly REPORT"),
+                ("List-ID", "Dev list <dev.lists.example.com>"),
+            ],
+            "",
+            false,
+            100,
+        );
+        let q = |f: fn(&mut FilterQuery)| {
+            let mut query = FilterQuery::default();
+            f(&mut query);
+            filter(query)
+        };
+        assert!(q(|q| q.from = Some("boss@".into())).matches(&msg));
+        assert!(q(|q| q.to = Some("TEAM@".into())).matches(&msg));
+        assert!(q(|q| q.to = Some("me+tag".into())).matches(&msg));
+        assert!(q(|q| q.subject = Some("report".into())).matches(&msg));
+        assert!(q(|q| q.list_id = Some("Anything <dev.lists".into())).matches(&msg));
+        assert!(!q(|q| q.subject = Some("invoice".into())).matches(&msg));
+        // All conditions must hold.
+        assert!(
+            !q(|q| {
+                q.from = Some("boss".into());
+                q.subject = Some("invoice".into());
+            })
+            .matches(&msg)
+        );
+        // An empty query matches everything.
+        assert!(filter(FilterQuery::default()).matches(&msg));
+    }
+
+    #[test]
+    fn size_text_and_attachments_follow_the_spec() {
+        let msg = input(&[], "Hello   there,\nthe  Invoice is attached", true, 1000);
+        let q = |f: fn(&mut FilterQuery)| {
+            let mut query = FilterQuery::default();
+            f(&mut query);
+            filter(query)
+        };
+        assert!(q(|q| q.size = Some(1000)).matches(&msg));
+        assert!(q(|q| q.size = Some(-1000)).matches(&msg));
+        assert!(!q(|q| q.size = Some(1001)).matches(&msg));
+        assert!(!q(|q| q.size = Some(-999)).matches(&msg));
+        assert!(q(|q| q.text = Some("THE invoice".into())).matches(&msg));
+        assert!(!q(|q| q.text = Some("receipt".into())).matches(&msg));
+        assert!(q(|q| q.ha = Some(true)).matches(&msg));
+        assert!(!q(|q| q.ha = Some(false)).matches(&msg));
+    }
+
+    #[test]
+    fn targets_are_classified_and_bad_ones_refused() {
+        assert_eq!(
+            Target::parse("a@example.com").unwrap().kind,
+            TargetKind::Mail
+        );
+        assert_eq!(
+            Target::parse("smtp://mx.example.com:25").unwrap().kind,
+            TargetKind::Relay
+        );
+        assert_eq!(
+            Target::parse("https://hooks.example.com/x?k=1")
+                .unwrap()
+                .kind,
+            TargetKind::Http
+        );
+        for bad in ["nonsense", "ftp://x.example.com", "http://", "a@"] {
+            assert!(Target::parse(bad).is_none(), "{bad}");
+        }
+        let t = Target::parse("https://hooks.example.com/secret").unwrap();
+        assert_eq!(t.description(), "hooks.example.com");
+    }
+}
