@@ -171,6 +171,9 @@ pub struct LocalConfig {
     pub lmtp_listen: SocketAddr,
     /// `EIDER_DATA_DIR`, default ./data.
     pub data_dir: PathBuf,
+    /// `EIDER_JANITOR_SECONDS`, default 60: how often the local server runs the janitor
+    /// (expired and archived messages, deleted mailboxes and users); 0 turns it off.
+    pub janitor_interval: Duration,
 }
 
 /// Settings of the Lambda functions only.
@@ -332,6 +335,9 @@ impl LocalConfig {
             data_dir: var("EIDER_DATA_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "data".into()),
+            janitor_interval: Duration::from_secs(
+                parsed::<u64>("EIDER_JANITOR_SECONDS")?.unwrap_or(60),
+            ),
         })
     }
 }

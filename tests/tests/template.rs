@@ -39,6 +39,10 @@ fn functions(template: &Value) -> Vec<(String, String, Routes)> {
                 if event["Type"].as_str() == Some("DynamoDB") {
                     continue;
                 }
+                // Nor is the janitor's schedule (checked in its own test below).
+                if event["Type"].as_str() == Some("Schedule") {
+                    continue;
+                }
                 assert_eq!(
                     event["Type"].as_str(),
                     Some("HttpApi"),
@@ -87,6 +91,9 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         // Invoked by the WebSocket API and by the table's stream.
         ("eider-ws", Routes::new()),
         ("eider-stream-bridge", Routes::new()),
+        // Invoked by an EventBridge schedule: see
+        // `janitor_runs_on_a_schedule_with_time_and_rights_to_purge`.
+        ("eider-janitor", Routes::new()),
     ];
     assert_eq!(
         functions.len(),
@@ -302,4 +309,38 @@ fn updates_are_streamed_by_a_function_url_and_pushed_over_websocket() {
         matches!(stream.as_str(), Some("NEW_IMAGE" | "NEW_AND_OLD_IMAGES")),
         "the bridge reads new images"
     );
+}
+
+#[test]
+fn janitor_runs_on_a_schedule_with_time_and_rights_to_purge() {
+    let template = template();
+    let (name, janitor) = function(&template, "eider-janitor");
+    assert_eq!(name, "JanitorFunction");
+    let props = &janitor["Properties"];
+    let events = props["Events"].as_mapping().unwrap();
+    assert!(!events.is_empty(), "{name} has no events");
+    for (event_name, event) in events {
+        assert_eq!(
+            event["Type"].as_str(),
+            Some("Schedule"),
+            "{name}.{event_name:?}: only a schedule invokes the janitor"
+        );
+        let schedule = event["Properties"]["Schedule"].as_str().unwrap();
+        assert!(
+            schedule.starts_with("rate(") || schedule.starts_with("cron("),
+            "{name}: {schedule}"
+        );
+    }
+    // Its budget ends 30 s before the deadline (eider_janitor::SAFETY_MARGIN): a timeout
+    // of minutes leaves it real work time.
+    let timeout = props["Timeout"].as_u64().unwrap();
+    assert!((120..=900).contains(&timeout), "{name}: Timeout {timeout}");
+    assert!(timeout > 2 * eider_janitor::SAFETY_MARGIN.as_secs());
+    let policies: Vec<&str> = props["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_mapping()?.keys().next()?.as_str())
+        .collect();
+    assert_eq!(policies, ["DynamoDBCrudPolicy", "S3CrudPolicy"], "{name}");
 }

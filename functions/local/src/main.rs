@@ -4,10 +4,11 @@
 //! `EIDER_DATA_DIR`, `EIDER_ACCESS_TOKEN`, `EIDER_DOMAIN`, ...
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eider_shared::config::{Config, LocalConfig};
+use eider_shared::domain::janitor::{self, Budget};
 use eider_shared::domain::updates::LocalNotifier;
 use eider_shared::http::{AppState, finish};
 use eider_shared::store::blob_fs::FsBlobStore;
@@ -18,6 +19,9 @@ const LOCAL_BODY_LIMIT: usize = 96 * 1024 * 1024;
 
 /// How often expired items (TTL) are removed from the embedded store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Table items one local janitor run deletes at most (its time limit usually ends it first).
+const JANITOR_MAX_ITEMS: usize = 100_000;
 
 /// Start-up errors are printed as one readable line (with their causes), not a debug dump.
 fn main() -> std::process::ExitCode {
@@ -88,6 +92,10 @@ async fn run() -> anyhow::Result<()> {
         }
     });
 
+    if !local.janitor_interval.is_zero() {
+        tokio::spawn(janitor_loop(state, local.janitor_interval));
+    }
+
     let listener = tokio::net::TcpListener::bind(local.listen)
         .await
         .with_context(|| format!("cannot listen on {} (EIDER_LISTEN)", local.listen))?;
@@ -110,6 +118,21 @@ async fn run() -> anyhow::Result<()> {
         })
         .await?;
     Ok(())
+}
+
+/// Runs the janitor (the same purge as the cloud's scheduled function) every `every`. Each
+/// run may work for most of the interval, so a backlog (a large deleted user) is worked off
+/// over several runs without one run holding on for long; `janitor::run` logs what it removed.
+async fn janitor_loop(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let budget = Budget::items(JANITOR_MAX_ITEMS).until(Instant::now() + every.mul_f64(0.8));
+        if let Err(e) = janitor::run(&state, chrono::Utc::now(), budget).await {
+            tracing::warn!(error = ?e, "janitor run failed");
+        }
+    }
 }
 
 async fn shutdown() {

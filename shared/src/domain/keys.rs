@@ -169,7 +169,12 @@ pub fn message_sk(uid: u32) -> String {
 
 /// Where a message (by its object id) lives now: mailbox and UID.
 pub fn message_pointer(user: &ObjectId, message: &ObjectId) -> Key {
-    Key::new(format!("MSGID#{user}"), message.to_string())
+    Key::new(message_pointers_pk(user), message.to_string())
+}
+
+/// The partition of all of a user's message pointers.
+pub fn message_pointers_pk(user: &ObjectId) -> String {
+    format!("MSGID#{user}")
 }
 
 /// Flagged messages outside Junk and Trash, newest first.
@@ -285,4 +290,22 @@ pub fn autoreply_sent(user: &ObjectId, sender_hash: &str) -> Key {
 /// user, remembered for a day so a retried invocation delivers once.
 pub fn delivery(user: &ObjectId, delivery_hash: &str) -> Key {
     Key::new(format!("DELIVERY#{user}#{delivery_hash}"), "DELIVERY")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The janitor's queues
+
+/// Prefixes the janitor reads back from its queues (gsi2 `PURGE#`, gsi1 `TASKS`) to tell the
+/// kinds of item apart.
+pub const MESSAGES_PK_PREFIX: &str = "MSGS#";
+pub const ARCHIVE_PK_PREFIX: &str = "ARCHIVE#";
+pub const DELETED_USER_PK_PREFIX: &str = "DELETED#";
+pub const DELETED_MAILBOX_PK_PREFIX: &str = "MBOXDEL#";
+
+/// The sort-key range of `PURGE#` and `TASKS` entries due at `now_unix` or earlier. Due times
+/// are zero-padded to 12 digits, so string order is time order; `-` (below every digit) also
+/// takes in the odd negative due time, and `$` (just above `#`) ends the range after every
+/// entry of second `now_unix`.
+pub fn due_until(now_unix: i64) -> (String, String) {
+    ("-".to_string(), format!("{now_unix:012}$"))
 }

@@ -267,6 +267,17 @@ fn subject_hash(subject: &str) -> String {
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The thread-reference items of a message, from its parsed headers. The janitor derives them
+/// again from the stored source when it purges a deleted user, so both go through here.
+pub(crate) fn thread_ref_keys(user: &ObjectId, parsed: &ParsedMessage) -> Vec<Key> {
+    let hash = subject_hash(&parsed.thread_subject);
+    parsed
+        .thread_refs
+        .iter()
+        .map(|r| keys::thread_ref(user, r, &hash))
+        .collect()
+}
+
 /// The thread of a new message (WildDuck's rule: a known reference with the same normalized
 /// subject joins that thread) and the writes that record its references.
 async fn resolve_thread(
@@ -274,12 +285,7 @@ async fn resolve_thread(
     user: &ObjectId,
     parsed: &ParsedMessage,
 ) -> ApiResult<(ObjectId, Vec<Write>)> {
-    let hash = subject_hash(&parsed.thread_subject);
-    let refs: Vec<Key> = parsed
-        .thread_refs
-        .iter()
-        .map(|r| keys::thread_ref(user, r, &hash))
-        .collect();
+    let refs = thread_ref_keys(user, parsed);
     let known = if refs.is_empty() {
         Vec::new()
     } else {
@@ -689,16 +695,13 @@ async fn commit_new_message(
 fn store_event(upload: &Upload, message: &Message, now: DateTime<Utc>) -> Value {
     let (from, to) = match &upload.envelope {
         Some(envelope) => (json!(envelope.from), json!([envelope.to])),
-        None => (
-            json!(message.from.as_ref().map(|a| a.address.clone())),
-            json!(
-                message
-                    .to
-                    .iter()
-                    .map(|a| a.address.clone())
-                    .collect::<Vec<_>>()
-            ),
-        ),
+        None => {
+            let to: Vec<String> = message.to.iter().map(|a| a.address.clone()).collect();
+            (
+                json!(message.from.as_ref().map(|a| a.address.clone())),
+                json!(to),
+            )
+        }
     };
     let mut event = json!({ "action": "STORE", "source": upload.source, "time": now,
                             "from": from, "to": to });
@@ -1560,7 +1563,9 @@ pub async fn drain_deleted_mailbox(
     while done < budget {
         let page = state
             .table
-            .query(&Query::table(pk.clone()).limit(BATCH.min(budget - done)))
+            // Three writes per message (item, pointer, archive entry) plus the profile's:
+            // half a BATCH keeps the transaction within 100 writes.
+            .query(&Query::table(pk.clone()).limit((BATCH / 2).min(budget - done)))
             .await?;
         if page.items.is_empty() {
             state

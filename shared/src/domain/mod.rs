@@ -10,6 +10,7 @@ pub mod autoreply;
 pub mod connections;
 pub mod delivery;
 pub mod filters;
+pub mod janitor;
 pub mod journal;
 pub mod keys;
 pub mod mailbox_names;
