@@ -31,6 +31,15 @@ fn free_port() -> u16 {
 }
 
 fn start(data_dir: &std::path::Path, token: Option<&str>) -> LocalServer {
+    start_with(data_dir, token, &[])
+}
+
+/// Starts the server with extra environment variables.
+fn start_with(
+    data_dir: &std::path::Path,
+    token: Option<&str>,
+    env: &[(&str, &str)],
+) -> LocalServer {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_eider-local"));
     command
@@ -45,6 +54,7 @@ fn start(data_dir: &std::path::Path, token: Option<&str>) -> LocalServer {
     if let Some(token) = token {
         command.env("EIDER_ACCESS_TOKEN", token);
     }
+    command.envs(env.iter().copied());
     let began = Instant::now();
     let mut child = command.spawn().expect("eider-local starts");
     // The server prints its address once it is listening.
@@ -281,6 +291,83 @@ async fn access_token_is_enforced_over_http() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+}
+
+/// The janitor loop runs inside the real process: a message whose `expires` has passed leaves
+/// its mailbox for the archive without any request asking for it.
+#[tokio::test]
+async fn the_local_janitor_loop_archives_an_expired_message() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_with(data.path(), None, &[("EIDER_JANITOR_SECONDS", "1")]);
+    let c = reqwest::Client::new();
+    let base = &server.base;
+    use reqwest::Method as M;
+    let (status, created) = call(
+        &c,
+        M::POST,
+        format!("{base}/users"),
+        Some(json!({"username": "expiring", "password": "secretpass"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let user = created["id"].as_str().unwrap();
+    let (_, boxes) = call(&c, M::GET, format!("{base}/users/{user}/mailboxes"), None).await;
+    let inbox = boxes["results"][0]["id"].as_str().unwrap();
+    let response = c
+        .post(format!("{base}/users/{user}/mailboxes/{inbox}/messages"))
+        .header("Content-Type", "message/rfc822")
+        .body(
+            "From: a@example.com\r\nTo: expiring@example.com\r\nSubject: soon gone\r\n\r\nbye\r\n",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let uploaded: Value = response.json().await.unwrap();
+    let uid = &uploaded["message"]["id"];
+    let (status, body) = call(
+        &c,
+        M::PUT,
+        format!("{base}/users/{user}/mailboxes/{inbox}/messages/{uid}"),
+        Some(json!({"expires": "2001-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The loop ticks every second; give a loaded machine 30 s before calling it lost.
+    let began = Instant::now();
+    loop {
+        let (_, archived) = call(&c, M::GET, format!("{base}/users/{user}/archived"), None).await;
+        if archived["results"].as_array().is_some_and(|r| r.len() == 1) {
+            assert_eq!(archived["results"][0]["subject"], "soon gone", "{archived}");
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the janitor did not archive the message: {archived}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "the local janitor archived an expired message after {:?}",
+        began.elapsed()
+    );
+    let (_, messages) = call(
+        &c,
+        M::GET,
+        format!("{base}/users/{user}/mailboxes/{inbox}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(messages["total"], 0, "{messages}");
+    let (_, inbox_now) = call(
+        &c,
+        M::GET,
+        format!("{base}/users/{user}/mailboxes/{inbox}"),
+        None,
+    )
+    .await;
+    assert_eq!(inbox_now["total"], 0, "{inbox_now}");
 }
 
 #[test]
