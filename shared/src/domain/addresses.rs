@@ -17,7 +17,9 @@ use crate::http::AppState;
 use crate::http::paging::{PageRequest, bucket_names, count_buckets, walk_buckets};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
 use crate::id::ObjectId;
-use crate::store::{Condition, Index, Item, Query, SortRange, StoreError, Update, Write};
+use crate::store::{
+    Condition, Index, Item, Query, SortRange, StoreError, Update, Write, query_all,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -116,22 +118,14 @@ fn from_item(item: &Item) -> ApiResult<StoredAddress> {
 
 /// Every address of a user, ordered by address.
 pub async fn list_stored(state: &AppState, user: &ObjectId) -> ApiResult<Vec<StoredAddress>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = Query::table(keys::user_pk(user))
-            .range(SortRange::BeginsWith(keys::ADDRESS_SK_PREFIX.into()))
-            .limit(500)
-            .start_after(after.take());
-        let page = state.table.query(&query).await?;
-        for item in &page.items {
-            out.push(from_item(item)?);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let query = Query::table(keys::user_pk(user))
+        .range(SortRange::BeginsWith(keys::ADDRESS_SK_PREFIX.into()))
+        .limit(500);
+    let mut out = query_all(state.table.as_ref(), query)
+        .await?
+        .iter()
+        .map(from_item)
+        .collect::<ApiResult<Vec<_>>>()?;
     out.sort_by(|a, b| a.addrview.cmp(&b.addrview));
     Ok(out)
 }

@@ -25,7 +25,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::validate::{Str, Validator};
 use crate::id::ObjectId;
-use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write};
+use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
 /// WildDuck's limit of passwords per user.
 pub const MAX_ASPS: usize = 50;
@@ -146,23 +146,14 @@ fn from_item(item: &Item) -> ApiResult<Asp> {
 
 /// Every live ASP of a user, oldest first.
 pub async fn list_stored(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Asp>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = Query::table(keys::user_pk(user))
-            .range(SortRange::BeginsWith(keys::ASP_SK_PREFIX.into()))
-            .limit(100)
-            .start_after(after.take());
-        let page = state.table.query(&query).await?;
-        for item in &page.items {
-            out.push(from_item(item)?);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    Ok(out)
+    let query = Query::table(keys::user_pk(user))
+        .range(SortRange::BeginsWith(keys::ASP_SK_PREFIX.into()))
+        .limit(100);
+    query_all(state.table.as_ref(), query)
+        .await?
+        .iter()
+        .map(from_item)
+        .collect()
 }
 
 /// `GET /users/{user}/asps`: temporary passwords only with `showAll`.

@@ -31,7 +31,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator};
 use crate::id::ObjectId;
-use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write};
+use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
 /// Longest query string (WildDuck's 255 characters).
 const MAX_QUERY_CHARS: usize = 255;
@@ -794,22 +794,14 @@ fn no_such_mailbox() -> ApiError {
 
 /// Every filter of a user, in id (creation, application) order.
 pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Filter>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = Query::table(keys::user_pk(user))
-            .range(SortRange::BeginsWith(keys::FILTER_SK_PREFIX.into()))
-            .limit(500)
-            .start_after(after.take());
-        let page = state.table.query(&query).await?;
-        for item in &page.items {
-            out.push(from_item(item)?);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(out),
-        }
-    }
+    let query = Query::table(keys::user_pk(user))
+        .range(SortRange::BeginsWith(keys::FILTER_SK_PREFIX.into()))
+        .limit(500);
+    query_all(state.table.as_ref(), query)
+        .await?
+        .iter()
+        .map(from_item)
+        .collect()
 }
 
 /// The filters delivery applies: enabled ones, in order.

@@ -36,7 +36,7 @@ use crate::id::ObjectId;
 use crate::mail::parse;
 use crate::store::{
     Condition, Cursor, Index, Item, Key, MAX_TRANSACTION_WRITES, Query, SortRange, StoreError,
-    Update, Write,
+    Update, Write, query_all,
 };
 
 /// How much one run may do. A run stops between batches, so it may overshoot `max_items` by one
@@ -789,23 +789,8 @@ fn id_field(value: &serde_json::Value) -> Option<ObjectId> {
 
 /// The keys of every item of a (small) partition.
 async fn partition_keys(state: &AppState, pk: String) -> ApiResult<Vec<Key>> {
-    let mut keys = Vec::new();
-    let mut after = None;
-    loop {
-        let page = state
-            .table
-            .query(
-                &Query::table(pk.clone())
-                    .limit(PARTITION_PAGE)
-                    .start_after(after.take()),
-            )
-            .await?;
-        keys.extend(page.items.iter().map(Item::key));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(keys),
-        }
-    }
+    let items = query_all(state.table.as_ref(), Query::table(pk).limit(PARTITION_PAGE)).await?;
+    Ok(items.iter().map(Item::key).collect())
 }
 
 /// The thread-reference items of a stored message, derived again from the header of its

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::validate::{Str, Validator};
 use crate::id::ObjectId;
-use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write};
+use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
 /// Counter names on a mailbox item.
 pub const UID_NEXT: &str = "uidNext";
@@ -236,22 +236,14 @@ pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult
 
 /// Every mailbox of a user (one query; a user has at most 1500).
 pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<StoredMailbox>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = Query::table(keys::user_pk(user))
-            .range(SortRange::BeginsWith(keys::MAILBOX_SK_PREFIX.into()))
-            .limit(1000)
-            .start_after(after.take());
-        let page = state.table.query(&query).await?;
-        for item in &page.items {
-            out.push(StoredMailbox::from_item(item)?);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(out),
-        }
-    }
+    let query = Query::table(keys::user_pk(user))
+        .range(SortRange::BeginsWith(keys::MAILBOX_SK_PREFIX.into()))
+        .limit(1000);
+    query_all(state.table.as_ref(), query)
+        .await?
+        .iter()
+        .map(StoredMailbox::from_item)
+        .collect()
 }
 
 /// The user's INBOX.

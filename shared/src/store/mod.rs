@@ -364,6 +364,20 @@ pub trait Table: Send + Sync {
     ) -> StoreResult<Item>;
 }
 
+/// Every item `query` matches, read page after page (its `limit` is the page size). For
+/// partitions that stay small: a user's mailboxes, addresses, filters, ASPs.
+pub async fn query_all(table: &dyn Table, mut query: Query) -> StoreResult<Vec<Item>> {
+    let mut items = Vec::new();
+    loop {
+        let page = table.query(&query).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => query = query.start_after(Some(next)),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// Byte objects: raw messages, attachments.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
