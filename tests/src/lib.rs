@@ -9,3 +9,27 @@ pub mod lmtp_client;
 pub mod moto;
 pub mod sinks;
 pub mod sse;
+
+/// Runs each named `async fn` twice, as `embedded::<name>` and `moto::<name>`: with a fresh
+/// [`app::TestApp`] on each backend, or with `backend:` first, a fresh [`backends::Backend`].
+#[macro_export]
+macro_rules! on_both_backends {
+    (backend: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@each $crate::backends::embedded, $crate::backends::moto; $($name),*);
+    };
+    (@each $embedded:path, $moto:path; $($name:ident),*) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($embedded().await).await })*
+        }
+        mod moto {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($moto().await).await })*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(
+            @each $crate::app::TestApp::embedded, $crate::app::TestApp::moto; $($name),*
+        );
+    };
+}

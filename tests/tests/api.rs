@@ -8,21 +8,7 @@ use eider_tests::app::{TestApp, test_config};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-/// Runs an `async fn(TestApp)` once per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
     create_user_then_get_user_returns_the_documented_shape,
     create_user_generates_the_address_from_username_and_domain,
     create_user_with_empty_address_has_no_address,

@@ -13,20 +13,7 @@ use hmac::{Hmac, Mac};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
     authenticate_by_username_or_any_address_answers_the_documented_shape,
     authenticate_failures_look_alike_and_carry_no_user_id,
     authenticate_validates_its_input,

@@ -16,20 +16,7 @@ use eider_tests::sinks::{SmtpSink, http_sink, smtp_sink};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
     filters_are_created_listed_read_updated_and_deleted_in_both_shapes,
     filter_input_is_validated_and_the_limit_holds,
     autoreply_is_set_partially_read_with_both_body_names_and_deleted,

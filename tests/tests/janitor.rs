@@ -19,20 +19,7 @@ use eider_tests::app::TestApp;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
     expired_messages_are_archived_with_exact_counters_and_quota,
     archived_messages_past_their_time_go_with_their_blobs,
     a_deleted_user_is_purged_completely_over_several_runs,

@@ -15,20 +15,7 @@ use eider_tests::app::{TestApp, test_config};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::app::TestApp::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
     default_mailboxes_are_listed_with_exact_counters,
     mailboxes_are_created_renamed_with_children_and_deleted,
     mailbox_rules_refuse_bad_paths_and_special_folders,

@@ -21,20 +21,8 @@ use eider_tests::sse::{Frame, SseReader, serve};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::backends::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::backends::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
+    backend:
     stream_delivers_api_changes_in_order_with_wildduck_fields,
     reconnecting_with_last_event_id_delivers_each_change_exactly_once,
     reconnecting_during_a_burst_of_concurrent_changes_loses_and_repeats_nothing,

@@ -32,20 +32,8 @@ use lambda_http::{LambdaEvent, StreamAdapter};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::backends::embedded().await).await })*
-        }
-        mod moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(eider_tests::backends::moto().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+eider_tests::on_both_backends!(
+    backend:
     updates_function_streams_until_shortly_before_its_deadline,
     ws_function_records_and_removes_connections,
     stream_bridge_pushes_journal_records_and_drops_gone_connections,
