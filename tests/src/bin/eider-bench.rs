@@ -5,12 +5,19 @@
 //! * storing a 10 KB message vs its bare storage writes (blob put + one transaction);
 //! * a message listing page and a message read in a mailbox of 5,000 messages vs one of 50
 //!   (the ratio should stay near 1: the cost does not grow with the mailbox);
+//! * delivering a 10 KB message through the delivery pipeline (recipient lookup, a filter,
+//!   store) vs uploading it through the API;
+//! * the janitor purging a deleted user's messages vs storing them, per message;
 //! * `eider-local` start-up on a data folder with 2,000 users vs an empty one.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use eider_shared::config::DeliveryConfig;
+use eider_shared::domain::delivery::{Delivery, Incoming, Outcome};
+use eider_shared::domain::janitor::{self, Budget};
 use eider_shared::domain::password;
+use eider_shared::mail::outbound::Outbound;
 use eider_shared::store::{Item, Key, Write};
 use eider_tests::app::TestApp;
 use serde_json::json;
@@ -190,6 +197,78 @@ async fn main() {
         large,
         "get a message among 50",
         small,
+    );
+
+    let outbox = tempfile::tempdir().unwrap();
+    let delivery = Delivery::new(
+        app.state.clone(),
+        Outbound::local(None, outbox.path()).unwrap(),
+        DeliveryConfig::default(),
+    );
+    let rcpt = app
+        .create_user(json!({"username": "rcpt", "password": "pw", "address": "rcpt@example.com"}))
+        .await;
+    let (status, body) = app
+        .post(
+            &format!("/users/{rcpt}/filters"),
+            json!({"query": {"from": "nobody@nowhere.example"}, "action": {"seen": true}}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let deliver = time(50, |i| {
+        let delivery = &delivery;
+        async move {
+            let recipient = delivery
+                .recipient("rcpt@example.com")
+                .await
+                .unwrap()
+                .unwrap();
+            let raw = message(i);
+            let incoming = Incoming {
+                raw: raw.as_bytes(),
+                sender: "bench@example.com",
+                source: "LMTP",
+                id: None,
+                spam_score: None,
+            };
+            let outcome = delivery.deliver(&incoming, &recipient).await;
+            assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
+        }
+    })
+    .await;
+    row(
+        "deliver a 10 KB message (lookup, 1 filter)",
+        deliver,
+        "upload it through the API",
+        upload,
+    );
+
+    const DOOMED: u32 = 200;
+    let (doomed, doomed_box) = mailbox_with(&app, "doomed", 0).await;
+    let started = Instant::now();
+    for i in 0..DOOMED as usize {
+        let body = json!({ "raw": base64::engine::general_purpose::STANDARD.encode(message(i)) });
+        app.post(
+            &format!("/users/{doomed}/mailboxes/{doomed_box}/messages"),
+            body,
+        )
+        .await;
+    }
+    let store_each = started.elapsed() / DOOMED;
+    app.delete(&format!("/users/{doomed}")).await;
+    let started = Instant::now();
+    // A month on: past the deleted user's retention.
+    let later = chrono::Utc::now() + chrono::Duration::days(30);
+    let report = janitor::run(&app.state, later, Budget::items(usize::MAX))
+        .await
+        .unwrap();
+    let purge_each = started.elapsed() / DOOMED;
+    assert_eq!(report.messages_purged, DOOMED as usize, "{report:?}");
+    row(
+        "janitor: purge a deleted user's message",
+        purge_each,
+        "store that message (API)",
+        store_each,
     );
 
     let empty = tempfile::tempdir().unwrap();
