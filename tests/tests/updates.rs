@@ -32,6 +32,7 @@ eider_tests::on_both_backends!(
     errors_are_json_before_the_stream_starts,
     idle_stream_sends_keepalives_and_ends_at_its_lifetime,
     a_failed_change_holds_later_events_back_only_for_the_grace,
+    a_change_refused_by_a_condition_leaves_no_gap_to_wait_for,
     without_a_notifier_the_stream_polls_the_journal,
 );
 
@@ -691,6 +692,44 @@ async fn a_failed_change_holds_later_events_back_only_for_the_grace(backend: Bac
         "{:?}",
         began.elapsed()
     );
+}
+
+async fn a_change_refused_by_a_condition_leaves_no_gap_to_wait_for(backend: Backend) {
+    // A grace far longer than `next_event` waits: only a skip marker lets the stream go on.
+    let mut config = config();
+    config.updates.gap_grace = Duration::from_secs(120);
+    let live = live(backend, config, true).await;
+    let user = live.user("refused").await;
+    let (mut reader, _) = live.stream(&user, None).await;
+    live.mailbox(&user, "Twice").await;
+    assert_eq!(next_event(&mut reader).await.seq(), 1);
+    // The second create reserves number 2, then its transaction fails on the path claim.
+    let (status, answer) = live
+        .call(
+            "POST",
+            &format!("/users/{user}/mailboxes"),
+            Some(json!({"path": "Twice"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    live.mailbox(&user, "After").await;
+    let frame = next_event(&mut reader).await;
+    assert_eq!(
+        (frame.seq(), frame.json()["path"].as_str()),
+        (3, Some("After"))
+    );
+    // The marker is in the journal, without a command; the WebSocket bridge passes it over too.
+    let user_id: ObjectId = user.parse().unwrap();
+    let marker = live
+        .app
+        .state
+        .table
+        .get(&keys::journal_event(&user_id, 2))
+        .await
+        .unwrap()
+        .expect("a skip marker under number 2");
+    assert_eq!(marker.body["skipped"], true, "{:?}", marker.body);
+    assert!(marker.body.get("command").is_none());
 }
 
 async fn without_a_notifier_the_stream_polls_the_journal(backend: Backend) {

@@ -197,6 +197,9 @@ fn journal_push(record: &EventRecord) -> Result<Option<(ObjectId, Push)>, String
         .map_err(|_| format!("no user in {}", item.pk))?;
     let event =
         JournalEvent::from_item(&item).ok_or_else(|| format!("no number in {}", item.sk))?;
+    if event.is_skip_marker() {
+        return Ok(None);
+    }
     if event.command().is_empty() {
         return Err(format!("event {} has no command", event.seq));
     }

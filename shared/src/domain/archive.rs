@@ -185,7 +185,7 @@ async fn restore_into(
                    "idate": message.idate, "thread": message.thread, "mailbox": message.mailbox}),
         ),
     ];
-    match state.table.transact(writes).await {
+    match journal::commit(state.table.as_ref(), &state.config, &user, seq, 1, writes).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { index: 0 }) => return Err(not_found()),
         Err(StoreError::ConditionFailed { .. }) => {

@@ -447,7 +447,7 @@ pub async fn create(
         seq,
         json!({"command": "CREATE", "mailbox": mailbox.id, "path": path, "name": path}),
     ));
-    match state.table.transact(writes).await {
+    match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => Ok(mailbox.id),
         Err(StoreError::ConditionFailed { index: 0 | 1 }) => Err(exists_error()),
         Err(StoreError::ConditionFailed { index: 2 }) => Err(ApiError::bad_request(
@@ -575,7 +575,16 @@ pub async fn update(
                 json!({"command": "RENAME", "mailbox": stored.mailbox.id, "path": target}),
             ));
         }
-        match state.table.transact(writes).await {
+        match journal::commit(
+            state.table.as_ref(),
+            &state.config,
+            user,
+            seq,
+            chunk.len(),
+            writes,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { index }) if index % 4 == 2 => {
                 return Err(ApiError::conflict(
@@ -643,7 +652,7 @@ pub async fn delete(
             json!({"command": "DELETE", "mailbox": id}),
         ),
     ];
-    match state.table.transact(writes).await {
+    match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { index: 2 }) => return Err(ApiError::user_not_found()),
         Err(StoreError::ConditionFailed { .. }) => {

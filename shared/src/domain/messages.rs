@@ -674,7 +674,7 @@ async fn commit_new_message(
         ));
     }
     writes.extend(thread_writes);
-    match state.table.transact(writes).await {
+    match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => Ok(stored),
         Err(StoreError::ConditionFailed { index: 1 }) => Err(Commit::Failed(over_quota())),
         Err(StoreError::ConditionFailed { index: 2 }) => Err(Commit::Failed(ApiError::not_found(
@@ -1282,7 +1282,16 @@ async fn apply_flags(
             ));
         }
         writes.push(mailbox_counters(mailbox, 0, unseen_delta, 0));
-        match state.table.transact(writes).await {
+        match journal::commit(
+            state.table.as_ref(),
+            &state.config,
+            &user,
+            seq,
+            chunk.len(),
+            writes,
+        )
+        .await
+        {
             Ok(()) => updated += chunk.len(),
             // A message vanished meanwhile (deleted or moved): do the rest one by one.
             Err(StoreError::ConditionFailed { .. }) if chunk.len() > 1 => {
@@ -1356,7 +1365,16 @@ async fn move_messages(
         }
         writes.push(mailbox_counters(source, src.0, src.1, src.2));
         writes.push(mailbox_counters(target, dst.0, dst.1, dst.2));
-        match state.table.transact(writes).await {
+        match journal::commit(
+            state.table.as_ref(),
+            &state.config,
+            &user,
+            seq,
+            chunk.len() * 2,
+            writes,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { .. }) => {
                 // Some message vanished meanwhile: this batch moved nothing.
@@ -1491,7 +1509,16 @@ pub async fn remove_messages(
                 .add(ARCHIVED_COUNT, archived),
             condition: Some(Condition::Exists),
         });
-        match state.table.transact(writes).await {
+        match journal::commit(
+            state.table.as_ref(),
+            &state.config,
+            &user,
+            seq,
+            chunk.len(),
+            writes,
+        )
+        .await
+        {
             Ok(()) => removed += chunk.len(),
             Err(StoreError::ConditionFailed { .. }) if chunk.len() > 1 => {
                 for message in chunk {

@@ -97,6 +97,11 @@ impl JournalEvent {
         })
     }
 
+    /// A number a failed change reserved and never used ([`super::journal::commit`]).
+    pub fn is_skip_marker(&self) -> bool {
+        self.body["skipped"] == true
+    }
+
     /// `EXISTS`, `EXPUNGE`, `FETCH`, `CREATE`, `RENAME`, `DELETE`, `LOGOUT` (empty if missing).
     pub fn command(&self) -> &str {
         self.body["command"].as_str().unwrap_or("")
