@@ -295,41 +295,22 @@ impl Filter {
         Value::Object(out)
     }
 
-    /// The spec's flat fields, added to `out`.
+    /// The spec's flat fields, added to `out`: the nested fields with a `query_` / `action_`
+    /// prefix, and the first forward and first URL target as `action_forward` and
+    /// `action_targetUrl`.
     fn flat_json(&self, out: &mut Map<String, Value>) {
-        let q = &self.query;
-        for (key, value) in [
-            ("query_from", &q.from),
-            ("query_to", &q.to),
-            ("query_subject", &q.subject),
-            ("query_listId", &q.list_id),
-            ("query_text", &q.text),
-        ] {
-            if let Some(v) = value {
-                out.insert(key.into(), json!(v));
-            }
+        if let Value::Object(query) = self.query_json() {
+            out.extend(query.into_iter().map(|(k, v)| (format!("query_{k}"), v)));
         }
-        if let Some(ha) = q.ha {
-            out.insert("query_ha".into(), json!(ha));
+        if let Value::Object(action) = self.action_json() {
+            out.extend(
+                action
+                    .into_iter()
+                    .filter(|(k, _)| k != "targets")
+                    .map(|(k, v)| (format!("action_{k}"), v)),
+            );
         }
-        if let Some(size) = q.size {
-            out.insert("query_size".into(), json!(size));
-        }
-        let a = &self.action;
-        for (key, value) in [
-            ("action_seen", a.seen),
-            ("action_flag", a.flag),
-            ("action_delete", a.delete),
-            ("action_spam", a.spam),
-        ] {
-            if let Some(v) = value {
-                out.insert(key.into(), json!(v));
-            }
-        }
-        if let Some(mailbox) = &a.mailbox {
-            out.insert("action_mailbox".into(), json!(mailbox));
-        }
-        let first = |kind| a.targets.iter().find(|t| t.kind == kind);
+        let first = |kind| self.action.targets.iter().find(|t| t.kind == kind);
         if let Some(t) = first(TargetKind::Mail) {
             out.insert("action_forward".into(), json!(t.value));
         }
