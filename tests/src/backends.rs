@@ -83,4 +83,9 @@ impl Backend {
     pub fn with_table(self, table: Arc<dyn Table>) -> Backend {
         Backend { table, ..self }
     }
+
+    /// The same backend with another blob store in front (fault injection).
+    pub fn with_blobs(self, blobs: Arc<dyn BlobStore>) -> Backend {
+        Backend { blobs, ..self }
+    }
 }

@@ -1,12 +1,15 @@
 //! Fault injection around a real table: the backend does its real work, except that chosen
-//! transactions fail as if the process had died before the write (the write never happens).
+//! transactions (or blob deletes) fail as if the process had died before the write (the write
+//! never happens).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use eider_shared::store::{
-    Condition, Item, Key, Page, Query, StoreError, StoreResult, Table, Update, Write,
+    BlobStore, Condition, Item, Key, Page, Query, StoreError, StoreResult, Table, Update, Write,
 };
 
 /// Fails every transaction that puts an item whose key starts with `pk_prefix`, `times`
@@ -63,5 +66,35 @@ impl Table for FailingWrites {
         condition: Option<Condition>,
     ) -> StoreResult<Item> {
         self.inner.update(key, update, condition).await
+    }
+}
+
+/// A blob store whose deletes fail (as when the process dies before them); everything else
+/// goes to the real store.
+pub struct FailingBlobDeletes {
+    inner: Arc<dyn BlobStore>,
+}
+
+impl FailingBlobDeletes {
+    pub fn new(inner: Arc<dyn BlobStore>) -> Self {
+        FailingBlobDeletes { inner }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FailingBlobDeletes {
+    async fn put(&self, key: &str, bytes: Bytes) -> StoreResult<()> {
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Option<Bytes>> {
+        self.inner.get_range(key, range).await
+    }
+    async fn delete(&self, _key: &str) -> StoreResult<()> {
+        Err(StoreError::Backend(anyhow::anyhow!(
+            "injected fault: the process died"
+        )))
     }
 }

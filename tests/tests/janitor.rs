@@ -12,10 +12,12 @@ use chrono::{DateTime, Duration, Utc};
 use eider_shared::domain::janitor::{self, Budget, Report};
 use eider_shared::domain::messages::{self, Message};
 use eider_shared::domain::{keys, mailboxes, stats, users};
+use eider_shared::http::{AppState, finish};
 use eider_shared::id::ObjectId;
 use eider_shared::mail::parse;
-use eider_shared::store::{Condition, Index, Item, Query, Update, Write};
+use eider_shared::store::{Condition, Index, Item, Query, Update, Write, query_all};
 use eider_tests::app::TestApp;
+use eider_tests::faults::{FailingBlobDeletes, FailingWrites};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -25,6 +27,7 @@ eider_tests::on_both_backends!(
     a_deleted_user_is_purged_completely_over_several_runs,
     a_deleted_mailbox_left_by_a_failed_request_is_drained,
     a_cut_short_run_reports_more_work_and_the_next_one_continues,
+    the_blob_of_an_upload_that_died_before_its_commit_is_reclaimed,
 );
 
 const SIMPLE: &str = "From: Sender Name <sender@example.com>\r\nTo: Test User <testuser@example.com>\r\nSubject: Quarterly report\r\nMessage-ID: <first@example.com>\r\nDate: Wed, 02 Nov 2011 19:19:08 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there, this is the quarterly report.\r\n";
@@ -110,20 +113,9 @@ fn oid(id: &str) -> ObjectId {
 
 /// Every live item of a table partition.
 async fn partition(app: &TestApp, pk: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut after = None;
-    loop {
-        let page = app
-            .table()
-            .query(&Query::table(pk).limit(500).start_after(after.take()))
-            .await
-            .unwrap();
-        items.extend(page.items);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return items,
-        }
-    }
+    query_all(app.table().as_ref(), Query::table(pk).limit(500))
+        .await
+        .unwrap()
 }
 
 /// The messages of a mailbox as stored.
@@ -613,6 +605,78 @@ async fn a_deleted_mailbox_left_by_a_failed_request_is_drained(app: TestApp) {
             .is_empty()
     );
     assert_eq!(run(&app, now).await, Report::default());
+}
+
+async fn the_blob_of_an_upload_that_died_before_its_commit_is_reclaimed(mut app: TestApp) {
+    let user = new_user(&app, json!({"username": "crashed", "password": "pw"})).await;
+    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    // As if the process died after writing the blob: the commit fails, and so does every blob
+    // delete that would clean up after it.
+    let healthy = (app.router.clone(), app.state.clone());
+    app.state = AppState::new(
+        std::sync::Arc::new(FailingWrites::new(app.state.table.clone(), "MSGS#", 1)),
+        std::sync::Arc::new(FailingBlobDeletes::new(app.state.blobs.clone())),
+        (*healthy.1.config).clone(),
+    );
+    app.router = finish(eider_local::router(), app.state.clone());
+    let (status, body) = app
+        .post(
+            &format!("/users/{user}/mailboxes/{inbox}/messages"),
+            json!({ "raw": STANDARD.encode(SIMPLE) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    (app.router, app.state) = healthy;
+
+    // The blob stayed behind, findable through its marker.
+    let markers = partition(&app, &format!("{}{user}", keys::PENDING_BLOB_PK_PREFIX)).await;
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    let blob = markers[0].body["blob"].as_str().unwrap().to_string();
+    assert!(app.state.blobs.get(&blob).await.unwrap().is_some());
+    assert_eq!(counters(&app, &user, &inbox).await, (0, 0));
+
+    // Not yet due: a slow upload may still commit.
+    assert_eq!(run(&app, Utc::now()).await, Report::default());
+    // Due an hour later: the blob and its marker go.
+    let report = run(&app, later(Duration::hours(2))).await;
+    assert_eq!(
+        (
+            report.uploads_reclaimed,
+            report.blobs_deleted,
+            report.items_deleted
+        ),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert!(app.state.blobs.get(&blob).await.unwrap().is_none());
+    assert!(
+        partition(&app, &format!("{}{user}", keys::PENDING_BLOB_PK_PREFIX))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        run(&app, later(Duration::hours(2))).await,
+        Report::default()
+    );
+
+    // A committed upload leaves no marker, and the janitor never touches its blob.
+    let uid = upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    assert!(
+        partition(&app, &format!("{}{user}", keys::PENDING_BLOB_PK_PREFIX))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        run(&app, later(Duration::hours(2))).await,
+        Report::default()
+    );
+    let request = http::Request::get(format!(
+        "/users/{user}/mailboxes/{inbox}/messages/{uid}/message.eml"
+    ))
+    .body(axum::body::Body::empty())
+    .unwrap();
+    let (status, _, source) = app.send_raw(request).await;
+    assert_eq!((status, &source[..]), (StatusCode::OK, SIMPLE.as_bytes()));
 }
 
 async fn a_cut_short_run_reports_more_work_and_the_next_one_continues(app: TestApp) {

@@ -85,6 +85,9 @@ pub struct Report {
     /// Messages of deleted users removed for good (no archive), also those that expired.
     pub messages_purged: usize,
     pub blobs_deleted: usize,
+    /// Blobs of uploads that never committed (the process died between the blob write and
+    /// the message's transaction), removed with their markers.
+    pub uploads_reclaimed: usize,
     /// Table items deleted, of every kind (messages, pointers, search terms, thread references,
     /// events, archive entries, mailboxes, addresses and claims, log entries, tasks, ...). A
     /// delete of a key derived from a message (its search terms, its thread references) counts
@@ -138,6 +141,7 @@ pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> ApiRes
             mailboxes_drained = report.mailboxes_drained,
             messages_drained = report.messages_drained,
             messages_purged = report.messages_purged,
+            uploads_reclaimed = report.uploads_reclaimed,
             blobs_deleted = report.blobs_deleted,
             items_deleted = report.items_deleted,
             more_work = report.more_work,
@@ -208,12 +212,15 @@ impl Run<'_> {
                     .limit(self.left().clamp(1, QUEUE_PAGE))
                     .start_after(after.take());
                 let page = self.state.table.query(&query).await?;
-                let (mut messages, mut archived) = (Vec::new(), Vec::new());
+                let (mut messages, mut archived, mut pending) =
+                    (Vec::new(), Vec::new(), Vec::new());
                 for entry in &page.items {
                     if entry.pk.starts_with(keys::MESSAGES_PK_PREFIX) {
                         messages.push(entry.key());
                     } else if entry.pk.starts_with(keys::ARCHIVE_PK_PREFIX) {
                         archived.push(entry.key());
+                    } else if entry.pk.starts_with(keys::PENDING_BLOB_PK_PREFIX) {
+                        pending.push(entry.key());
                     } else {
                         tracing::warn!(pk = %entry.pk, sk = %entry.sk, "unknown item in the purge schedule");
                     }
@@ -223,6 +230,9 @@ impl Run<'_> {
                 }
                 if !archived.is_empty() {
                     self.purge_archived(&archived).await?;
+                }
+                if !pending.is_empty() {
+                    self.reclaim_uploads(&pending).await?;
                 }
                 match page.next {
                     Some(next) => after = Some(next),
@@ -289,6 +299,40 @@ impl Run<'_> {
                 // Some changed meanwhile (remove_messages skipped them): count what is sure.
                 self.report.items_deleted += 2 * removed;
             }
+        }
+        Ok(())
+    }
+
+    /// Blobs whose message never committed: markers still there when due. The marker is
+    /// doomed first, so a commit arriving after all fails instead of pointing at a removed
+    /// blob; a run that dies after that finds the doomed marker again and finishes.
+    async fn reclaim_uploads(&mut self, keys: &[Key]) -> ApiResult<()> {
+        for marker in self.reread(keys).await? {
+            let Some(blob) = marker.body["blob"].as_str() else {
+                tracing::warn!(pk = %marker.pk, sk = %marker.sk, "pending-blob marker without a blob; skipped");
+                continue;
+            };
+            if marker.counter(messages::PENDING_DOOMED) == 0 {
+                let doom = self
+                    .state
+                    .table
+                    .update(
+                        &marker.key(),
+                        Update::default().add(messages::PENDING_DOOMED, 1),
+                        Some(Condition::CounterEquals(messages::PENDING_DOOMED.into(), 0)),
+                    )
+                    .await;
+                match doom {
+                    Ok(_) => {}
+                    // Committed (or doomed by another run) meanwhile.
+                    Err(StoreError::ConditionFailed { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.state.blobs.delete(blob).await?;
+            self.report.blobs_deleted += 1;
+            self.delete_keys(vec![marker.key()]).await?;
+            self.report.uploads_reclaimed += 1;
         }
         Ok(())
     }

@@ -264,6 +264,15 @@ pub fn message_blob(user: &ObjectId, message: &ObjectId) -> String {
     format!("messages/{user}/{message}.eml")
 }
 
+/// The marker of a message blob written before its message is committed: the commit deletes
+/// it; the janitor removes the blob of one still there when it is due (a crashed upload).
+pub fn pending_blob(user: &ObjectId, message: &ObjectId) -> Key {
+    Key::new(
+        format!("{PENDING_BLOB_PK_PREFIX}{user}"),
+        message.to_string(),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Delivery: filters, autoreply, forwards
 
@@ -299,6 +308,7 @@ pub fn delivery(user: &ObjectId, delivery_hash: &str) -> Key {
 /// kinds of item apart.
 pub const MESSAGES_PK_PREFIX: &str = "MSGS#";
 pub const ARCHIVE_PK_PREFIX: &str = "ARCHIVE#";
+pub const PENDING_BLOB_PK_PREFIX: &str = "BLOBPEND#";
 pub const DELETED_USER_PK_PREFIX: &str = "DELETED#";
 pub const DELETED_MAILBOX_PK_PREFIX: &str = "MBOXDEL#";
 

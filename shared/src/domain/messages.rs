@@ -509,7 +509,19 @@ pub async fn store(
     let idate = upload.date.unwrap_or(now);
     let id = ObjectId::new();
     let blob = keys::message_blob(user, &id);
-    state.blobs.put(&blob, raw.into()).await?;
+    // The marker goes first: if the process dies before the commit, the janitor finds the
+    // blob through it.
+    let pending = keys::pending_blob(user, &id);
+    state
+        .table
+        .transact(vec![Write::put_new(pending_blob_marker(
+            &pending, &blob, now,
+        ))])
+        .await?;
+    if let Err(e) = state.blobs.put(&blob, raw.into()).await {
+        let _ = state.table.transact(vec![Write::delete(pending)]).await;
+        return Err(e.into());
+    }
 
     let result = commit_new_message(
         state,
@@ -536,10 +548,15 @@ pub async fn store(
             Ok(stored)
         }
         Err(e) => {
-            // Nothing refers to the blob: remove it (a crash here leaves an unreferenced
-            // blob, never a visible message or counted bytes).
-            if let Err(cleanup) = state.blobs.delete(&blob).await {
-                tracing::warn!(error = %cleanup, "could not remove the blob of a failed upload");
+            // Nothing refers to the blob: remove it, then its marker. Whatever of that fails
+            // (or a crash here) the janitor finishes through the marker.
+            match state.blobs.delete(&blob).await {
+                Ok(()) => {
+                    let _ = state.table.transact(vec![Write::delete(pending)]).await;
+                }
+                Err(cleanup) => {
+                    tracing::warn!(error = %cleanup, "could not remove the blob of a failed upload; the janitor will")
+                }
             }
             match (e, &idempotency) {
                 (Commit::Duplicate, Some(key)) => {
@@ -561,6 +578,21 @@ pub async fn store(
 enum Commit {
     Duplicate,
     Failed(ApiError),
+}
+
+/// Seconds after which the janitor takes a blob whose message never committed: far beyond
+/// any request's time (a Lambda runs 15 minutes at most).
+pub(crate) const PENDING_BLOB_SECONDS: i64 = 3600;
+/// The marker's counter the janitor sets before it removes the blob: a commit arriving after
+/// that fails on it instead of pointing at a removed blob.
+pub(crate) const PENDING_DOOMED: &str = "doomed";
+
+/// The marker of a blob written for a message not committed yet, on the purge schedule.
+fn pending_blob_marker(key: &Key, blob: &str, now: DateTime<Utc>) -> Item {
+    let due = now.timestamp() + PENDING_BLOB_SECONDS;
+    Item::new(key.clone(), json!({ "blob": blob }))
+        .with_counter(PENDING_DOOMED, 0)
+        .with_gsi2(keys::purge_entry(due, key))
 }
 
 impl From<ApiError> for Commit {
@@ -674,8 +706,18 @@ async fn commit_new_message(
         ));
     }
     writes.extend(thread_writes);
+    let pending_index = writes.len();
+    writes.push(Write::Delete {
+        key: keys::pending_blob(user, &id),
+        condition: Some(Condition::CounterEquals(PENDING_DOOMED.into(), 0)),
+    });
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => Ok(stored),
+        Err(StoreError::ConditionFailed { index }) if index == pending_index => {
+            Err(Commit::Failed(ApiError::internal(anyhow::anyhow!(
+                "the upload outlived its pending-blob marker; the janitor took the blob"
+            ))))
+        }
         Err(StoreError::ConditionFailed { index: 1 }) => Err(Commit::Failed(over_quota())),
         Err(StoreError::ConditionFailed { index: 2 }) => Err(Commit::Failed(ApiError::not_found(
             "NoSuchMailbox",
