@@ -454,7 +454,14 @@ fn sent_empty(v: &mut Validator, field: &str) -> bool {
     }
 }
 
-fn text_change(v: &mut Validator, fields: &[&str]) -> Change<String> {
+/// The change of one field from whichever of `fields` (its flat and nested names) was sent,
+/// the last one winning: cleared when sent empty, else what `parse` reads (`None` when it
+/// refused the value and recorded the error).
+fn change<T>(
+    v: &mut Validator,
+    fields: &[&str],
+    parse: impl Fn(&mut Validator, &str) -> Option<Option<T>>,
+) -> Change<T> {
     let mut out = None;
     for field in fields {
         if !v.has(field) {
@@ -462,56 +469,34 @@ fn text_change(v: &mut Validator, fields: &[&str]) -> Change<String> {
         }
         if sent_empty(v, field) {
             out = Some(None);
-        } else if let Some(s) = v.string(field, Str::max(MAX_QUERY_CHARS).trim()) {
-            out = Some(Some(collapse_whitespace(&s)));
+        } else if let Some(value) = parse(v, field) {
+            out = Some(value);
         }
     }
     out
+}
+
+fn text_change(v: &mut Validator, fields: &[&str]) -> Change<String> {
+    change(v, fields, |v, field| {
+        v.string(field, Str::max(MAX_QUERY_CHARS).trim())
+            .map(|s| Some(collapse_whitespace(&s)))
+    })
 }
 
 fn bool_change(v: &mut Validator, fields: &[&str]) -> Change<bool> {
-    let mut out = None;
-    for field in fields {
-        if !v.has(field) {
-            continue;
-        }
-        if sent_empty(v, field) {
-            out = Some(None);
-        } else if let Some(b) = v.boolean(field) {
-            out = Some(Some(b));
-        }
-    }
-    out
+    change(v, fields, |v, field| v.boolean(field).map(Some))
 }
 
+/// A size of 0 means no size condition.
 fn size_change(v: &mut Validator, fields: &[&str]) -> Change<i64> {
-    let mut out = None;
-    for field in fields {
-        if !v.has(field) {
-            continue;
-        }
-        if sent_empty(v, field) {
-            out = Some(None);
-        } else if let Some(n) = v.integer(field, -(1 << 53), 1 << 53) {
-            out = Some((n != 0).then_some(n));
-        }
-    }
-    out
+    change(v, fields, |v, field| {
+        v.integer(field, -(1 << 53), 1 << 53)
+            .map(|n| (n != 0).then_some(n))
+    })
 }
 
 fn mailbox_change(v: &mut Validator, fields: &[&str]) -> Change<ObjectId> {
-    let mut out = None;
-    for field in fields {
-        if !v.has(field) {
-            continue;
-        }
-        if sent_empty(v, field) {
-            out = Some(None);
-        } else if let Some(id) = v.id(field) {
-            out = Some(Some(id));
-        }
-    }
-    out
+    change(v, fields, |v, field| v.id(field).map(Some))
 }
 
 /// One target of the spec's flat fields, which must be of `kind`.
