@@ -37,6 +37,7 @@ macro_rules! contract {
 contract!(
     get_put_delete,
     get_many_chunks_and_skips_missing,
+    delete_many_removes_items_and_index_entries_across_batches,
     query_table_ranges,
     query_indexes,
     paging_visits_every_item_once,
@@ -150,6 +151,45 @@ async fn get_many_chunks_and_skips_missing(b: &Backend) {
     let expected: BTreeMap<Key, Item> = items.into_iter().map(|i| (i.key(), i)).collect();
     assert_eq!(found, expected);
     assert!(b.table.get_many(&[]).await.unwrap().is_empty());
+}
+
+async fn delete_many_removes_items_and_index_entries_across_batches(b: &Backend) {
+    // More than one BatchWriteItem (25) and one transaction (100) holds; each with an index
+    // entry, which must go with its item.
+    let items: Vec<Item> = (0..130)
+        .map(|i| {
+            item("bulk", &format!("{i:03}")).with_gsi1(IndexKey::new("BULKIDX", format!("{i:03}")))
+        })
+        .collect();
+    put_all(b, items.clone()).await;
+    put_all(b, [item("bulk-other", "000"), item("bulk", "keep")]).await;
+    let mut doomed: Vec<Key> = items.iter().map(Item::key).collect();
+    doomed.push(items[3].key()); // a repeat
+    doomed.push(Key::new("bulk", "missing"));
+    b.table.delete_many(&doomed).await.unwrap();
+    let left = b
+        .table
+        .query(&Query::table("bulk").limit(500))
+        .await
+        .unwrap();
+    let left: Vec<Key> = left.items.iter().map(Item::key).collect();
+    assert_eq!(left, [Key::new("bulk", "keep")]);
+    let indexed = b
+        .table
+        .query(&Query::index(Index::Gsi1, "BULKIDX").limit(500))
+        .await
+        .unwrap();
+    assert!(indexed.items.is_empty(), "{:?}", indexed.items);
+    assert!(
+        b.table
+            .get(&Key::new("bulk-other", "000"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    b.table.delete_many(&[]).await.unwrap();
+    // Deleting what is gone already is no error.
+    b.table.delete_many(&doomed).await.unwrap();
 }
 
 /// `p` holds a01..a10 and b01..b05; neighbouring partitions must never leak in.

@@ -790,13 +790,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Deletes items by key, in transactions of at most 100 (each key at most once).
+    /// Deletes items by key (each key at most once), in bulk: each delete stands alone.
     async fn delete_keys(&mut self, keys: Vec<Key>) -> ApiResult<()> {
-        for chunk in keys.chunks(MAX_TRANSACTION_WRITES) {
-            let writes = chunk.iter().cloned().map(Write::delete).collect();
-            self.state.table.transact(writes).await?;
-            self.report.items_deleted += chunk.len();
-        }
+        self.state.table.delete_many(&keys).await?;
+        self.report.items_deleted += keys.len();
         Ok(())
     }
 

@@ -28,10 +28,11 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
+    GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection,
+    ProjectionType, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
+    WriteRequest,
 };
 use serde_json::Value;
 
@@ -50,6 +51,8 @@ const TTL: &str = "ttl";
 const COUNTER_PREFIX: &str = "c_";
 /// BatchGetItem's limit of keys per request.
 const BATCH_GET_KEYS: usize = 100;
+/// Requests per BatchWriteItem (DynamoDB's limit).
+const BATCH_WRITE_REQUESTS: usize = 25;
 /// Attempts of one operation that meets transaction conflicts or expired items in the way.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -240,6 +243,52 @@ impl Table for DynamoTable {
             }
         }
         Ok(found)
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> StoreResult<()> {
+        // BatchWriteItem rejects a request that names a key twice.
+        let keys: BTreeSet<&Key> = keys.iter().collect();
+        keys.iter().try_for_each(|k| check_key(k))?;
+        let keys: Vec<&Key> = keys.into_iter().collect();
+        for chunk in keys.chunks(BATCH_WRITE_REQUESTS) {
+            let mut pending = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(key_attributes(key)))
+                        .build()
+                        .map_err(|e| StoreError::Backend(e.into()))?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt > 0 {
+                    backoff(attempt).await;
+                }
+                attempt += 1;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                // Requests DynamoDB did not get to (throttling) go round again.
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() && attempt >= MAX_ATTEMPTS {
+                    return Err(StoreError::Backend(anyhow!(
+                        "BatchWriteItem left {} deletes unprocessed after {attempt} attempts",
+                        pending.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn query(&self, query: &Query) -> StoreResult<Page> {

@@ -17,7 +17,7 @@ pub mod dynamo;
 pub mod embedded;
 pub mod s3;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -353,6 +353,20 @@ pub trait Table: Send + Sync {
     /// Applies all writes or none. Each item may appear at most once; at most
     /// [`MAX_TRANSACTION_WRITES`] writes.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
+
+    /// Deletes the items of `keys` (missing ones and repeats are fine), unconditionally and
+    /// not as one unit: an error may leave some deleted. For bulk removal where every delete
+    /// stands alone (the janitor); DynamoDB does it with BatchWriteItem at half the write cost
+    /// of a transaction.
+    async fn delete_many(&self, keys: &[Key]) -> StoreResult<()> {
+        let keys: BTreeSet<&Key> = keys.iter().collect();
+        let keys: Vec<&Key> = keys.into_iter().collect();
+        for chunk in keys.chunks(MAX_TRANSACTION_WRITES) {
+            let writes = chunk.iter().map(|k| Write::delete((*k).clone())).collect();
+            self.transact(writes).await?;
+        }
+        Ok(())
+    }
 
     /// Applies one update and returns the item as it is afterwards (atomic counters: UIDs,
     /// sequence numbers). With a failing condition: `ConditionFailed { index: 0 }`.
