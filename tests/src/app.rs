@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::backends::Backend;
@@ -111,5 +113,60 @@ impl TestApp {
 
     pub fn table(&self) -> Arc<dyn eider_shared::store::Table> {
         self.state.table.clone()
+    }
+
+    /// The id of the user's mailbox at `path`, failing the test when there is none.
+    pub async fn mailbox_id(&self, user: &str, path: &str) -> String {
+        let (_, list) = self.get(&format!("/users/{user}/mailboxes")).await;
+        list["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["path"] == path)
+            .unwrap_or_else(|| panic!("no mailbox {path} in {list}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Uploads `raw` (base64 in JSON) with the `extra` fields; the answer as it came.
+    pub async fn upload(
+        &self,
+        user: &str,
+        mailbox: &str,
+        raw: &str,
+        extra: Value,
+    ) -> (StatusCode, Value) {
+        let mut body = json!({ "raw": STANDARD.encode(raw.as_bytes()) });
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        self.post(&format!("/users/{user}/mailboxes/{mailbox}/messages"), body)
+            .await
+    }
+
+    /// [`TestApp::upload`] that must succeed; the new message's UID.
+    pub async fn upload_ok(&self, user: &str, mailbox: &str, raw: &str, extra: Value) -> u64 {
+        let (status, body) = self.upload(user, mailbox, raw, extra).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["message"]["id"].as_u64().unwrap()
+    }
+
+    /// A mailbox's `(total, unseen)`.
+    pub async fn counters(&self, user: &str, mailbox: &str) -> (u64, u64) {
+        let (status, body) = self
+            .get(&format!("/users/{user}/mailboxes/{mailbox}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (
+            body["total"].as_u64().unwrap(),
+            body["unseen"].as_u64().unwrap(),
+        )
+    }
+
+    /// The user's storage used, as `GET /users/{user}` reports it.
+    pub async fn storage_used(&self, user: &str) -> u64 {
+        let (_, body) = self.get(&format!("/users/{user}")).await;
+        body["limits"]["quota"]["used"].as_u64().unwrap()
     }
 }

@@ -36,19 +36,6 @@ async fn new_user(app: &TestApp, name: &str, extra: Value) -> String {
     app.create_user(body).await
 }
 
-async fn mailbox_id(app: &TestApp, user: &str, path: &str) -> String {
-    let (_, list) = app.get(&format!("/users/{user}/mailboxes")).await;
-    list["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["path"] == path)
-        .unwrap_or_else(|| panic!("no mailbox {path} in {list}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn new_mailbox(app: &TestApp, user: &str, path: &str) -> String {
     let (status, body) = app
         .post(&format!("/users/{user}/mailboxes"), json!({"path": path}))
@@ -284,7 +271,7 @@ async fn filters_are_created_listed_read_updated_and_deleted_in_both_shapes(app:
 async fn filter_input_is_validated_and_the_limit_holds(app: TestApp) {
     let user = new_user(&app, "validator", json!({})).await;
     let other = new_user(&app, "someoneelse", json!({})).await;
-    let foreign = mailbox_id(&app, &other, "INBOX").await;
+    let foreign = app.mailbox_id(&other, "INBOX").await;
     let base = format!("/users/{user}/filters");
     let (status, body) = app
         .post(&base, json!({"query_from": "x", "action_mailbox": foreign}))
@@ -497,7 +484,7 @@ async fn lmtp_conversation_replies_per_recipient(app: TestApp) {
     assert_eq!(second.data.len(), 1);
     assert_eq!(second.data[0].0, 250, "{second:?}");
 
-    let inbox = mailbox_id(&app, &alice, "INBOX").await;
+    let inbox = app.mailbox_id(&alice, "INBOX").await;
     assert_eq!(total(&app, &alice, &inbox).await, 2);
     let source = raw_source(&app, &alice, &inbox, 1).await;
     assert!(
@@ -521,7 +508,7 @@ async fn lmtp_conversation_replies_per_recipient(app: TestApp) {
     let store = &events(&app, &alice, &inbox, 2).await[0];
     assert_eq!(store["from"], "");
     // Bob's quota is untouched and his INBOX empty.
-    let bob_inbox = mailbox_id(&app, &bob, "INBOX").await;
+    let bob_inbox = app.mailbox_id(&bob, "INBOX").await;
     assert_eq!(total(&app, &bob, &bob_inbox).await, 0);
     let (_, profile) = app.get(&format!("/users/{bob}")).await;
     assert_eq!(profile["limits"]["quota"]["used"], 0);
@@ -555,7 +542,7 @@ fn with_attachment(subject: &str) -> String {
 
 async fn every_filter_condition_selects_its_messages(app: TestApp) {
     let carol = new_user(&app, "carol", json!({"address": "carol@example.com"})).await;
-    let inbox = mailbox_id(&app, &carol, "INBOX").await;
+    let inbox = app.mailbox_id(&carol, "INBOX").await;
     let folder = new_mailbox(&app, &carol, "Filtered").await;
     let sink = smtp_sink().await;
     let pipeline = pipeline(&app, relay(&sink));
@@ -692,8 +679,8 @@ async fn every_filter_condition_selects_its_messages(app: TestApp) {
 
 async fn every_filter_action_is_applied(app: TestApp) {
     let dan = new_user(&app, "dan", json!({"address": "dan@example.com"})).await;
-    let inbox = mailbox_id(&app, &dan, "INBOX").await;
-    let junk = mailbox_id(&app, &dan, "Junk").await;
+    let inbox = app.mailbox_id(&dan, "INBOX").await;
+    let junk = app.mailbox_id(&dan, "Junk").await;
     let projects = new_mailbox(&app, &dan, "Projects").await;
     let doomed = new_mailbox(&app, &dan, "Doomed").await;
     let sink = smtp_sink().await;
@@ -820,7 +807,7 @@ async fn every_filter_action_is_applied(app: TestApp) {
 
 async fn forwards_and_target_urls_go_out_and_failures_are_recorded(app: TestApp) {
     let erin = new_user(&app, "erin", json!({"address": "erin@example.com"})).await;
-    let inbox = mailbox_id(&app, &erin, "INBOX").await;
+    let inbox = app.mailbox_id(&erin, "INBOX").await;
     let sink = smtp_sink().await;
     let hooks = http_sink().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -971,7 +958,7 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     let sink = smtp_sink().await;
     let pipeline = pipeline(&app, relay(&sink));
-    let inbox = mailbox_id(&app, &gus, "INBOX").await;
+    let inbox = app.mailbox_id(&gus, "INBOX").await;
     let path = format!("/users/{gus}/autoreply");
     let (status, _) = app
         .put(
@@ -1205,7 +1192,7 @@ async fn ses_ingest_delivers_once_per_recipient_even_when_retried(app: TestApp) 
     assert_eq!(results[0]["recipient"], "testuser@example.com");
     assert_eq!(results[0]["result"]["outcome"], "stored", "{first}");
     assert_eq!(results[1]["result"]["outcome"], "refused", "{first}");
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     assert_eq!(total(&app, &user, &inbox).await, 1);
     let store = &events(&app, &user, &inbox, 1).await[0];
     assert_eq!(store["source"], "SES");

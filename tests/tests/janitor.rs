@@ -56,49 +56,10 @@ async fn new_user(app: &TestApp, body: Value) -> String {
     app.create_user(body).await
 }
 
-async fn mailbox_id(app: &TestApp, user: &str, path: &str) -> String {
-    let (_, list) = app.get(&format!("/users/{user}/mailboxes")).await;
-    list["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["path"] == path)
-        .unwrap_or_else(|| panic!("no mailbox {path} in {list}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn create_mailbox(app: &TestApp, user: &str, body: Value) -> String {
     let (status, created) = app.post(&format!("/users/{user}/mailboxes"), body).await;
     assert_eq!(status, StatusCode::OK, "{created}");
     created["id"].as_str().unwrap().to_string()
-}
-
-async fn upload(app: &TestApp, user: &str, mailbox: &str, raw: &str, extra: Value) -> u64 {
-    let mut body = json!({ "raw": STANDARD.encode(raw.as_bytes()) });
-    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
-        b.extend(e);
-    }
-    let (status, stored) = app
-        .post(&format!("/users/{user}/mailboxes/{mailbox}/messages"), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{stored}");
-    stored["message"]["id"].as_u64().unwrap()
-}
-
-async fn counters(app: &TestApp, user: &str, mailbox: &str) -> (u64, u64) {
-    let (status, body) = app.get(&format!("/users/{user}/mailboxes/{mailbox}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    (
-        body["total"].as_u64().unwrap(),
-        body["unseen"].as_u64().unwrap(),
-    )
-}
-
-async fn storage_used(app: &TestApp, user: &str) -> u64 {
-    let (_, body) = app.get(&format!("/users/{user}")).await;
-    body["limits"]["quota"]["used"].as_u64().unwrap()
 }
 
 async fn archived_total(app: &TestApp, user: &str) -> u64 {
@@ -222,23 +183,25 @@ async fn run_until_done(app: &TestApp, now: DateTime<Utc>, budget: Budget) -> (R
 
 async fn expired_messages_are_archived_with_exact_counters_and_quota(app: TestApp) {
     let user = new_user(&app, json!({"username": "expiring", "password": "pw"})).await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let short = create_mailbox(
         &app,
         &user,
         json!({"path": "Short", "retention": 3_600_000}),
     )
     .await;
-    upload(&app, &user, &short, SIMPLE, json!({"unseen": true})).await;
-    upload(&app, &user, &short, REPLY, json!({"flagged": true})).await;
-    upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &short, SIMPLE, json!({"unseen": true}))
+        .await;
+    app.upload_ok(&user, &short, REPLY, json!({"flagged": true}))
+        .await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     let total_size = (2 * SIMPLE.len() + REPLY.len()) as u64;
-    assert_eq!(storage_used(&app, &user).await, total_size);
+    assert_eq!(app.storage_used(&user).await, total_size);
 
     // Nothing is due yet.
     let report = run(&app, Utc::now()).await;
     assert_eq!(report, Report::default());
-    assert_eq!(counters(&app, &user, &short).await, (2, 1));
+    assert_eq!(app.counters(&user, &short).await, (2, 1));
 
     // Two hours on: the Short folder's retention (an hour) is over.
     let now = later(Duration::hours(2));
@@ -249,9 +212,9 @@ async fn expired_messages_are_archived_with_exact_counters_and_quota(app: TestAp
         report.blobs_deleted, 0,
         "archived messages keep their source"
     );
-    assert_eq!(counters(&app, &user, &short).await, (0, 0));
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 0));
-    assert_eq!(storage_used(&app, &user).await, SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &short).await, (0, 0));
+    assert_eq!(app.counters(&user, &inbox).await, (1, 0));
+    assert_eq!(app.storage_used(&user).await, SIMPLE.len() as u64);
     assert_eq!(archived_total(&app, &user).await, 2);
     let (_, flagged) = app.get(&format!("/users/{user}/flagged")).await;
     assert_eq!(flagged["total"], 0, "{flagged}");
@@ -272,9 +235,11 @@ async fn expired_messages_are_archived_with_exact_counters_and_quota(app: TestAp
 
 async fn archived_messages_past_their_time_go_with_their_blobs(app: TestApp) {
     let user = new_user(&app, json!({"username": "archiver", "password": "pw"})).await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let uid = upload(&app, &user, &inbox, &with_attachment(), json!({})).await;
-    upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let uid = app
+        .upload_ok(&user, &inbox, &with_attachment(), json!({}))
+        .await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     let (status, _) = app
         .delete(&format!("/users/{user}/mailboxes/{inbox}/messages/{uid}"))
         .await;
@@ -312,8 +277,8 @@ async fn archived_messages_past_their_time_go_with_their_blobs(app: TestApp) {
     assert!(partition(&app, &events_pk).await.is_empty());
     assert!(app.state.blobs.get(&blob).await.unwrap().is_none());
     // The live message is untouched.
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 0));
-    assert_eq!(storage_used(&app, &user).await, SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (1, 0));
+    assert_eq!(app.storage_used(&user).await, SIMPLE.len() as u64);
 
     assert_eq!(run(&app, now).await, Report::default());
 }
@@ -347,13 +312,15 @@ async fn a_deleted_user_is_purged_completely_over_several_runs(app: TestApp) {
         json!({"username": "leaver", "password": "wrong"}),
     )
     .await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let folder = create_mailbox(&app, &user, json!({"path": "Projects/Eider"})).await;
     let raws = [SIMPLE.to_string(), REPLY.to_string(), with_attachment()];
-    upload(&app, &user, &inbox, &raws[0], json!({"flagged": true})).await;
-    upload(&app, &user, &folder, &raws[1], json!({})).await;
-    upload(&app, &user, &folder, &raws[2], json!({"unseen": true})).await;
-    let doomed = upload(&app, &user, &inbox, &raws[1], json!({})).await;
+    app.upload_ok(&user, &inbox, &raws[0], json!({"flagged": true}))
+        .await;
+    app.upload_ok(&user, &folder, &raws[1], json!({})).await;
+    app.upload_ok(&user, &folder, &raws[2], json!({"unseen": true}))
+        .await;
+    let doomed = app.upload_ok(&user, &inbox, &raws[1], json!({})).await;
     let (status, _) = app
         .delete(&format!(
             "/users/{user}/mailboxes/{inbox}/messages/{doomed}"
@@ -521,15 +488,16 @@ async fn a_deleted_user_is_purged_completely_over_several_runs(app: TestApp) {
 async fn a_deleted_mailbox_larger_than_the_request_budget_is_drained() {
     let app = TestApp::embedded().await;
     let user = new_user(&app, json!({"username": "hoarder", "password": "pw"})).await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let big = create_mailbox(&app, &user, json!({"path": "Big"})).await;
-    upload(&app, &user, &big, SIMPLE, json!({"unseen": true})).await;
-    upload(&app, &user, &big, REPLY, json!({})).await;
-    upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &big, SIMPLE, json!({"unseen": true}))
+        .await;
+    app.upload_ok(&user, &big, REPLY, json!({})).await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     // The request that deletes a mailbox archives at most 500 of its messages.
     add_copies(&app, &user, &big, 518).await;
-    assert_eq!(counters(&app, &user, &big).await, (520, 519));
-    let before = storage_used(&app, &user).await;
+    assert_eq!(app.counters(&user, &big).await, (520, 519));
+    let before = app.storage_used(&user).await;
     // Big: SIMPLE, REPLY and 518 copies of SIMPLE; INBOX: SIMPLE.
     assert_eq!(before, (520 * SIMPLE.len() + REPLY.len()) as u64);
 
@@ -562,8 +530,8 @@ async fn a_deleted_mailbox_larger_than_the_request_budget_is_drained() {
             .is_none()
     );
     assert_eq!(archived_total(&app, &user).await, 520);
-    assert_eq!(storage_used(&app, &user).await, SIMPLE.len() as u64);
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 0));
+    assert_eq!(app.storage_used(&user).await, SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (1, 0));
 
     assert_eq!(run(&app, now).await, Report::default());
 }
@@ -571,10 +539,12 @@ async fn a_deleted_mailbox_larger_than_the_request_budget_is_drained() {
 async fn a_deleted_mailbox_left_by_a_failed_request_is_drained(app: TestApp) {
     let user = new_user(&app, json!({"username": "interrupted", "password": "pw"})).await;
     let folder = create_mailbox(&app, &user, json!({"path": "Folder"})).await;
-    upload(&app, &user, &folder, SIMPLE, json!({"unseen": true})).await;
-    upload(&app, &user, &folder, REPLY, json!({"draft": true})).await;
+    app.upload_ok(&user, &folder, SIMPLE, json!({"unseen": true}))
+        .await;
+    app.upload_ok(&user, &folder, REPLY, json!({"draft": true}))
+        .await;
     add_copies(&app, &user, &folder, 28).await;
-    assert_eq!(counters(&app, &user, &folder).await, (30, 29));
+    assert_eq!(app.counters(&user, &folder).await, (30, 29));
     // The request's first archiving transaction fails, as if its process had died.
     let TestApp { backend, .. } = app;
     let failing = std::sync::Arc::new(eider_tests::faults::FailingWrites::new(
@@ -598,7 +568,7 @@ async fn a_deleted_mailbox_left_by_a_failed_request_is_drained(app: TestApp) {
     assert!(stored_messages(&app, &user, &folder).await.is_empty());
     // The draft is not archived; its blob goes.
     assert_eq!(archived_total(&app, &user).await, 29);
-    assert_eq!(storage_used(&app, &user).await, 0);
+    assert_eq!(app.storage_used(&user).await, 0);
     assert!(
         partition(&app, &keys::message_pointers_pk(&oid(&user)))
             .await
@@ -609,7 +579,7 @@ async fn a_deleted_mailbox_left_by_a_failed_request_is_drained(app: TestApp) {
 
 async fn the_blob_of_an_upload_that_died_before_its_commit_is_reclaimed(mut app: TestApp) {
     let user = new_user(&app, json!({"username": "crashed", "password": "pw"})).await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     // As if the process died after writing the blob: the commit fails, and so does every blob
     // delete that would clean up after it.
     let healthy = (app.router.clone(), app.state.clone());
@@ -633,7 +603,7 @@ async fn the_blob_of_an_upload_that_died_before_its_commit_is_reclaimed(mut app:
     assert_eq!(markers.len(), 1, "{markers:?}");
     let blob = markers[0].body["blob"].as_str().unwrap().to_string();
     assert!(app.state.blobs.get(&blob).await.unwrap().is_some());
-    assert_eq!(counters(&app, &user, &inbox).await, (0, 0));
+    assert_eq!(app.counters(&user, &inbox).await, (0, 0));
 
     // Not yet due: a slow upload may still commit.
     assert_eq!(run(&app, Utc::now()).await, Report::default());
@@ -660,7 +630,7 @@ async fn the_blob_of_an_upload_that_died_before_its_commit_is_reclaimed(mut app:
     );
 
     // A committed upload leaves no marker, and the janitor never touches its blob.
-    let uid = upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let uid = app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     assert!(
         partition(&app, &format!("{}{user}", keys::PENDING_BLOB_PK_PREFIX))
             .await
@@ -683,7 +653,8 @@ async fn a_cut_short_run_reports_more_work_and_the_next_one_continues(app: TestA
     let user = new_user(&app, json!({"username": "budget", "password": "pw"})).await;
     let short = create_mailbox(&app, &user, json!({"path": "Short", "retention": 60_000})).await;
     for _ in 0..6 {
-        upload(&app, &user, &short, SIMPLE, json!({"unseen": true})).await;
+        app.upload_ok(&user, &short, SIMPLE, json!({"unseen": true}))
+            .await;
     }
     let now = later(Duration::hours(1));
 
@@ -693,7 +664,7 @@ async fn a_cut_short_run_reports_more_work_and_the_next_one_continues(app: TestA
         .unwrap();
     assert!(report.more_work, "{report:?}");
     assert_eq!(report.items_deleted, 0);
-    assert_eq!(counters(&app, &user, &short).await, (6, 6));
+    assert_eq!(app.counters(&user, &short).await, (6, 6));
 
     // Three items per run: each run stops after one batch.
     let first = janitor::run(&app.state, now, Budget::items(3))
@@ -704,8 +675,8 @@ async fn a_cut_short_run_reports_more_work_and_the_next_one_continues(app: TestA
     let (rest, runs) = run_until_done(&app, now, Budget::items(3)).await;
     assert!(runs >= 2, "{runs}");
     assert_eq!(first.messages_expired + rest.messages_expired, 6);
-    assert_eq!(counters(&app, &user, &short).await, (0, 0));
-    assert_eq!(storage_used(&app, &user).await, 0);
+    assert_eq!(app.counters(&user, &short).await, (0, 0));
+    assert_eq!(app.storage_used(&user).await, 0);
     assert_eq!(archived_total(&app, &user).await, 6);
 }
 
@@ -732,8 +703,8 @@ fn lambda_context(seconds_left: u64) -> lambda_runtime::Context {
 async fn the_lambda_handler_purges_on_the_sample_scheduled_event() {
     let app = TestApp::embedded().await;
     let user = new_user(&app, json!({"username": "lambda", "password": "pw"})).await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let uid = upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let uid = app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     // Expired a minute ago: due for the run the handler makes now.
     let expired = (Utc::now() - Duration::minutes(1)).to_rfc3339();
     let (status, body) = app
@@ -750,7 +721,7 @@ async fn the_lambda_handler_purges_on_the_sample_scheduled_event() {
     assert!(!report.more_work);
     let answer = serde_json::to_value(&report).unwrap();
     assert_eq!(answer["messagesExpired"], 1);
-    assert_eq!(counters(&app, &user, &inbox).await, (0, 0));
+    assert_eq!(app.counters(&user, &inbox).await, (0, 0));
     assert_eq!(archived_total(&app, &user).await, 1);
 
     // The next tick finds nothing.
@@ -763,8 +734,8 @@ async fn the_lambda_handler_purges_on_the_sample_scheduled_event() {
 async fn the_lambda_handler_stops_in_time_when_the_deadline_is_near() {
     let app = TestApp::embedded().await;
     let user = new_user(&app, json!({"username": "late", "password": "pw"})).await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let uid = upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let uid = app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     let expired = (Utc::now() - Duration::minutes(1)).to_rfc3339();
     app.put(
         &format!("/users/{user}/mailboxes/{inbox}/messages/{uid}"),
@@ -776,7 +747,7 @@ async fn the_lambda_handler_stops_in_time_when_the_deadline_is_near() {
     let report = eider_janitor::handle(&app.state, event).await.unwrap();
     assert!(report.more_work, "{report:?}");
     assert_eq!(report.messages_expired, 0);
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 0));
+    assert_eq!(app.counters(&user, &inbox).await, (1, 0));
 }
 
 /// Measures how fast a deleted user's items go (run by hand:
@@ -787,8 +758,8 @@ async fn purge_rate() {
     for app in [TestApp::embedded().await, TestApp::moto().await] {
         let name = app.backend.name;
         let user = new_user(&app, json!({"username": "bulk", "password": "pw"})).await;
-        let inbox = mailbox_id(&app, &user, "INBOX").await;
-        upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+        let inbox = app.mailbox_id(&user, "INBOX").await;
+        app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
         // moto copies the table for every write of a transaction: keep it small there.
         let copies = if name == "moto" { 99 } else { 999 };
         add_copies(&app, &user, &inbox, copies).await;

@@ -51,54 +51,6 @@ async fn new_user(app: &TestApp, name: &str) -> String {
         .await
 }
 
-async fn mailbox_id(app: &TestApp, user: &str, path: &str) -> String {
-    let (_, list) = app.get(&format!("/users/{user}/mailboxes")).await;
-    list["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["path"] == path)
-        .unwrap_or_else(|| panic!("no mailbox {path} in {list}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn upload(
-    app: &TestApp,
-    user: &str,
-    mailbox: &str,
-    raw: &str,
-    extra: Value,
-) -> (StatusCode, Value) {
-    let mut body = json!({ "raw": STANDARD.encode(raw.as_bytes()) });
-    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
-        b.extend(e);
-    }
-    app.post(&format!("/users/{user}/mailboxes/{mailbox}/messages"), body)
-        .await
-}
-
-async fn upload_ok(app: &TestApp, user: &str, mailbox: &str, raw: &str, extra: Value) -> u64 {
-    let (status, body) = upload(app, user, mailbox, raw, extra).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["message"]["id"].as_u64().unwrap()
-}
-
-async fn counters(app: &TestApp, user: &str, mailbox: &str) -> (u64, u64) {
-    let (status, body) = app.get(&format!("/users/{user}/mailboxes/{mailbox}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    (
-        body["total"].as_u64().unwrap(),
-        body["unseen"].as_u64().unwrap(),
-    )
-}
-
-async fn storage_used(app: &TestApp, user: &str) -> u64 {
-    let (_, body) = app.get(&format!("/users/{user}")).await;
-    body["limits"]["quota"]["used"].as_u64().unwrap()
-}
-
 async fn uids(app: &TestApp, user: &str, mailbox: &str) -> Vec<u64> {
     let (_, list) = app
         .get(&format!(
@@ -130,16 +82,17 @@ async fn default_mailboxes_are_listed_with_exact_counters(app: TestApp) {
     assert_eq!(list["results"][0]["specialUse"], Value::Null);
     assert_eq!(list["results"][0]["name"], "INBOX");
     assert!(list["results"][0].get("total").is_none());
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({"unseen": true})).await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({"unseen": true}))
+        .await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     let (_, list) = app
         .get(&format!("/users/{user}/mailboxes?counters=true"))
         .await;
     assert_eq!(list["results"][0]["total"], 2);
     assert_eq!(list["results"][0]["unseen"], 1);
     assert_eq!(list["mailboxes"], list["results"]);
-    assert_eq!(counters(&app, &user, &inbox).await, (2, 1));
+    assert_eq!(app.counters(&user, &inbox).await, (2, 1));
 }
 
 async fn mailboxes_are_created_renamed_with_children_and_deleted(app: TestApp) {
@@ -203,8 +156,8 @@ async fn mailboxes_are_created_renamed_with_children_and_deleted(app: TestApp) {
         .await;
     assert_eq!(resolved["id"], deep);
     // Delete a folder holding a message: the message goes to the archive.
-    upload_ok(&app, &user, &deep, SIMPLE, json!({})).await;
-    let used = storage_used(&app, &user).await;
+    app.upload_ok(&user, &deep, SIMPLE, json!({})).await;
+    let used = app.storage_used(&user).await;
     assert!(used > 0);
     let (status, body) = app.delete(&format!("/users/{user}/mailboxes/{deep}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -212,7 +165,7 @@ async fn mailboxes_are_created_renamed_with_children_and_deleted(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, archived) = app.get(&format!("/users/{user}/archived")).await;
     assert_eq!(archived["total"], 1);
-    assert_eq!(storage_used(&app, &user).await, 0);
+    assert_eq!(app.storage_used(&user).await, 0);
 }
 
 async fn mailbox_rules_refuse_bad_paths_and_special_folders(app: TestApp) {
@@ -230,8 +183,8 @@ async fn mailbox_rules_refuse_bad_paths_and_special_folders(app: TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let trash = mailbox_id(&app, &user, "Trash").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let trash = app.mailbox_id(&user, "Trash").await;
     let (status, body) = app
         .put(
             &format!("/users/{user}/mailboxes/{inbox}"),
@@ -258,21 +211,21 @@ async fn mailbox_rules_refuse_bad_paths_and_special_folders(app: TestApp) {
 
 async fn uploaded_message_is_listed_detailed_and_served_byte_exact(app: TestApp) {
     let user = new_user(&app, "reader").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let raw = with_attachment();
-    let (status, body) = upload(
-        &app,
-        &user,
-        &inbox,
-        &raw,
-        json!({"unseen": true, "flagged": true}),
-    )
-    .await;
+    let (status, body) = app
+        .upload(
+            &user,
+            &inbox,
+            &raw,
+            json!({"unseen": true, "flagged": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["message"]["id"], 1);
     assert_eq!(body["message"]["mailbox"], inbox);
     assert_eq!(body["message"]["size"], raw.len());
-    let simple = upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let simple = app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     assert_eq!(simple, 2);
 
     let (status, list) = app
@@ -344,14 +297,14 @@ async fn uploaded_message_is_listed_detailed_and_served_byte_exact(app: TestApp)
     assert_eq!(body["code"], "AttachmentNotFound");
 
     // markAsSeen changes the flag and the counter.
-    assert_eq!(counters(&app, &user, &inbox).await, (2, 1));
+    assert_eq!(app.counters(&user, &inbox).await, (2, 1));
     let (_, details) = app
         .get(&format!(
             "/users/{user}/mailboxes/{inbox}/messages/1?markAsSeen=true"
         ))
         .await;
     assert_eq!(details["seen"], true);
-    assert_eq!(counters(&app, &user, &inbox).await, (2, 0));
+    assert_eq!(app.counters(&user, &inbox).await, (2, 0));
     let (_, events) = app
         .get(&format!(
             "/users/{user}/mailboxes/{inbox}/messages/1/events"
@@ -359,14 +312,14 @@ async fn uploaded_message_is_listed_detailed_and_served_byte_exact(app: TestApp)
         .await;
     assert_eq!(events["events"][0]["action"], "STORE");
     assert_eq!(
-        storage_used(&app, &user).await,
+        app.storage_used(&user).await,
         (raw.len() + SIMPLE.len()) as u64
     );
 }
 
 async fn raw_rfc822_body_upload_and_malformed_mime_are_stored_as_received(app: TestApp) {
     let user = new_user(&app, "rawbody").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let garbage: &[u8] = b"Content-Type: multipart/mixed; boundary=\"nope\"\r\nSubject: broken\r\n\r\n--nope\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64\xff\xfe\r\n";
     let request = http::Request::post(format!(
         "/users/{user}/mailboxes/{inbox}/messages?unseen=true"
@@ -408,17 +361,19 @@ async fn raw_rfc822_body_upload_and_malformed_mime_are_stored_as_received(app: T
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 1));
+    assert_eq!(app.counters(&user, &inbox).await, (1, 1));
 }
 
 async fn flags_change_counters_and_the_flagged_listing(app: TestApp) {
     let user = new_user(&app, "flags").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let trash = mailbox_id(&app, &user, "Trash").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let trash = app.mailbox_id(&user, "Trash").await;
     for _ in 0..3 {
-        upload_ok(&app, &user, &inbox, SIMPLE, json!({"unseen": true})).await;
+        app.upload_ok(&user, &inbox, SIMPLE, json!({"unseen": true}))
+            .await;
     }
-    upload_ok(&app, &user, &trash, SIMPLE, json!({"flagged": true})).await;
+    app.upload_ok(&user, &trash, SIMPLE, json!({"flagged": true}))
+        .await;
     let (status, body) = app
         .put(
             &format!("/users/{user}/mailboxes/{inbox}/messages/1:2"),
@@ -427,7 +382,7 @@ async fn flags_change_counters_and_the_flagged_listing(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["updated"], 2);
-    assert_eq!(counters(&app, &user, &inbox).await, (3, 1));
+    assert_eq!(app.counters(&user, &inbox).await, (3, 1));
     let (status, _) = app
         .put(
             &format!("/users/{user}/mailboxes/{inbox}/messages/1,3"),
@@ -478,16 +433,17 @@ async fn flags_change_counters_and_the_flagged_listing(app: TestApp) {
 
 async fn moving_gives_new_uids_and_keeps_counters_exact(app: TestApp) {
     let user = new_user(&app, "mover").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let (_, work) = app
         .post(&format!("/users/{user}/mailboxes"), json!({"path": "Work"}))
         .await;
     let work = work["id"].as_str().unwrap().to_string();
-    upload_ok(&app, &user, &work, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &work, SIMPLE, json!({})).await;
     for _ in 0..4 {
-        upload_ok(&app, &user, &inbox, SIMPLE, json!({"unseen": true})).await;
+        app.upload_ok(&user, &inbox, SIMPLE, json!({"unseen": true}))
+            .await;
     }
-    let used = storage_used(&app, &user).await;
+    let used = app.storage_used(&user).await;
     let (status, body) = app
         .put(
             &format!("/users/{user}/mailboxes/{inbox}/messages/2:3"),
@@ -499,9 +455,9 @@ async fn moving_gives_new_uids_and_keeps_counters_exact(app: TestApp) {
     assert_eq!(body["id"], json!([[2, 2], [3, 3]]));
     assert_eq!(uids(&app, &user, &inbox).await, [1, 4]);
     assert_eq!(uids(&app, &user, &work).await, [1, 2, 3]);
-    assert_eq!(counters(&app, &user, &inbox).await, (2, 2));
-    assert_eq!(counters(&app, &user, &work).await, (3, 0));
-    assert_eq!(storage_used(&app, &user).await, used);
+    assert_eq!(app.counters(&user, &inbox).await, (2, 2));
+    assert_eq!(app.counters(&user, &work).await, (3, 0));
+    assert_eq!(app.storage_used(&user).await, used);
     // UIDs are never reused: moving back gives new ones.
     let (_, body) = app
         .put(
@@ -514,9 +470,11 @@ async fn moving_gives_new_uids_and_keeps_counters_exact(app: TestApp) {
 
 async fn deleting_archives_and_restore_gets_a_new_uid(app: TestApp) {
     let user = new_user(&app, "archiver").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({"unseen": true})).await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({"draft": true})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({"unseen": true}))
+        .await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({"draft": true}))
+        .await;
     let (status, body) = app
         .delete(&format!("/users/{user}/mailboxes/{inbox}/messages/1"))
         .await;
@@ -530,8 +488,8 @@ async fn deleting_archives_and_restore_gets_a_new_uid(app: TestApp) {
         .delete(&format!("/users/{user}/mailboxes/{inbox}/messages/2"))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(counters(&app, &user, &inbox).await, (0, 0));
-    assert_eq!(storage_used(&app, &user).await, 0);
+    assert_eq!(app.counters(&user, &inbox).await, (0, 0));
+    assert_eq!(app.storage_used(&user).await, 0);
     let (_, archived) = app.get(&format!("/users/{user}/archived")).await;
     assert_eq!(archived["total"], 1, "{archived}");
     let entry = &archived["results"][0];
@@ -550,8 +508,8 @@ async fn deleting_archives_and_restore_gets_a_new_uid(app: TestApp) {
     assert_eq!(restored["mailbox"], inbox);
     assert_eq!(restored["uid"], 3);
     assert_eq!(restored["id"], 3);
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 1));
-    assert_eq!(storage_used(&app, &user).await, SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (1, 1));
+    assert_eq!(app.storage_used(&user).await, SIMPLE.len() as u64);
     let (_, archived) = app.get(&format!("/users/{user}/archived")).await;
     assert_eq!(archived["total"], 0);
     let (status, _) = app
@@ -566,7 +524,7 @@ async fn restore_goes_to_inbox_when_the_mailbox_is_gone(app: TestApp) {
         .post(&format!("/users/{user}/mailboxes"), json!({"path": "Temp"}))
         .await;
     let folder = folder["id"].as_str().unwrap().to_string();
-    upload_ok(&app, &user, &folder, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &folder, SIMPLE, json!({})).await;
     let (status, _) = app
         .delete(&format!("/users/{user}/mailboxes/{folder}/messages/1"))
         .await;
@@ -584,7 +542,7 @@ async fn restore_goes_to_inbox_when_the_mailbox_is_gone(app: TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{restored}");
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     assert_eq!(restored["mailbox"], inbox);
     assert_eq!(uids(&app, &user, &inbox).await, [1]);
 }
@@ -593,21 +551,22 @@ async fn over_quota_upload_is_refused_and_changes_nothing(app: TestApp) {
     let user = app
         .create_user(json!({"username": "small", "password": "pw", "quota": 400}))
         .await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
-    let (status, body) = upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
+    let (status, body) = app.upload(&user, &inbox, SIMPLE, json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "OverQuotaError");
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 0));
-    assert_eq!(storage_used(&app, &user).await, SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (1, 0));
+    assert_eq!(app.storage_used(&user).await, SIMPLE.len() as u64);
     assert_eq!(uids(&app, &user, &inbox).await, [1]);
 }
 
 async fn quota_reset_recounts_storage(app: TestApp) {
     let user = new_user(&app, "recount").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
-    upload_ok(&app, &user, &inbox, &with_attachment(), json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &inbox, &with_attachment(), json!({}))
+        .await;
     let expected = (SIMPLE.len() + with_attachment().len()) as u64;
     let (status, body) = app
         .post(&format!("/users/{user}/quota/reset"), json!({}))
@@ -626,11 +585,12 @@ async fn quota_reset_recounts_storage(app: TestApp) {
 
 async fn search_finds_words_and_skips_trash_and_junk(app: TestApp) {
     let user = new_user(&app, "searcher").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let trash = mailbox_id(&app, &user, "Trash").await;
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
-    upload_ok(&app, &user, &inbox, &with_attachment(), json!({})).await;
-    upload_ok(&app, &user, &trash, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let trash = app.mailbox_id(&user, "Trash").await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &inbox, &with_attachment(), json!({}))
+        .await;
+    app.upload_ok(&user, &trash, SIMPLE, json!({})).await;
     let (status, found) = app
         .get(&format!("/users/{user}/search?query=quarterly"))
         .await;
@@ -687,12 +647,12 @@ async fn search_finds_words_and_skips_trash_and_junk(app: TestApp) {
 
 async fn every_change_is_journaled(app: TestApp) {
     let user = new_user(&app, "journal").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let (_, folder) = app
         .post(&format!("/users/{user}/mailboxes"), json!({"path": "J"}))
         .await;
     let folder = folder["id"].as_str().unwrap().to_string();
-    upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
+    app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     app.put(
         &format!("/users/{user}/mailboxes/{inbox}/messages/1"),
         json!({"seen": false}),
@@ -739,7 +699,7 @@ async fn every_change_is_journaled(app: TestApp) {
 
 async fn idempotency_key_stores_a_message_once(app: TestApp) {
     let user = new_user(&app, "retry").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let app = Arc::new(app);
     let send = |key: &'static str| {
         let app = app.clone();
@@ -768,13 +728,13 @@ async fn idempotency_key_stores_a_message_once(app: TestApp) {
         })
         .collect();
     assert_eq!(ids.len(), 1);
-    assert_eq!(counters(&app, &user, &inbox).await, (2, 0));
-    assert_eq!(storage_used(&app, &user).await, 2 * SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (2, 0));
+    assert_eq!(app.storage_used(&user).await, 2 * SIMPLE.len() as u64);
 }
 
 async fn parallel_uploads_get_distinct_increasing_uids_and_exact_counters(app: TestApp) {
     let user = new_user(&app, "parallel").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let app = Arc::new(app);
     let tasks: Vec<_> = (0..50)
         .map(|i| {
@@ -783,8 +743,9 @@ async fn parallel_uploads_get_distinct_increasing_uids_and_exact_counters(app: T
             tokio::spawn(async move {
                 let raw = format!("Subject: n{i}\r\n\r\nbody {i}\r\n");
                 let unseen = i % 2 == 0;
-                let (status, body) =
-                    upload(&app, &user, &inbox, &raw, json!({"unseen": unseen})).await;
+                let (status, body) = app
+                    .upload(&user, &inbox, &raw, json!({"unseen": unseen}))
+                    .await;
                 assert_eq!(status, StatusCode::OK, "{body}");
                 (body["message"]["id"].as_u64().unwrap(), raw.len() as u64)
             })
@@ -801,8 +762,8 @@ async fn parallel_uploads_get_distinct_increasing_uids_and_exact_counters(app: T
     assert_eq!(listed.len(), 50);
     assert!(listed.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), uid_set);
-    assert_eq!(counters(&app, &user, &inbox).await, (50, 25));
-    assert_eq!(storage_used(&app, &user).await, bytes);
+    assert_eq!(app.counters(&user, &inbox).await, (50, 25));
+    assert_eq!(app.storage_used(&user).await, bytes);
     let (_, body) = app
         .post(&format!("/users/{user}/quota/reset"), json!({}))
         .await;
@@ -811,7 +772,7 @@ async fn parallel_uploads_get_distinct_increasing_uids_and_exact_counters(app: T
 
 async fn a_failed_metadata_write_leaves_no_message_and_no_quota_drift(app: TestApp) {
     let user = new_user(&app, "crashy").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     // Same storage, but the transaction that makes a message visible fails once, after the
     // blob was written.
     let TestApp { backend, .. } = app;
@@ -822,11 +783,11 @@ async fn a_failed_metadata_write_leaves_no_message_and_no_quota_drift(app: TestA
     ));
     let blobs = backend.blobs.clone();
     let app = TestApp::new(backend.with_table(failing), test_config());
-    let (status, body) = upload(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let (status, body) = app.upload(&user, &inbox, SIMPLE, json!({})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["error"], "Internal server error");
-    assert_eq!(counters(&app, &user, &inbox).await, (0, 0));
-    assert_eq!(storage_used(&app, &user).await, 0);
+    assert_eq!(app.counters(&user, &inbox).await, (0, 0));
+    assert_eq!(app.storage_used(&user).await, 0);
     assert!(uids(&app, &user, &inbox).await.is_empty());
     // The blob written before the failure was removed again.
     let id: ObjectId = user.parse().unwrap();
@@ -840,17 +801,17 @@ async fn a_failed_metadata_write_leaves_no_message_and_no_quota_drift(app: TestA
     assert!(pointers.items.is_empty());
     let _ = blobs;
     // The retry works and gets the next UID (the failed one is never reused).
-    let uid = upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let uid = app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     assert_eq!(uid, 2);
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 0));
-    assert_eq!(storage_used(&app, &user).await, SIMPLE.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (1, 0));
+    assert_eq!(app.storage_used(&user).await, SIMPLE.len() as u64);
 }
 
 async fn other_users_mailboxes_and_messages_are_unreachable(app: TestApp) {
     let alice = new_user(&app, "alice").await;
     let bob = new_user(&app, "bob").await;
-    let inbox = mailbox_id(&app, &alice, "INBOX").await;
-    upload_ok(&app, &alice, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&alice, "INBOX").await;
+    app.upload_ok(&alice, &inbox, SIMPLE, json!({})).await;
     for uri in [
         format!("/users/{bob}/mailboxes/{inbox}"),
         format!("/users/{bob}/mailboxes/{inbox}/messages"),
@@ -861,7 +822,7 @@ async fn other_users_mailboxes_and_messages_are_unreachable(app: TestApp) {
         let (status, _, _) = app.send_raw(request).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
     }
-    let (status, _) = upload(&app, &bob, &inbox, SIMPLE, json!({})).await;
+    let (status, _) = app.upload(&bob, &inbox, SIMPLE, json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app
         .delete(&format!("/users/{bob}/mailboxes/{inbox}/messages/1"))
@@ -962,7 +923,7 @@ async fn large_messages_use_staged_uploads_and_stream_or_redirect(app: TestApp) 
     };
     let app = TestApp::new(backend, config);
     let user = new_user(&app, "large").await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
     let (raw, payload) = large_message(3 * 1024 * 1024);
     let (status, staged) = app.post(&format!("/users/{user}/uploads"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{staged}");
@@ -1018,8 +979,8 @@ async fn large_messages_use_staged_uploads_and_stream_or_redirect(app: TestApp) 
         attachment.as_ref() == payload.as_slice(),
         "attachment differs"
     );
-    assert_eq!(counters(&app, &user, &inbox).await, (1, 1));
-    assert_eq!(storage_used(&app, &user).await, raw.len() as u64);
+    assert_eq!(app.counters(&user, &inbox).await, (1, 1));
+    assert_eq!(app.storage_used(&user).await, raw.len() as u64);
 }
 
 async fn encrypted_users_get_pgp_mime_and_messages_still_list(app: TestApp) {
@@ -1029,8 +990,8 @@ async fn encrypted_users_get_pgp_mime_and_messages_still_list(app: TestApp) {
             json!({"username": "secret", "password": "pw", "pubKey": key, "encryptMessages": true}),
         )
         .await;
-    let inbox = mailbox_id(&app, &user, "INBOX").await;
-    let uid = upload_ok(&app, &user, &inbox, SIMPLE, json!({})).await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let uid = app.upload_ok(&user, &inbox, SIMPLE, json!({})).await;
     let (_, eml) = download(
         &app,
         &format!("/users/{user}/mailboxes/{inbox}/messages/{uid}/message.eml"),
