@@ -15,7 +15,7 @@ use super::{keys, stats};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::paging::{PageRequest, bucket_names, count_buckets, walk_buckets};
-use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
+use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{
     Condition, Index, Item, Query, SortRange, StoreError, Update, Write, query_all,
@@ -195,10 +195,7 @@ pub async fn get(
     id: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     let owner = users::load(state, user).await?;
     let address = load(state, user, id).await?;
     let mut body = address.json(is_main(&owner, &address), address.meta_data.is_some());
@@ -393,10 +390,7 @@ pub async fn delete(
     id: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     for _ in 0..8 {
         let owner = users::load(state, user).await?;
         let address = load(state, user, id).await?;

@@ -13,7 +13,7 @@ use super::{journal, keys};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::paging::{PageRequest, walk_partition};
-use crate::http::validate::{Str, Validator};
+use crate::http::validate::{Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, StoreError, Update, Write};
 
@@ -207,10 +207,7 @@ pub async fn reset_quota(
     user: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     for _ in 0..8 {
         let owner = users::load(state, user).await?;
         let mut sum: i64 = 0;

@@ -23,7 +23,7 @@ use super::{keys, password};
 use crate::config::{Config, MailServer};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::validate::{Str, Validator};
+use crate::http::validate::{Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
@@ -188,10 +188,7 @@ pub async fn get(
     id: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     users::load(state, user).await?;
     let item = state
         .table

@@ -22,7 +22,7 @@ use super::messages::parse_date;
 use super::users::{self, StoredUser, profile_update};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::validate::{Str, Validator};
+use crate::http::validate::{Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, StoreError, Write};
 
@@ -202,10 +202,7 @@ pub async fn get(
     user: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     let items = state
         .table
         .get_many(&[keys::user(user), keys::autoreply(user)])
@@ -245,10 +242,7 @@ pub async fn delete(
     user: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     for _ in 0..RETRIES {
         let owner = users::load(state, user).await?;
         let writes = vec![

@@ -29,7 +29,7 @@ use super::users::{self, FILTER_COUNT, MAX_FILTERS};
 use super::{keys, mailboxes};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator};
+use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
@@ -841,10 +841,7 @@ pub async fn get(
     id: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     Ok(load(state, user, id, "This filter does not exist")
         .await?
         .details_json())
@@ -902,10 +899,7 @@ pub async fn delete(
     id: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     let writes = vec![
         Write::Delete {
             key: keys::filter(user, id),

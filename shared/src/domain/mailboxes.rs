@@ -19,7 +19,7 @@ use super::users::{self, MAILBOX_COUNT};
 use super::{journal, unix_now};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::validate::{Str, Validator};
+use crate::http::validate::{Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
@@ -608,10 +608,7 @@ pub async fn delete(
     id: &ObjectId,
     params: Map<String, Value>,
 ) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session_only(params)?;
     let current = load(state, user, id).await.map_err(|_| {
         ApiError::not_found(
             "NoSuchMailbox",

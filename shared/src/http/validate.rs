@@ -400,6 +400,14 @@ impl Validator {
     }
 }
 
+/// Validates the parameters of a call that takes nothing but `sess` and `ip`.
+pub fn session_only(params: Map<String, Value>) -> Result<(), ApiError> {
+    let mut v = Validator::new(params);
+    v.session();
+    v.deny_unknown();
+    v.finish()
+}
+
 /// Where a call came from, for the security log (`sess` and `ip` parameters).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Session {
