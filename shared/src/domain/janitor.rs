@@ -635,12 +635,16 @@ impl Run<'_> {
     /// Deletes `claim` if it names `user` (a claim names whoever holds the name: once it has
     /// been freed and taken again it belongs to someone else and stays).
     async fn delete_claim_of(&mut self, user: &ObjectId, claim: Key) -> ApiResult<()> {
-        if let Some(item) = self.state.table.get(&claim).await?
-            && id_field(&item.body["user"]) == Some(*user)
-        {
+        if self.claim_names(&claim, user).await? {
             self.delete_keys(vec![claim]).await?;
         }
         Ok(())
+    }
+
+    /// Whether the username or address `claim` still names `user`.
+    async fn claim_names(&self, claim: &Key, user: &ObjectId) -> ApiResult<bool> {
+        let held = self.state.table.get(claim).await?;
+        Ok(held.is_some_and(|h| id_field(&h.body["user"]) == Some(*user)))
     }
 
     /// Address items under the user's partition (left by a delete whose follow-up transaction
@@ -676,9 +680,7 @@ impl Run<'_> {
                     let claim = keys::address_claim(&address.addrview);
                     // Only this user's own (deleted) address can release a claim that names
                     // it, so the claim can't change between this read and the delete.
-                    if let Some(held) = self.state.table.get(&claim).await?
-                        && id_field(&held.body["user"]) == Some(*user)
-                    {
+                    if self.claim_names(&claim, user).await? {
                         writes.push(Write::delete(claim));
                     }
                 }
