@@ -2,75 +2,13 @@
 //! HTTP with the curl examples of the spec's users and addresses sections, then restarted on
 //! the same data folder to prove the data persists.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{free_port, start};
 use serde_json::{Value, json};
-
-/// A running `eider-local`, killed when dropped.
-struct LocalServer {
-    child: Child,
-    base: String,
-    started_in: Duration,
-}
-
-impl Drop for LocalServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(data_dir: &std::path::Path, token: Option<&str>) -> LocalServer {
-    start_with(data_dir, token, &[])
-}
-
-/// Starts the server with extra environment variables.
-fn start_with(
-    data_dir: &std::path::Path,
-    token: Option<&str>,
-    env: &[(&str, &str)],
-) -> LocalServer {
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eider-local"));
-    command
-        .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EIDER_DATA_DIR", data_dir)
-        .env("EIDER_LMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("EIDER_DOMAIN", "example.com")
-        .env("RUST_LOG", "warn")
-        .env_remove("EIDER_ACCESS_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(token) = token {
-        command.env("EIDER_ACCESS_TOKEN", token);
-    }
-    command.envs(env.iter().copied());
-    let began = Instant::now();
-    let mut child = command.spawn().expect("eider-local starts");
-    // The server prints its address once it is listening.
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(
-        line.contains("listening on"),
-        "unexpected first line: {line:?}"
-    );
-    LocalServer {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        started_in: began.elapsed(),
-    }
-}
 
 async fn call(
     client: &reqwest::Client,
@@ -90,7 +28,7 @@ async fn call(
 #[tokio::test]
 async fn spec_examples_work_over_http_and_data_survives_a_restart() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     println!(
         "eider-local started in {:?} on an empty data folder",
         server.started_in
@@ -226,7 +164,7 @@ async fn spec_examples_work_over_http_and_data_survives_a_restart() {
     drop(server);
 
     // Restart on the same folder: everything is still there.
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     println!(
         "eider-local restarted in {:?} on an existing data folder",
         server.started_in
@@ -263,7 +201,7 @@ async fn spec_examples_work_over_http_and_data_survives_a_restart() {
 #[tokio::test]
 async fn access_token_is_enforced_over_http() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), Some("secrettoken"));
+    let server = start(data.path(), &[("EIDER_ACCESS_TOKEN", "secrettoken")]);
     let c = reqwest::Client::new();
     let base = &server.base;
     let (status, _) = call(&c, reqwest::Method::GET, format!("{base}/users"), None).await;
@@ -298,7 +236,7 @@ async fn access_token_is_enforced_over_http() {
 #[tokio::test]
 async fn the_local_janitor_loop_archives_an_expired_message() {
     let data = tempfile::tempdir().unwrap();
-    let server = start_with(data.path(), None, &[("EIDER_JANITOR_SECONDS", "1")]);
+    let server = start(data.path(), &[("EIDER_JANITOR_SECONDS", "1")]);
     let c = reqwest::Client::new();
     let base = &server.base;
     use reqwest::Method as M;
@@ -373,7 +311,7 @@ async fn the_local_janitor_loop_archives_an_expired_message() {
 #[test]
 fn a_second_server_on_the_same_data_folder_fails_clearly() {
     let data = tempfile::tempdir().unwrap();
-    let _first = start(data.path(), None);
+    let _first = start(data.path(), &[]);
     let output = Command::new(env!("CARGO_BIN_EXE_eider-local"))
         .env("EIDER_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("EIDER_DATA_DIR", data.path())

@@ -2,28 +2,13 @@
 //! `smtplib.LMTP`) sending a batch of messages in one session, the messages read back over
 //! HTTP, and an autoreply found as a file in the outbox folder. Prints deliveries per second.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use common::start;
 use serde_json::{Value, json};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Sends `count` messages to `to` in one session; returns the DATA reply codes.
 const CLIENT: &str = r#"
@@ -44,25 +29,8 @@ print(",".join(str(x) for x in codes))
 #[tokio::test]
 async fn lmtp_batch_is_stored_and_the_autoreply_lands_in_the_outbox() {
     let data = tempfile::tempdir().unwrap();
-    let (http, lmtp) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eider-local"))
-        .env("EIDER_LISTEN", format!("127.0.0.1:{http}"))
-        .env("EIDER_LMTP_LISTEN", format!("127.0.0.1:{lmtp}"))
-        .env("EIDER_DATA_DIR", data.path())
-        .env("EIDER_DOMAIN", "example.com")
-        .env("RUST_LOG", "warn")
-        .env_remove("EIDER_ACCESS_TOKEN")
-        .env_remove("EIDER_SMTP_RELAY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("eider-local starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let base = format!("http://127.0.0.1:{http}");
+    let server = start(data.path(), &[]);
+    let (base, lmtp) = (server.base.clone(), server.lmtp_port);
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("{base}/users"))

@@ -2,60 +2,13 @@
 //! open stream at once (the server wires its in-process notifier), and stopping the server
 //! ends open streams instead of waiting for them.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::start;
 use serde_json::{Value, json};
-
-/// A running `eider-local`, killed when dropped.
-struct LocalServer {
-    child: Child,
-    base: String,
-}
-
-impl Drop for LocalServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &std::path::Path) -> LocalServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let lmtp_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eider-local"))
-        .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EIDER_LMTP_LISTEN", format!("127.0.0.1:{lmtp_port}"))
-        .env("EIDER_DATA_DIR", data_dir)
-        .env("EIDER_DOMAIN", "example.com")
-        .env("RUST_LOG", "warn")
-        .env_remove("EIDER_ACCESS_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("eider-local starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.contains("listening on"),
-        "unexpected first line: {line:?}"
-    );
-    LocalServer {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
 
 /// Reads the stream until a block with `data:` arrives; returns its JSON.
 async fn next_data(response: &mut reqwest::Response, buffer: &mut String) -> Option<Value> {
@@ -77,7 +30,7 @@ async fn next_data(response: &mut reqwest::Response, buffer: &mut String) -> Opt
 #[tokio::test]
 async fn changes_reach_an_open_stream_and_shutdown_ends_it() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = start(data.path());
+    let mut server = start(data.path(), &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
     let created: Value = client
