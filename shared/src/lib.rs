@@ -9,7 +9,6 @@
 
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
 pub mod id;
 pub mod mail;

@@ -8,25 +8,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use eider_shared::store::{
-    BlobStore, Condition, Item, Key, Page, Query, StoreError, StoreResult, Table, Update, Write,
-};
+use eider_shared::store::decorate::{Call, Decorated, TableHooks};
+use eider_shared::store::{BlobStore, StoreError, StoreResult, Table, Write};
 
 /// Fails every transaction that puts an item whose key starts with `pk_prefix`, `times`
 /// times; everything else goes to the real table.
 pub struct FailingWrites {
-    inner: Arc<dyn Table>,
     pk_prefix: String,
     remaining: AtomicUsize,
 }
 
 impl FailingWrites {
-    pub fn new(inner: Arc<dyn Table>, pk_prefix: &str, times: usize) -> Self {
-        FailingWrites {
-            inner,
+    pub fn new(inner: Arc<dyn Table>, pk_prefix: &str, times: usize) -> Decorated<FailingWrites> {
+        let hooks = FailingWrites {
             pk_prefix: pk_prefix.into(),
             remaining: AtomicUsize::new(times),
-        }
+        };
+        Decorated::new(inner, hooks)
     }
 
     fn should_fail(&self, writes: &[Write]) -> bool {
@@ -40,32 +38,16 @@ impl FailingWrites {
     }
 }
 
-#[async_trait]
-impl Table for FailingWrites {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Item>> {
-        self.inner.get_many(keys).await
-    }
-    async fn query(&self, query: &Query) -> StoreResult<Page> {
-        self.inner.query(query).await
-    }
-    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
-        if self.should_fail(&writes) {
-            return Err(StoreError::Backend(anyhow::anyhow!(
-                "injected fault: the process died"
-            )));
+impl TableHooks for FailingWrites {
+    type Memo = ();
+
+    fn before(&self, call: Call<'_>) -> StoreResult<()> {
+        match call {
+            Call::Transact(writes) if self.should_fail(writes) => Err(StoreError::Backend(
+                anyhow::anyhow!("injected fault: the process died"),
+            )),
+            _ => Ok(()),
         }
-        self.inner.transact(writes).await
-    }
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> StoreResult<Item> {
-        self.inner.update(key, update, condition).await
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eider_shared::store::{
-    Condition, Cursor, Index, IndexKey, Item, Key, MAX_TRANSACTION_WRITES, Query, SortRange,
+    Condition, Cursor, Guard, Index, IndexKey, Item, Key, MAX_TRANSACTION_WRITES, Query, SortRange,
     StoreError, Table, Update, Write,
 };
 use eider_tests::backends::Backend;
@@ -78,11 +78,19 @@ async fn put_all(b: &Backend, items: impl IntoIterator<Item = Item>) {
     }
 }
 
+/// The position of the write whose condition failed: every test write is labeled with its
+/// position in its transaction (see [`at`]).
 fn condition_failed(result: Result<impl std::fmt::Debug, StoreError>) -> usize {
     match result {
-        Err(StoreError::ConditionFailed { index }) => index,
+        Err(StoreError::ConditionFailed { label }) => label.parse().expect("a position label"),
         other => panic!("expected a failed condition, got {other:?}"),
     }
+}
+
+/// `condition`, labeled as the write at `position` of its transaction.
+fn at(position: usize, condition: Condition) -> Guard {
+    const POSITIONS: [&str; 4] = ["0", "1", "2", "3"];
+    condition.labeled(POSITIONS[position])
 }
 
 fn invalid(result: Result<impl std::fmt::Debug, StoreError>) {
@@ -453,7 +461,7 @@ async fn paging_visits_every_item_once(b: &Backend) {
 async fn conditions_on_single_writes(b: &Backend) {
     let t = &b.table;
     let key = Key::new("cond", "1");
-    let put_new = || Write::put_new(item("cond", "1"));
+    let put_new = || Write::put_new(item("cond", "1"), "0");
 
     // Exists / counters on a missing item fail, whatever the write.
     for condition in [
@@ -463,28 +471,28 @@ async fn conditions_on_single_writes(b: &Backend) {
     ] {
         let put = Write::Put {
             item: item("cond", "1"),
-            condition: Some(condition.clone()),
+            guard: Some(at(0, condition.clone())),
         };
         assert_eq!(condition_failed(t.transact(vec![put]).await), 0);
         let update = Write::Update {
             key: key.clone(),
             update: Update::body(json!(1)),
-            condition: Some(condition.clone()),
+            guard: Some(at(0, condition.clone())),
         };
         assert_eq!(condition_failed(t.transact(vec![update]).await), 0);
         let delete = Write::Delete {
             key: key.clone(),
-            condition: Some(condition.clone()),
+            guard: Some(at(0, condition.clone())),
         };
         assert_eq!(condition_failed(t.transact(vec![delete]).await), 0);
         let check = Write::Check {
             key: key.clone(),
-            condition: condition.clone(),
+            guard: at(0, condition.clone()),
         };
         assert_eq!(condition_failed(t.transact(vec![check]).await), 0);
         assert_eq!(
             condition_failed(
-                t.update(&key, Update::body(json!(1)), Some(condition))
+                t.update(&key, Update::body(json!(1)), Some(at(0, condition)))
                     .await
             ),
             0
@@ -499,7 +507,7 @@ async fn conditions_on_single_writes(b: &Backend) {
     // NotExists holds on a missing item.
     t.transact(vec![Write::Check {
         key: key.clone(),
-        condition: Condition::NotExists,
+        guard: at(0, Condition::NotExists),
     }])
     .await
     .unwrap();
@@ -507,13 +515,13 @@ async fn conditions_on_single_writes(b: &Backend) {
     assert_eq!(condition_failed(t.transact(vec![put_new()]).await), 0);
     let check = Write::Check {
         key: key.clone(),
-        condition: Condition::NotExists,
+        guard: at(0, Condition::NotExists),
     };
     assert_eq!(condition_failed(t.transact(vec![check]).await), 0);
     let update = Update::body(json!("x"));
     assert_eq!(
         condition_failed(
-            t.update(&key, update.clone(), Some(Condition::NotExists))
+            t.update(&key, update.clone(), Some(at(0, Condition::NotExists)))
                 .await
         ),
         0
@@ -521,25 +529,25 @@ async fn conditions_on_single_writes(b: &Backend) {
 
     // Exists now holds.
     let updated = t
-        .update(&key, update, Some(Condition::Exists))
+        .update(&key, update, Some(at(0, Condition::Exists)))
         .await
         .unwrap();
     assert_eq!(updated.body, json!("x"));
     t.transact(vec![Write::Check {
         key: key.clone(),
-        condition: Condition::Exists,
+        guard: at(0, Condition::Exists),
     }])
     .await
     .unwrap();
     let replace = Write::Put {
         item: item("cond", "1"),
-        condition: Some(Condition::Exists),
+        guard: Some(at(0, Condition::Exists)),
     };
     t.transact(vec![replace]).await.unwrap();
     assert_eq!(t.get(&key).await.unwrap(), Some(item("cond", "1")));
     let delete = Write::Delete {
         key: key.clone(),
-        condition: Some(Condition::Exists),
+        guard: Some(at(0, Condition::Exists)),
     };
     t.transact(vec![delete.clone()]).await.unwrap();
     assert_eq!(t.get(&key).await.unwrap(), None);
@@ -557,7 +565,7 @@ async fn conditions_on_counters(b: &Backend) {
 
     let ok = |c: Condition| Write::Check {
         key: key.clone(),
-        condition: c,
+        guard: at(0, c),
     };
     for condition in [
         Condition::CounterEquals("used".into(), 5),
@@ -594,7 +602,7 @@ async fn conditions_on_counters(b: &Backend) {
         .update(
             &key,
             add(3),
-            Some(Condition::CounterAtMost("used".into(), 7)),
+            Some(at(0, Condition::CounterAtMost("used".into(), 7))),
         )
         .await
         .unwrap();
@@ -604,7 +612,7 @@ async fn conditions_on_counters(b: &Backend) {
             t.update(
                 &key,
                 add(3),
-                Some(Condition::CounterAtMost("used".into(), 7))
+                Some(at(0, Condition::CounterAtMost("used".into(), 7)))
             )
             .await
         ),
@@ -615,19 +623,19 @@ async fn conditions_on_counters(b: &Backend) {
         .update(
             &key,
             Update::default().add("version", 1),
-            Some(Condition::CounterEquals("version".into(), 0)),
+            Some(at(0, Condition::CounterEquals("version".into(), 0))),
         )
         .await
         .unwrap();
     assert_eq!(v.counter("version"), 1);
     let stale = Write::Put {
         item: item("counters", "1"),
-        condition: Some(Condition::CounterEquals("version".into(), 0)),
+        guard: Some(at(0, Condition::CounterEquals("version".into(), 0))),
     };
     assert_eq!(condition_failed(t.transact(vec![stale]).await), 0);
     let delete = Write::Delete {
         key: key.clone(),
-        condition: Some(Condition::CounterEquals("version".into(), 1)),
+        guard: Some(at(0, Condition::CounterEquals("version".into(), 1))),
     };
     t.transact(vec![delete]).await.unwrap();
     assert_eq!(t.get(&key).await.unwrap(), None);
@@ -644,30 +652,30 @@ async fn failed_transaction_changes_nothing(b: &Backend) {
     let before = t.query(&Query::table("tx")).await.unwrap();
 
     let writes = vec![
-        Write::put_new(item("tx", "a")),
+        Write::put_new(item("tx", "a"), "0"),
         Write::Update {
             key: Key::new("tx", "b"),
             update: Update::default().add("n", 1),
-            condition: None,
+            guard: None,
         },
         Write::Check {
             key: Key::new("tx", "c"),
-            condition: Condition::NotExists,
+            guard: at(0, Condition::NotExists),
         },
         Write::delete(Key::new("tx", "c")),
     ];
     // The 4th write names "c" again: rejected before anything is checked.
     invalid(t.transact(writes.clone()).await);
     let writes = vec![
-        Write::put_new(item("tx", "a")),
+        Write::put_new(item("tx", "a"), "0"),
         Write::Update {
             key: Key::new("tx", "b"),
             update: Update::default().add("n", 1),
-            condition: None,
+            guard: None,
         },
         Write::Check {
             key: Key::new("tx", "c"),
-            condition: Condition::NotExists,
+            guard: at(2, Condition::NotExists),
         },
         Write::delete(Key::new("tx", "d")),
     ];
@@ -679,11 +687,11 @@ async fn failed_transaction_changes_nothing(b: &Backend) {
         Write::put(item("tx", "a")),
         Write::Check {
             key: Key::new("tx", "b"),
-            condition: Condition::CounterEquals("n".into(), 9),
+            guard: at(1, Condition::CounterEquals("n".into(), 9)),
         },
         Write::Check {
             key: Key::new("tx", "c"),
-            condition: Condition::NotExists,
+            guard: at(2, Condition::NotExists),
         },
     ];
     assert_eq!(condition_failed(t.transact(writes).await), 1);
@@ -700,24 +708,24 @@ async fn transaction_applies_every_kind_of_write(b: &Backend) {
     .await
     .unwrap();
     t.transact(vec![
-        Write::put_new(item("tx2", "new")),
+        Write::put_new(item("tx2", "new"), "0"),
         Write::Update {
             key: Key::new("tx2", "upd"),
             update: Update::body(json!("u")).add("n", 2),
-            condition: Some(Condition::CounterEquals("n".into(), 1)),
+            guard: Some(at(0, Condition::CounterEquals("n".into(), 1))),
         },
         Write::Delete {
             key: Key::new("tx2", "del"),
-            condition: Some(Condition::Exists),
+            guard: Some(at(0, Condition::Exists)),
         },
         Write::Check {
             key: Key::new("tx2", "chk"),
-            condition: Condition::Exists,
+            guard: at(0, Condition::Exists),
         },
         Write::Update {
             key: Key::new("tx2", "created"),
             update: Update::default().add("n", 5),
-            condition: None,
+            guard: None,
         },
     ])
     .await
@@ -921,14 +929,14 @@ async fn concurrent_put_new_has_one_winner(b: &Backend) {
         .map(|i| {
             let t = b.table.clone();
             let item = Item::new(Key::new("claim", "name"), json!(i));
-            tokio::spawn(async move { t.transact(vec![Write::put_new(item)]).await })
+            tokio::spawn(async move { t.transact(vec![Write::put_new(item, "0")]).await })
         })
         .collect();
     let mut winners = Vec::new();
     for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap() {
             Ok(()) => winners.push(i),
-            Err(StoreError::ConditionFailed { index: 0 }) => {}
+            Err(StoreError::ConditionFailed { label: "0" }) => {}
             Err(e) => panic!("unexpected error: {e}"),
         }
     }
@@ -974,29 +982,29 @@ async fn expired_items_are_gone(b: &Backend) {
     // Conditions see no item.
     let exists = Write::Check {
         key: expired.key(),
-        condition: Condition::Exists,
+        guard: at(0, Condition::Exists),
     };
     assert_eq!(condition_failed(t.transact(vec![exists]).await), 0);
     let counter = Write::Check {
         key: expired.key(),
-        condition: Condition::CounterEquals("n".into(), 7),
+        guard: at(0, Condition::CounterEquals("n".into(), 7)),
     };
     assert_eq!(condition_failed(t.transact(vec![counter]).await), 0);
     let delete = Write::Delete {
         key: expired.key(),
-        condition: Some(Condition::Exists),
+        guard: Some(at(0, Condition::Exists)),
     };
     assert_eq!(condition_failed(t.transact(vec![delete]).await), 0);
     t.transact(vec![Write::Check {
         key: expired.key(),
-        condition: Condition::NotExists,
+        guard: at(0, Condition::NotExists),
     }])
     .await
     .unwrap();
 
     // A new item may take its place.
     let fresh = item("ttl", "old").with_counter("m", 1);
-    t.transact(vec![Write::put_new(fresh.clone())])
+    t.transact(vec![Write::put_new(fresh.clone(), "0")])
         .await
         .unwrap();
     assert_eq!(t.get(&fresh.key()).await.unwrap(), Some(fresh));
@@ -1092,7 +1100,7 @@ async fn update_does_not_revive_expired_items(b: &Backend) {
     let exists = Write::Update {
         key: key2.clone(),
         update: update.clone(),
-        condition: Some(Condition::Exists),
+        guard: Some(at(1, Condition::Exists)),
     };
     assert_eq!(
         condition_failed(
@@ -1105,7 +1113,7 @@ async fn update_does_not_revive_expired_items(b: &Backend) {
     let fresh = Write::Update {
         key: key2.clone(),
         update: update.clone(),
-        condition: Some(Condition::NotExists),
+        guard: Some(at(0, Condition::NotExists)),
     };
     t.transact(vec![Write::put(item("revive", "3")), fresh])
         .await
@@ -1179,7 +1187,7 @@ async fn index_keys_move_and_disappear(b: &Backend) {
     t.transact(vec![Write::Update {
         key: key.clone(),
         update: remove,
-        condition: Some(Condition::Exists),
+        guard: Some(at(0, Condition::Exists)),
     }])
     .await
     .unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use eider_tests::app::{TestApp, test_config};
-use eider_tests::counting::CountingTable;
+use eider_tests::counting::{CallCounter, CountingTable};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ struct Counted {
 
 async fn counted() -> Counted {
     let backend = eider_tests::backends::embedded().await;
-    let table = Arc::new(CountingTable::new(backend.table.clone()));
+    let table = Arc::new(CallCounter::wrap(backend.table.clone()));
     let app = TestApp::new(backend.with_table(table.clone()), test_config());
     Counted { app, table }
 }
@@ -46,9 +46,9 @@ async fn round_trips(size: usize) -> Vec<(&'static str, usize)> {
     let mut out = Vec::new();
     let mut measure = |name: &'static str, status: StatusCode, body: &Value| {
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
-        out.push((name, table.take()));
+        out.push((name, table.hooks().take()));
     };
-    table.take();
+    table.hooks().take();
     let (s, b) = app.get(&format!("{base}?limit=20")).await;
     measure("list first page", s, &b);
     let next = b["nextCursor"].as_str().unwrap().to_string();

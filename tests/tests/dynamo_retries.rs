@@ -120,8 +120,9 @@ async fn table_behind_proxy() -> (DynamoTable, Arc<Proxy>) {
     (DynamoTable::new(client, name), proxy)
 }
 
-fn new_item(sk: &str) -> Write {
-    Write::put_new(Item::new(Key::new("RETRY", sk), json!({ "sk": sk })))
+/// A put of a new item, labeled with its sort key.
+fn new_item(sk: &'static str) -> Write {
+    Write::put_new(Item::new(Key::new("RETRY", sk), json!({ "sk": sk })), sk)
 }
 
 /// Sends a transaction whose first answer is the given error although it committed; it must
@@ -146,7 +147,7 @@ async fn lost_answer_is_repeated_with_the_same_token(status: StatusCode, code: &
     assert!(
         matches!(
             refused,
-            Err(eider_shared::store::StoreError::ConditionFailed { index: 0 })
+            Err(eider_shared::store::StoreError::ConditionFailed { label: "a" })
         ),
         "{refused:?}"
     );

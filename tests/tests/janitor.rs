@@ -101,7 +101,7 @@ async fn add_copies(app: &TestApp, user: &str, mailbox: &str, count: usize) {
         .update(
             &keys::mailbox(&u, &m),
             Update::default().add(mailboxes::UID_NEXT, count as i64),
-            Some(Condition::Exists),
+            Some(Condition::Exists.labeled(mailboxes::MAILBOX_GONE)),
         )
         .await
         .unwrap();
@@ -126,7 +126,7 @@ async fn add_copies(app: &TestApp, user: &str, mailbox: &str, count: usize) {
     for chunk in copies.chunks(50) {
         let mut writes = Vec::new();
         for copy in chunk {
-            writes.push(Write::put_new(copy.item(&target)));
+            writes.push(Write::put_new(copy.item(&target), messages::UID_TAKEN));
             writes.push(Write::put(Item::new(
                 keys::message_pointer(&u, &copy.id),
                 json!({ "mailbox": m, "uid": copy.uid }),
@@ -145,12 +145,12 @@ async fn add_copies(app: &TestApp, user: &str, mailbox: &str, count: usize) {
                     .add(mailboxes::UNSEEN, n * i64::from(!original.seen))
                     .add(mailboxes::SIZE, n * size)
                     .add(mailboxes::MODIFY_INDEX, 1),
-                condition: Some(Condition::Exists),
+                guard: Some(Condition::Exists.labeled(mailboxes::MAILBOX_GONE)),
             },
             Write::Update {
                 key: keys::user(&u),
                 update: Update::default().add(users::STORAGE_USED, n * size),
-                condition: Some(Condition::Exists),
+                guard: Some(Condition::Exists.labeled(users::USER_GONE)),
             },
         ])
         .await

@@ -1,80 +1,64 @@
 //! The archive endpoint group: deleted messages, restorable for a while. Serves the spec's
 //! paths (`/users/{user}/archived...`) and WildDuck's current ones
-//! (`/users/{user}/archived/messages...`). Rules live in `eider_shared::domain::archive`.
+//! (`/users/{user}/archived/messages...`). Handlers validate through
+//! `eider_shared::http::wire::messages`, call `eider_shared::domain::archive`, and answer; the
+//! rules live in shared/.
 
 use axum::extract::State;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use eider_shared::domain::archive;
-use eider_shared::error::ApiResult;
-use eider_shared::http::{AppState, Params, PathParam, Validator};
-use eider_shared::id::ObjectId;
+use eider_shared::http::extract::{ArchivedId, UserId};
+use eider_shared::http::validate::session_only;
+use eider_shared::http::wire::messages as wire;
+use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
 use serde_json::Value;
 
-/// Every route of this group (method, path), as template.yaml must list them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/users/{user}/archived"),
-    ("GET", "/users/{user}/archived/messages"),
-    ("GET", "/users/{user}/archived/{message}"),
-    ("POST", "/users/{user}/archived/{message}/restore"),
-    ("POST", "/users/{user}/archived/messages/{message}/restore"),
-];
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users/{user}/archived", get(list_archived))
-        .route("/users/{user}/archived/messages", get(list_archived))
-        .route("/users/{user}/archived/{message}", get(get_archived))
-        .route(
-            "/users/{user}/archived/{message}/restore",
-            post(restore_archived),
-        )
-        .route(
+/// Every route of this group: the router is built from it, and template.yaml must list it.
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/users/{user}/archived", list_archived)
+        .get("/users/{user}/archived/messages", list_archived)
+        .get("/users/{user}/archived/{message}", get_archived)
+        .post("/users/{user}/archived/{message}/restore", restore_archived)
+        .post(
             "/users/{user}/archived/messages/{message}/restore",
-            post(restore_archived),
+            restore_archived,
         )
 }
 
-fn ids(user: &str, message: Option<&str>) -> ApiResult<(ObjectId, ObjectId)> {
-    let mut v = Validator::new(Default::default());
-    let user = v.path_id("user", user);
-    let message = message.and_then(|m| v.path_id("message", m));
-    v.finish()?;
-    Ok((user.unwrap_or_default(), message.unwrap_or_default()))
+pub fn router() -> Router<AppState> {
+    routes().router()
 }
 
 /// `GET /users/{user}/archived` (spec "List archived messages").
 async fn list_archived(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, _) = ids(&user, None)?;
-    Ok(Json(archive::list(&state, &user, params).await?))
+    let (ascending, page) = wire::ordered_page(params)?;
+    let listing = archive::list(&state, &user, ascending, &page).await?;
+    Ok(Json(wire::archive_json(&page, &listing)))
 }
 
 /// `GET /users/{user}/archived/{message}` (spec "Get archived message details").
 async fn get_archived(
     State(state): State<AppState>,
-    PathParam((user, message)): PathParam<(String, String)>,
+    Ids((user, message)): Ids<(UserId, ArchivedId)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, message) = ids(&user, Some(&message))?;
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
-    Ok(Json(archive::get(&state, &user, &message).await?))
+    session_only(params)?;
+    let (archived, details) = archive::get(&state, &user, &message).await?;
+    Ok(Json(wire::archived_json(&archived, &details)))
 }
 
 /// `POST /users/{user}/archived/{message}/restore` (spec "Restore archived message").
 async fn restore_archived(
     State(state): State<AppState>,
-    PathParam((user, message)): PathParam<(String, String)>,
+    Ids((user, message)): Ids<(UserId, ArchivedId)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, message) = ids(&user, Some(&message))?;
-    Ok(Json(
-        archive::restore(&state, &user, &message, params).await?,
-    ))
+    let target = wire::restore(params)?;
+    let restored = archive::restore(&state, &user, &message, target).await?;
+    Ok(Json(wire::restored_json(&restored)))
 }

@@ -1,55 +1,38 @@
 //! The auth endpoint group: `POST /authenticate`, `GET /users/{user}/authlog`, the
-//! application-specific passwords (`/users/{user}/asps...`), TOTP 2FA (`/users/{user}/2fa...`)
-//! and `POST /users/{user}/password/reset`. Handlers parse and validate, call
-//! `eider_shared::domain::{auth, authlog, asps, totp}`, and shape the JSON; the rules live in
+//! application-specific passwords (`/users/{user}/asps...`), TOTP 2FA
+//! (`/users/{user}/2fa...`) and `POST /users/{user}/password/reset`. Handlers validate
+//! through `eider_shared::http::wire::{auth, authlog}`, call
+//! `eider_shared::domain::{auth, authlog, asps, totp}`, and answer the JSON; the rules live in
 //! shared/.
 
 use axum::extract::State;
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use eider_shared::domain::authlog::{self, ListAuthlog};
-use eider_shared::domain::{asps, auth, totp};
-use eider_shared::error::ApiResult;
-use eider_shared::http::{AppState, Params, PathParam, Validator};
-use eider_shared::id::ObjectId;
+use eider_shared::domain::{asps, auth, authlog, totp};
+use eider_shared::http::extract::{AspId, UserId};
+use eider_shared::http::validate::session_only;
+use eider_shared::http::wire::{auth as wire, authlog as authlog_wire};
+use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
 use serde_json::{Value, json};
 
-/// Every route of this group (method, path), as template.yaml must list them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/authenticate"),
-    ("GET", "/users/{user}/authlog"),
-    ("GET", "/users/{user}/asps"),
-    ("POST", "/users/{user}/asps"),
-    ("GET", "/users/{user}/asps/{asp}"),
-    ("DELETE", "/users/{user}/asps/{asp}"),
-    ("POST", "/users/{user}/2fa/totp/setup"),
-    ("POST", "/users/{user}/2fa/totp/enable"),
-    ("POST", "/users/{user}/2fa/totp/check"),
-    ("DELETE", "/users/{user}/2fa/totp"),
-    ("DELETE", "/users/{user}/2fa"),
-    ("POST", "/users/{user}/password/reset"),
-];
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/authenticate", post(authenticate))
-        .route("/users/{user}/authlog", get(list_authlog))
-        .route("/users/{user}/asps", get(list_asps).post(create_asp))
-        .route("/users/{user}/asps/{asp}", get(get_asp).delete(delete_asp))
-        .route("/users/{user}/2fa/totp/setup", post(setup_totp))
-        .route("/users/{user}/2fa/totp/enable", post(enable_totp))
-        .route("/users/{user}/2fa/totp/check", post(check_totp))
-        .route("/users/{user}/2fa/totp", delete(disable_totp))
-        .route("/users/{user}/2fa", delete(disable_2fa))
-        .route("/users/{user}/password/reset", post(reset_password))
+/// Every route of this group: the router is built from it, and template.yaml must list it.
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/authenticate", authenticate)
+        .get("/users/{user}/authlog", list_authlog)
+        .get("/users/{user}/asps", list_asps)
+        .post("/users/{user}/asps", create_asp)
+        .get("/users/{user}/asps/{asp}", get_asp)
+        .delete("/users/{user}/asps/{asp}", delete_asp)
+        .post("/users/{user}/2fa/totp/setup", setup_totp)
+        .post("/users/{user}/2fa/totp/enable", enable_totp)
+        .post("/users/{user}/2fa/totp/check", check_totp)
+        .delete("/users/{user}/2fa/totp", disable_totp)
+        .delete("/users/{user}/2fa", disable_2fa)
+        .post("/users/{user}/password/reset", reset_password)
 }
 
-/// Validates object-id path parameters, reporting every bad one.
-fn ids<const N: usize>(raw: [(&str, &str); N]) -> ApiResult<[ObjectId; N]> {
-    let mut v = Validator::new(Default::default());
-    let parsed = raw.map(|(field, value)| v.path_id(field, value).unwrap_or_default());
-    v.finish()?;
-    Ok(parsed)
+pub fn router() -> Router<AppState> {
+    routes().router()
 }
 
 fn success() -> Json<Value> {
@@ -61,138 +44,130 @@ async fn authenticate(
     State(state): State<AppState>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let request = auth::AuthRequest::parse(params)?;
-    Ok(Json(auth::authenticate(&state, request).await?))
+    let request = wire::auth_request(params)?;
+    let authenticated = auth::authenticate(&state, request).await?;
+    Ok(Json(wire::authenticated_json(&authenticated)))
 }
 
 /// `GET /users/{user}/authlog` (spec "List the authentication log").
 async fn list_authlog(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    let request = ListAuthlog::parse(params)?;
-    Ok(Json(authlog::list(&state, &id, request).await?))
+    let request = authlog_wire::list_authlog(params)?;
+    let listing = authlog::list(&state, &user, &request).await?;
+    Ok(Json(authlog_wire::list_json(&request, &listing)))
 }
 
 /// `GET /users/{user}/asps` (spec "List existing passwords").
 async fn list_asps(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    Ok(Json(asps::list(&state, &id, params).await?))
+    let show_all = wire::list_asps(params)?;
+    let list = asps::list(&state, &user, show_all).await?;
+    Ok(Json(wire::asps_json(&list)))
 }
 
 /// `POST /users/{user}/asps` (spec "Add a new Application Specific Password").
 async fn create_asp(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    let created = asps::create(&state, &id, params).await?;
-    let mut body = json!({
-        "success": true,
-        "id": created.id,
-        "password": created.password,
-    });
-    if let Some(profile) = created.mobileconfig {
-        body["name"] = json!(profile.name);
-        body["address"] = json!(profile.address);
-        body["mobileconfig"] = json!(profile.base64);
-    }
-    Ok(Json(body))
+    let input = wire::new_asp(params)?;
+    let created = asps::create(&state, &user, input).await?;
+    Ok(Json(wire::created_asp_json(&created)))
 }
 
 /// `GET /users/{user}/asps/{asp}` (WildDuck's; not in the spec).
 async fn get_asp(
     State(state): State<AppState>,
-    PathParam((user, asp)): PathParam<(String, String)>,
+    Ids((user, asp)): Ids<(UserId, AspId)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [user, asp] = ids([("user", &user), ("asp", &asp)])?;
-    Ok(Json(asps::get(&state, &user, &asp, params).await?))
+    session_only(params)?;
+    let found = asps::get(&state, &user, &asp).await?;
+    let mut body = wire::asp_json(&found);
+    body["success"] = json!(true);
+    Ok(Json(body))
 }
 
 /// `DELETE /users/{user}/asps/{asp}` (spec "Delete an Application Specific Password").
 async fn delete_asp(
     State(state): State<AppState>,
-    PathParam((user, asp)): PathParam<(String, String)>,
+    Ids((user, asp)): Ids<(UserId, AspId)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [user, asp] = ids([("user", &user), ("asp", &asp)])?;
-    asps::delete(&state, &user, &asp, params).await?;
+    let session = session_only(params)?;
+    asps::delete(&state, &user, &asp, &session).await?;
     Ok(success())
 }
 
 /// `POST /users/{user}/2fa/totp/setup` (spec "Setup 2FA").
 async fn setup_totp(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    Ok(Json(totp::setup(&state, &id, params).await?))
+    let (issuer, label, fresh) = wire::totp_setup(params)?;
+    let setup = totp::setup(&state, &user, issuer, label, fresh).await?;
+    Ok(Json(wire::setup_json(&setup)))
 }
 
 /// `POST /users/{user}/2fa/totp/enable` (spec "Verify 2FA").
 async fn enable_totp(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    totp::enable(&state, &id, params).await?;
+    let (token, session) = wire::totp_token(params)?;
+    totp::enable(&state, &user, &token, &session).await?;
     Ok(success())
 }
 
 /// `POST /users/{user}/2fa/totp/check` (spec "Check 2FA").
 async fn check_totp(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    totp::check(&state, &id, params).await?;
+    let (token, session) = wire::totp_token(params)?;
+    totp::check(&state, &user, &token, &session).await?;
     Ok(success())
 }
 
 /// `DELETE /users/{user}/2fa/totp` (spec "Disable TOTP").
 async fn disable_totp(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    totp::disable(&state, &id, params).await?;
+    let session = session_only(params)?;
+    totp::disable(&state, &user, &session).await?;
     Ok(success())
 }
 
 /// `DELETE /users/{user}/2fa` (spec "Disable 2FA").
 async fn disable_2fa(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    totp::disable_all(&state, &id, params).await?;
+    let session = session_only(params)?;
+    totp::disable_all(&state, &user, &session).await?;
     Ok(success())
 }
 
 /// `POST /users/{user}/password/reset` (spec "Reset user password").
 async fn reset_password(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let [id] = ids([("user", &user)])?;
-    let reset = auth::reset_password(&state, &id, params).await?;
-    Ok(Json(json!({
-        "success": true,
-        "password": reset.password,
-        "validAfter": reset.valid_after,
-    })))
+    let (valid_after, session) = wire::reset_request(params)?;
+    let reset = auth::reset_password(&state, &user, valid_after, &session).await?;
+    Ok(Json(wire::reset_json(&reset)))
 }

@@ -36,11 +36,6 @@ pub fn spam_score(receipt: &SimpleEmailReceipt) -> Option<u8> {
     }
 }
 
-/// A storage fault as an invocation error (Lambda then retries the invocation).
-fn api(e: eider_shared::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", e.code, e.message)
-}
-
 /// SES message ids are letters, digits and dashes; anything else can't name an object.
 fn valid_message_id(id: &str) -> bool {
     !id.is_empty()
@@ -75,8 +70,9 @@ pub async fn handle(ingest: &Ingest, event: SimpleEmailEvent) -> anyhow::Result<
         let mut answers: Vec<Option<Value>> = Vec::new();
         let mut pending = Vec::new();
         for address in &receipt.recipients {
-            let answer = match delivery.recipient(address).await.map_err(api)? {
-                Ok(recipient) => match delivery.already(&id, &recipient).await.map_err(api)? {
+            // A storage fault fails the invocation (with its cause): Lambda retries it.
+            let answer = match delivery.recipient(address).await? {
+                Ok(recipient) => match delivery.already(&id, &recipient).await? {
                     Some(done) => Some(json!({ "recipient": address, "result": done })),
                     None => {
                         pending.push((answers.len(), address.clone(), recipient));

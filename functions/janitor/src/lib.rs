@@ -56,10 +56,9 @@ pub async fn handle(
     janitor::run(state, chrono::Utc::now(), budget)
         .await
         .map_err(|e| {
-            // Logged with its cause here (the answer carries none); the next tick starts over
-            // where this run stopped.
-            tracing::error!(error = ?e, "janitor run failed");
-            lambda_runtime::Error::from(format!("janitor run failed: {}", e.code))
+            // The next tick starts over where this run stopped.
+            tracing::error!(error = format!("{e:#}"), "janitor run failed");
+            lambda_runtime::Error::from(e)
         })
 }
 

@@ -4,34 +4,23 @@
 pub mod lmtp;
 
 use axum::Router;
-use eider_shared::http::AppState;
+use eider_shared::http::{AppState, Routes};
+
+/// Every route of every group, in one list. Building the router from it panics on a route
+/// claimed twice, so no two groups can serve the same endpoint.
+pub fn routes() -> Routes {
+    eider_users::routes()
+        .merge(eider_addresses::routes())
+        .merge(eider_auth::routes())
+        .merge(eider_mailboxes::routes())
+        .merge(eider_messages::routes())
+        .merge(eider_archive::routes())
+        .merge(eider_updates::routes())
+        .merge(eider_filters::routes())
+        .merge(eider_autoreply::routes())
+}
 
 /// Every group's router in one.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(eider_users::router())
-        .merge(eider_addresses::router())
-        .merge(eider_auth::router())
-        .merge(eider_mailboxes::router())
-        .merge(eider_messages::router())
-        .merge(eider_archive::router())
-        .merge(eider_updates::router())
-        .merge(eider_filters::router())
-        .merge(eider_autoreply::router())
-}
-
-/// Every route of every group (method, path).
-pub fn routes() -> Vec<(&'static str, &'static str)> {
-    [
-        eider_users::ROUTES,
-        eider_addresses::ROUTES,
-        eider_auth::ROUTES,
-        eider_mailboxes::ROUTES,
-        eider_messages::ROUTES,
-        eider_archive::ROUTES,
-        eider_updates::ROUTES,
-        eider_filters::ROUTES,
-        eider_autoreply::ROUTES,
-    ]
-    .concat()
+    routes().router()
 }

@@ -376,7 +376,7 @@ async fn session(
                         format!("550 5.2.1 <{address}>: Mailbox disabled")
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e.message, "recipient lookup failed");
+                        tracing::warn!(error = %e, "recipient lookup failed");
                         "451 4.3.0 Temporary failure, try again later".to_string()
                     }
                 };

@@ -1,114 +1,65 @@
 //! The messages endpoint group: upload, listing, details, flags and moves, deletion, raw
 //! source, attachments, message events, flagged messages, search and the quota recount.
-//! Rules live in `eider_shared::domain::{messages, search, archive}`.
+//! Handlers validate through `eider_shared::http::wire::messages`, call
+//! `eider_shared::domain::{messages, search, archive}`, and answer; the rules live in shared/.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use eider_shared::domain::messages::{self, Download, MessageUpdate, Upload};
+use eider_shared::domain::messages::{self, Download};
 use eider_shared::domain::{archive, search};
-use eider_shared::error::{ApiError, ApiResult};
-use eider_shared::http::{AppState, Params, PathParam, Validator};
-use eider_shared::id::ObjectId;
+use eider_shared::http::extract::{
+    AttachmentId, MailboxId, MessageSelector, MessageUid, UploadId, UserId,
+};
+use eider_shared::http::validate::session_only;
+use eider_shared::http::wire::messages as wire;
+use eider_shared::http::{ApiError, ApiResult, AppState, Ids, Params, Routes};
 use serde_json::{Value, json};
 
-/// Every route of this group (method, path), as template.yaml must list them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/users/{user}/mailboxes/{mailbox}/messages"),
-    ("POST", "/users/{user}/mailboxes/{mailbox}/messages"),
-    (
-        "GET",
-        "/users/{user}/mailboxes/{mailbox}/messages/{message}",
-    ),
-    (
-        "PUT",
-        "/users/{user}/mailboxes/{mailbox}/messages/{message}",
-    ),
-    (
-        "DELETE",
-        "/users/{user}/mailboxes/{mailbox}/messages/{message}",
-    ),
-    (
-        "GET",
-        "/users/{user}/mailboxes/{mailbox}/messages/{message}/message.eml",
-    ),
-    (
-        "GET",
-        "/users/{user}/mailboxes/{mailbox}/messages/{message}/attachments/{attachment}",
-    ),
-    (
-        "GET",
-        "/users/{user}/mailboxes/{mailbox}/messages/{message}/events",
-    ),
-    ("GET", "/users/{user}/flagged"),
-    ("GET", "/users/{user}/search"),
-    ("POST", "/users/{user}/quota/reset"),
-    ("POST", "/users/{user}/uploads"),
-    ("PUT", "/users/{user}/uploads/{upload}"),
-];
-
-pub fn router() -> Router<AppState> {
-    let message = "/users/{user}/mailboxes/{mailbox}/messages/{message}";
-    Router::new()
-        .route(
-            "/users/{user}/mailboxes/{mailbox}/messages",
-            get(list_messages).post(upload_message),
+/// Every route of this group: the router is built from it, and template.yaml must list it.
+pub fn routes() -> Routes {
+    const MESSAGES: &str = "/users/{user}/mailboxes/{mailbox}/messages";
+    const MESSAGE: &str = "/users/{user}/mailboxes/{mailbox}/messages/{message}";
+    Routes::new()
+        .get(MESSAGES, list_messages)
+        .post(MESSAGES, upload_message)
+        .get(MESSAGE, get_message)
+        .put(MESSAGE, update_messages)
+        .delete(MESSAGE, delete_message)
+        .get(
+            "/users/{user}/mailboxes/{mailbox}/messages/{message}/message.eml",
+            get_message_source,
         )
-        .route(
-            message,
-            get(get_message).put(update_messages).delete(delete_message),
+        .get(
+            "/users/{user}/mailboxes/{mailbox}/messages/{message}/attachments/{attachment}",
+            get_attachment,
         )
-        .route(&format!("{message}/message.eml"), get(get_message_source))
-        .route(
-            &format!("{message}/attachments/{{attachment}}"),
-            get(get_attachment),
+        .get(
+            "/users/{user}/mailboxes/{mailbox}/messages/{message}/events",
+            get_message_events,
         )
-        .route(&format!("{message}/events"), get(get_message_events))
-        .route("/users/{user}/flagged", get(list_flagged))
-        .route("/users/{user}/search", get(search_messages))
-        .route("/users/{user}/quota/reset", post(reset_quota))
-        .route("/users/{user}/uploads", post(create_upload))
-        .route("/users/{user}/uploads/{upload}", put(put_upload))
+        .get("/users/{user}/flagged", list_flagged)
+        .get("/users/{user}/search", search_messages)
+        .post("/users/{user}/quota/reset", reset_quota)
+        .post("/users/{user}/uploads", create_upload)
+        .put("/users/{user}/uploads/{upload}", put_upload)
 }
 
-/// Validates `{user}`, `{mailbox}` and a single `{message}` UID.
-fn ids(
-    user: &str,
-    mailbox: Option<&str>,
-    message: Option<&str>,
-) -> ApiResult<(ObjectId, ObjectId, u32)> {
-    let mut v = Validator::new(Default::default());
-    let user = v.path_id("user", user);
-    let mailbox = mailbox.and_then(|m| v.path_id("mailbox", m));
-    let uid = message.and_then(|m| match m.parse::<u32>() {
-        Ok(uid) if uid >= 1 => Some(uid),
-        _ => {
-            v.error(
-                "message",
-                "\"message\" must be a number greater than or equal to 1",
-            );
-            None
-        }
-    });
-    v.finish()?;
-    Ok((
-        user.unwrap_or_default(),
-        mailbox.unwrap_or_default(),
-        uid.unwrap_or_default(),
-    ))
+pub fn router() -> Router<AppState> {
+    routes().router()
 }
 
 /// `GET /users/{user}/mailboxes/{mailbox}/messages` (spec "List existing messages").
 async fn list_messages(
     State(state): State<AppState>,
-    PathParam((user, mailbox)): PathParam<(String, String)>,
+    Ids((user, mailbox)): Ids<(UserId, MailboxId)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, mailbox, _) = ids(&user, Some(&mailbox), None)?;
-    Ok(Json(messages::list(&state, &user, &mailbox, params).await?))
+    let (request, meta_data) = wire::list_messages(params)?;
+    let listing = messages::list(&state, &user, &mailbox, &request).await?;
+    Ok(Json(wire::list_json(&request, meta_data, &listing)))
 }
 
 /// `POST /users/{user}/mailboxes/{mailbox}/messages` (WildDuck's "Upload Message"): `raw`
@@ -116,10 +67,9 @@ async fn list_messages(
 /// `Idempotency-Key` header makes retries store the message once.
 async fn upload_message(
     State(state): State<AppState>,
-    PathParam((user, mailbox)): PathParam<(String, String)>,
+    Ids((user, mailbox)): Ids<(UserId, MailboxId)>,
     request: Request,
 ) -> ApiResult<Json<Value>> {
-    let (user, mailbox, _) = ids(&user, Some(&mailbox), None)?;
     let key = request
         .headers()
         .get("idempotency-key")
@@ -145,52 +95,44 @@ async fn upload_message(
         let Params(params) = Params::from_request(request, &state).await?;
         (params, None)
     };
-    let upload = Upload::parse(params, raw, key)?;
+    let upload = wire::upload(params, raw, key)?;
     let stored = messages::store(&state, &user, &mailbox, upload).await?;
-    Ok(Json(json!({
-        "success": true,
-        "message": { "id": stored.uid, "mailbox": stored.mailbox, "size": stored.size },
-    })))
+    Ok(Json(wire::stored_json(&stored)))
 }
 
 /// `GET .../messages/{message}` (spec "Get message details").
 async fn get_message(
     State(state): State<AppState>,
-    PathParam((user, mailbox, message)): PathParam<(String, String, String)>,
+    Ids((user, mailbox, uid)): Ids<(UserId, MailboxId, MessageUid)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, mailbox, uid) = ids(&user, Some(&mailbox), Some(&message))?;
-    Ok(Json(
-        messages::get(&state, &user, &mailbox, uid, params).await?,
-    ))
+    let mark_seen = wire::get_message(params)?;
+    let details = messages::get(&state, &user, &mailbox, uid.0, mark_seen).await?;
+    let mut body = wire::details_json(&details);
+    body["success"] = json!(true);
+    Ok(Json(body))
 }
 
 /// `PUT .../messages/{message}` (spec "Update message details"): one UID, a list `1,2,3` or a
 /// range `1:5` / `1:*`; flags, expiry, and `moveTo`.
 async fn update_messages(
     State(state): State<AppState>,
-    PathParam((user, mailbox, message)): PathParam<(String, String, String)>,
+    Ids((user, mailbox, selector)): Ids<(UserId, MailboxId, MessageSelector)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, mailbox, _) = ids(&user, Some(&mailbox), None)?;
-    let request = MessageUpdate::parse(&message, params)?;
-    Ok(Json(
-        messages::update(&state, &user, &mailbox, request).await?,
-    ))
+    let request = wire::message_update(&selector.0, params)?;
+    let updated = messages::update(&state, &user, &mailbox, request).await?;
+    Ok(Json(wire::updated_json(&updated)))
 }
 
 /// `DELETE .../messages/{message}` (spec "Delete a message"): into the archive.
 async fn delete_message(
     State(state): State<AppState>,
-    PathParam((user, mailbox, message)): PathParam<(String, String, String)>,
+    Ids((user, mailbox, uid)): Ids<(UserId, MailboxId, MessageUid)>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, mailbox, uid) = ids(&user, Some(&mailbox), Some(&message))?;
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
-    messages::delete(&state, &user, &mailbox, uid).await?;
+    session_only(params)?;
+    messages::delete(&state, &user, &mailbox, uid.0).await?;
     Ok(Json(json!({ "success": true })))
 }
 
@@ -239,10 +181,9 @@ fn blob_chunks(
 /// `GET .../messages/{message}/message.eml` (spec "Get message source"): the stored bytes.
 async fn get_message_source(
     State(state): State<AppState>,
-    PathParam((user, mailbox, message)): PathParam<(String, String, String)>,
+    Ids((user, mailbox, uid)): Ids<(UserId, MailboxId, MessageUid)>,
 ) -> ApiResult<Response> {
-    let (user, mailbox, uid) = ids(&user, Some(&mailbox), Some(&message))?;
-    let download = messages::raw_source(&state, &user, &mailbox, uid).await?;
+    let download = messages::raw_source(&state, &user, &mailbox, uid.0).await?;
     let content_type = (
         header::CONTENT_TYPE,
         HeaderValue::from_static("message/rfc822"),
@@ -254,22 +195,10 @@ async fn get_message_source(
 /// the decoded bytes with the part's content type and file name.
 async fn get_attachment(
     State(state): State<AppState>,
-    PathParam((user, mailbox, message, attachment)): PathParam<(String, String, String, String)>,
+    Ids((user, mailbox, uid, attachment)): Ids<(UserId, MailboxId, MessageUid, AttachmentId)>,
 ) -> ApiResult<Response> {
-    let (user, mailbox, uid) = ids(&user, Some(&mailbox), Some(&message))?;
-    let valid = attachment.len() > 3
-        && attachment[..3].eq_ignore_ascii_case("ATT")
-        && attachment[3..].bytes().all(|b| b.is_ascii_digit());
-    if !valid {
-        return Err(ApiError::invalid_field(
-            "attachment",
-            format!(
-                "\"attachment\" with value {attachment:?} fails to match the required pattern: /^ATT\\d+$/i"
-            ),
-        ));
-    }
     let (info, download) =
-        messages::attachment_download(&state, &user, &mailbox, uid, &attachment).await?;
+        messages::attachment_download(&state, &user, &mailbox, uid.0, &attachment.0).await?;
     let content_type = HeaderValue::from_str(&info.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let filename = messages::safe_filename(&info.filename);
@@ -286,67 +215,62 @@ async fn get_attachment(
 /// S3 URL in the cloud, `PUT /users/{user}/uploads/{id}` locally).
 async fn create_upload(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, _, _) = ids(&user, None, None)?;
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
-    Ok(Json(messages::create_upload(&state, &user).await?))
+    session_only(params)?;
+    let upload = messages::create_upload(&state, &user).await?;
+    Ok(Json(wire::staged_upload_json(&upload)))
 }
 
 /// `PUT /users/{user}/uploads/{upload}`: the raw message of a staged upload.
 async fn put_upload(
     State(state): State<AppState>,
-    PathParam((user, upload)): PathParam<(String, String)>,
+    Ids((user, upload)): Ids<(UserId, UploadId)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let mut v = Validator::new(Default::default());
-    let user = v.path_id("user", &user);
-    let upload = v.path_id("upload", &upload);
-    v.finish()?;
-    let (user, upload) = (user.unwrap_or_default(), upload.unwrap_or_default());
     messages::put_upload(&state, &user, &upload, body).await?;
-    Ok(Json(json!({ "success": true, "id": upload })))
+    Ok(Json(json!({ "success": true, "id": upload.0 })))
 }
 
 /// `GET .../messages/{message}/events` (spec "Get message events").
 async fn get_message_events(
     State(state): State<AppState>,
-    PathParam((user, mailbox, message)): PathParam<(String, String, String)>,
+    Ids((user, mailbox, uid)): Ids<(UserId, MailboxId, MessageUid)>,
 ) -> ApiResult<Json<Value>> {
-    let (user, mailbox, uid) = ids(&user, Some(&mailbox), Some(&message))?;
-    Ok(Json(messages::events(&state, &user, &mailbox, uid).await?))
+    let (id, events) = messages::events(&state, &user, &mailbox, uid.0).await?;
+    Ok(Json(wire::events_json(&id, &events)))
 }
 
 /// `GET /users/{user}/flagged` (spec "List flagged messages").
 async fn list_flagged(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, _, _) = ids(&user, None, None)?;
-    Ok(Json(search::flagged(&state, &user, params).await?))
+    let (ascending, page) = wire::ordered_page(params)?;
+    let result = search::flagged(&state, &user, ascending, &page).await?;
+    Ok(Json(wire::search_json(&page, &result, None)))
 }
 
 /// `GET /users/{user}/search` (spec "Search for messages").
 async fn search_messages(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, _, _) = ids(&user, None, None)?;
-    Ok(Json(search::search(&state, &user, params).await?))
+    let (query, ascending, page) = wire::search(params)?;
+    let result = search::search(&state, &user, query.clone(), ascending, &page).await?;
+    Ok(Json(wire::search_json(&page, &result, Some(&query))))
 }
 
 /// `POST /users/{user}/quota/reset` (spec "Recalculate user quota").
 async fn reset_quota(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (user, _, _) = ids(&user, None, None)?;
-    Ok(Json(archive::reset_quota(&state, &user, params).await?))
+    session_only(params)?;
+    let recount = archive::reset_quota(&state, &user).await?;
+    Ok(Json(wire::recount_json(&recount)))
 }

@@ -21,24 +21,26 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::get;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use eider_shared::domain::updates::{self, JournalReader};
 use eider_shared::domain::users;
-use eider_shared::error::{ApiError, ApiResult};
-use eider_shared::http::{AppState, Params, PathParam, Validator, finish};
+use eider_shared::http::error::{ApiError, ApiResult};
+use eider_shared::http::extract::UserId;
+use eider_shared::http::{AppState, Ids, Params, Routes, Validator, finish};
 use eider_shared::id::ObjectId;
 use eider_shared::store::StoreError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Every route of this group (method, path). In the cloud they are served by the function's
-/// URL, not by the HTTP API.
-pub const ROUTES: &[(&str, &str)] = &[("GET", "/users/{user}/updates")];
+/// Every route of this group: the router is built from it. In the cloud they are served by
+/// the function's URL, not by the HTTP API.
+pub fn routes() -> Routes {
+    Routes::new().get("/users/{user}/updates", stream_updates)
+}
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/users/{user}/updates", get(stream_updates))
+    routes().router()
 }
 
 /// The latest time a stream may run to: the Lambda entry point sets it from the invocation's
@@ -77,11 +79,10 @@ fn with_deadline(mut request: lambda_http::Request) -> lambda_http::Request {
 /// the user check answer JSON errors before the stream starts; then `200 text/event-stream`.
 async fn stream_updates(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     request: Request,
 ) -> ApiResult<Response> {
     let mut v = Validator::new(Params::from_query(request.uri()).0);
-    let id = v.path_id("user", &user);
     v.session();
     // The header wins: a browser's EventSource keeps its URL (and a stale query parameter)
     // when it reconnects, and sends the newest id in the header.
@@ -106,7 +107,7 @@ async fn stream_updates(
     };
     v.deny_unknown();
     v.finish()?;
-    let user = id.unwrap_or_default();
+    let user = user.0;
     users::load(&state, &user).await?;
 
     // Subscribe before reading, so a write that commits in between still wakes the stream.

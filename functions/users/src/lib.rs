@@ -1,42 +1,29 @@
 //! The users endpoint group: `GET/POST /users`, `GET/PUT/DELETE /users/{user}`,
-//! `PUT /users/{user}/logout`. Handlers parse and validate, call `eider_shared::domain::users`,
-//! and shape the JSON; the rules live in shared/.
+//! `PUT /users/{user}/logout`. Handlers validate through `eider_shared::http::wire::users`,
+//! call `eider_shared::domain::users`, and answer the JSON; the rules live in shared/.
 
 use axum::extract::State;
-use axum::routing::{get, put};
 use axum::{Json, Router};
-use eider_shared::domain::users::{self, DeleteUser, ListUsers, NewUser, UserChanges};
-use eider_shared::error::ApiResult;
-use eider_shared::http::{AppState, Params, PathParam, Validator};
-use eider_shared::id::ObjectId;
+use eider_shared::domain::users;
+use eider_shared::http::extract::UserId;
+use eider_shared::http::validate::session_only;
+use eider_shared::http::wire::users as wire;
+use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
 use serde_json::{Value, json};
 
-/// Every route of this group (method, path), as template.yaml must list them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/users"),
-    ("POST", "/users"),
-    ("GET", "/users/{user}"),
-    ("PUT", "/users/{user}"),
-    ("DELETE", "/users/{user}"),
-    ("PUT", "/users/{user}/logout"),
-];
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users).post(create_user))
-        .route(
-            "/users/{user}",
-            get(get_user).put(update_user).delete(delete_user),
-        )
-        .route("/users/{user}/logout", put(logout_user))
+/// Every route of this group: the router is built from it, and template.yaml must list it.
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/users", list_users)
+        .post("/users", create_user)
+        .get("/users/{user}", get_user)
+        .put("/users/{user}", update_user)
+        .delete("/users/{user}", delete_user)
+        .put("/users/{user}/logout", logout_user)
 }
 
-/// Validates the `{user}` path parameter.
-fn user_id(raw: &str) -> ApiResult<ObjectId> {
-    let mut v = Validator::new(Default::default());
-    let id = v.path_id("user", raw);
-    v.finish()?;
-    Ok(id.unwrap_or_default())
+pub fn router() -> Router<AppState> {
+    routes().router()
 }
 
 /// `GET /users`: search and list users (spec "Search and list users").
@@ -44,8 +31,14 @@ async fn list_users(
     State(state): State<AppState>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let request = ListUsers::parse(params)?;
-    Ok(Json(users::list(&state, request).await?))
+    let (request, view) = wire::list_users(params)?;
+    let listing = users::list(&state, &request).await?;
+    Ok(Json(wire::list_json(
+        &request,
+        &view,
+        &listing,
+        &state.config,
+    )))
 }
 
 /// `POST /users`: create a user (spec "Add a new user").
@@ -53,7 +46,7 @@ async fn create_user(
     State(state): State<AppState>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let input = NewUser::parse(params)?;
+    let input = wire::new_user(params)?;
     let id = users::create(&state, input).await?;
     Ok(Json(json!({ "success": true, "id": id })))
 }
@@ -61,56 +54,43 @@ async fn create_user(
 /// `GET /users/{user}` (spec "Get one user").
 async fn get_user(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let id = user_id(&user)?;
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
-    let stored = users::load(&state, &id).await?;
-    Ok(Json(users::user_json(&stored, &state.config)))
+    session_only(params)?;
+    let stored = users::load(&state, &user).await?;
+    Ok(Json(wire::user_json(&stored, &state.config)))
 }
 
 /// `PUT /users/{user}` (spec "Update user details").
 async fn update_user(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let id = user_id(&user)?;
-    let changes = UserChanges::parse(params)?;
-    users::update(&state, &id, changes).await?;
+    let changes = wire::user_changes(params)?;
+    users::update(&state, &user, changes).await?;
     Ok(Json(json!({ "success": true })))
 }
 
 /// `DELETE /users/{user}` (spec "Delete user").
 async fn delete_user(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let id = user_id(&user)?;
-    let request = DeleteUser::parse(params)?;
-    let deleted = users::delete(&state, &id, request).await?;
-    Ok(Json(json!({
-        "success": true,
-        "code": "TaskScheduled",
-        "user": id,
-        "addresses": { "deleted": deleted.addresses },
-        "deleteAfter": deleted.purge_after,
-        "task": deleted.task,
-    })))
+    let request = wire::delete_user(params)?;
+    let deleted = users::delete(&state, &user, request).await?;
+    Ok(Json(wire::deleted_json(&user, &deleted)))
 }
 
 /// `PUT /users/{user}/logout` (spec "Log out user from all IMAP sessions").
 async fn logout_user(
     State(state): State<AppState>,
-    PathParam(user): PathParam<String>,
+    Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let id = user_id(&user)?;
-    users::logout(&state, &id, params).await?;
+    let reason = wire::logout(params)?;
+    users::logout(&state, &user, reason).await?;
     Ok(Json(json!({ "success": true })))
 }

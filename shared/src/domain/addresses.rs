@@ -7,19 +7,23 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
-use super::names::{self, normalize_alias};
-use super::users::{self, MAX_LIST_ITEMS, StoredUser, profile_touch, profile_update};
-use super::{keys, stats};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::paging::{PageRequest, bucket_names, count_buckets, walk_buckets};
-use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, session_only};
+use super::names;
+use super::paging::{PageRequest, PageResult, bucket_names, count_buckets, walk_buckets};
+use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
+use super::users::{self, StoredUser, profile_touch, profile_update};
+use super::{AppState, DomainError, DomainResult, keys, stats};
 use crate::id::ObjectId;
 use crate::store::{
     Condition, Index, Item, Query, SortRange, StoreError, Update, Write, query_all,
 };
+
+/// Labels of the conditions on address items (see [`crate::store::Guard`]).
+/// The address's claim is taken.
+pub const ADDRESS_TAKEN: &str = "address taken";
+/// The address item is gone (or, for a new one, its id exists already).
+pub const ADDRESS_GONE: &str = "address gone";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -70,13 +74,16 @@ impl StoredAddress {
         .with_gsi1(keys::addresses_listing(&self.addrview))
     }
 
-    /// The claim first (a failed claim is the address being taken), then the address.
+    /// The claim (failing as [`ADDRESS_TAKEN`]) and the address.
     pub fn create_writes(&self) -> Vec<Write> {
         let claim = Item::new(
             keys::address_claim(&self.addrview),
             json!({ "user": self.user, "id": self.id, "address": self.address }),
         );
-        vec![Write::put_new(claim), Write::put_new(self.item())]
+        vec![
+            Write::put_new(claim, ADDRESS_TAKEN),
+            Write::put_new(self.item(), ADDRESS_GONE),
+        ]
     }
 
     pub fn delete_writes(&self) -> Vec<Write> {
@@ -85,39 +92,19 @@ impl StoredAddress {
             Write::delete(keys::address_claim(&self.addrview)),
         ]
     }
-
-    fn json(&self, main: bool, with_meta: bool) -> Value {
-        let mut out = json!({
-            "id": self.id,
-            "name": self.name.clone().map(Value::String).unwrap_or(Value::Bool(false)),
-            "address": self.address,
-            "main": main,
-            "tags": self.tags,
-            "created": self.created,
-        });
-        if with_meta {
-            out["metaData"] = object(&self.meta_data);
-            if self.internal_data.is_some() {
-                out["internalData"] = object(&self.internal_data);
-            }
-        }
-        out
-    }
 }
 
-fn object(text: &Option<String>) -> Value {
-    text.as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_else(|| Value::Object(Map::new()))
-}
-
-fn from_item(item: &Item) -> ApiResult<StoredAddress> {
+fn from_item(item: &Item) -> DomainResult<StoredAddress> {
     serde_json::from_value(item.body.clone())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt address {}: {e}", item.sk)))
+        .map_err(|e| DomainError::corrupt("address", &item.sk, e))
+}
+
+fn not_found() -> DomainError {
+    DomainError::AddressNotFound("Invalid or unknown address")
 }
 
 /// Every address of a user, ordered by address.
-pub async fn list_stored(state: &AppState, user: &ObjectId) -> ApiResult<Vec<StoredAddress>> {
+pub async fn list_stored(state: &AppState, user: &ObjectId) -> DomainResult<Vec<StoredAddress>> {
     let query = Query::table(keys::user_pk(user))
         .range(SortRange::BeginsWith(keys::ADDRESS_SK_PREFIX.into()))
         .limit(500);
@@ -125,24 +112,23 @@ pub async fn list_stored(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Sto
         .await?
         .iter()
         .map(from_item)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<_>>>()?;
     out.sort_by(|a, b| a.addrview.cmp(&b.addrview));
     Ok(out)
 }
 
-async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<StoredAddress> {
-    let item = state.table.get(&keys::address(user, id)).await?;
-    match item {
+async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<StoredAddress> {
+    match state.table.get(&keys::address(user, id)).await? {
         Some(item) => from_item(&item),
-        None => Err(ApiError::not_found(
-            "AddressNotFound",
-            "Invalid or unknown address",
-        )),
+        None => Err(not_found()),
     }
 }
 
 /// Who owns an address (exact normalized match), for login and delivery.
-pub async fn resolve(state: &AppState, address: &str) -> ApiResult<Option<(ObjectId, ObjectId)>> {
+pub async fn resolve(
+    state: &AppState,
+    address: &str,
+) -> DomainResult<Option<(ObjectId, ObjectId)>> {
     let Ok(normalized) = names::normalize_address(address, true) else {
         return Ok(None);
     };
@@ -157,50 +143,49 @@ pub async fn resolve(state: &AppState, address: &str) -> ApiResult<Option<(Objec
     }))
 }
 
-/// `GET /users/{user}/addresses`.
-pub async fn list_for_user(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let meta = v.boolean("metaData").unwrap_or(false);
-    let internal = v.boolean("internalData").unwrap_or(false);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
-    let owner = users::load(state, user).await?;
-    let results: Vec<Value> = list_stored(state, user)
-        .await?
-        .iter()
-        .map(|a| {
-            let mut entry = a.json(is_main(&owner, a), meta);
-            if internal {
-                entry["internalData"] = object(&a.internal_data);
-            }
-            entry
-        })
-        .collect();
-    Ok(json!({ "success": true, "results": results }))
+/// An address as its owner sees it: whether it is the main one.
+pub struct OwnedAddress {
+    pub address: StoredAddress,
+    pub main: bool,
 }
 
 fn is_main(owner: &StoredUser, address: &StoredAddress) -> bool {
     owner.user.address.as_deref() == Some(address.address.as_str())
 }
 
+/// `GET /users/{user}/addresses`.
+pub async fn list_for_user(state: &AppState, user: &ObjectId) -> DomainResult<Vec<OwnedAddress>> {
+    let owner = users::load(state, user).await?;
+    Ok(list_stored(state, user)
+        .await?
+        .into_iter()
+        .map(|address| OwnedAddress {
+            main: is_main(&owner, &address),
+            address,
+        })
+        .collect())
+}
+
 /// `GET /users/{user}/addresses/{address}`.
-pub async fn get(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    session_only(params)?;
+pub async fn get(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<OwnedAddress> {
     let owner = users::load(state, user).await?;
     let address = load(state, user, id).await?;
-    let mut body = address.json(is_main(&owner, &address), address.meta_data.is_some());
-    body["success"] = json!(true);
-    Ok(body)
+    Ok(OwnedAddress {
+        main: is_main(&owner, &address),
+        address,
+    })
+}
+
+/// A `POST /users/{user}/addresses` request.
+#[derive(Debug, Clone)]
+pub struct NewAddress {
+    /// Normalized (a wildcard only when allowed).
+    pub address: names::Address,
+    pub name: Option<String>,
+    pub main: bool,
+    pub tags: Vec<String>,
+    pub meta_data: Option<String>,
+    pub internal_data: Option<String>,
 }
 
 /// `POST /users/{user}/addresses`: adds an alias; it becomes the main address when `main` is
@@ -208,43 +193,13 @@ pub async fn get(
 pub async fn create(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<ObjectId> {
-    let mut v = Validator::new(params);
-    let raw = v.required_string("address", Str::max(255).trim());
-    let name = v.string("name", Str::max(128).trim());
-    let main = v.boolean("main").unwrap_or(false);
-    let allow_wildcard = v.boolean("allowWildcard").unwrap_or(false);
-    let tags = v
-        .bounded_list("tags", 128, MAX_LIST_ITEMS)
-        .unwrap_or_default();
-    let meta = v.json_object("metaData", MAX_DATA_BYTES);
-    let internal = v.json_object("internalData", MAX_DATA_BYTES);
-    v.session();
-    let normalized = raw.as_deref().map(|a| normalize_alias(a, allow_wildcard));
-    if let Some(Err(e)) = &normalized {
-        v.error("address", e.message("address"));
-    }
-    if main
-        && normalized
-            .as_ref()
-            .is_some_and(|n| n.as_ref().is_ok_and(|a| a.wildcard))
-    {
-        v.error("main", "Main address can not contain *");
-    }
-    v.deny_unknown();
-    v.finish()?;
-    let Some(Ok(normalized)) = normalized else {
-        return Err(ApiError::invalid_field(
-            "address",
-            "\"address\" is required",
-        ));
-    };
-    let mut address = StoredAddress::new(*user, &normalized, name, tags);
-    address.meta_data = meta;
-    address.internal_data = internal;
-
-    for _ in 0..8 {
+    input: NewAddress,
+) -> DomainResult<ObjectId> {
+    let mut address = StoredAddress::new(*user, &input.address, input.name, input.tags);
+    address.meta_data = input.meta_data;
+    address.internal_data = input.internal_data;
+    let (address, main) = (&address, input.main);
+    retry_on_conflict(USER_CONTENDED, || async move {
         let owner = users::load(state, user).await?;
         let mut writes = address.create_writes();
         if main || owner.user.address.is_none() {
@@ -256,22 +211,35 @@ pub async fn create(
         }
         writes.push(stats::change(&[(stats::ADDRESSES, 1)]));
         match state.table.transact(writes).await {
-            Ok(()) => return Ok(address.id),
-            Err(StoreError::ConditionFailed { index: 0 }) => {
-                return Err(ApiError::conflict(
-                    "AddressExistsError",
-                    "This email address already exists",
-                ));
-            }
+            Ok(()) => Ok(Attempt::Done(address.id)),
+            Err(StoreError::ConditionFailed {
+                label: ADDRESS_TAKEN,
+            }) => Err(DomainError::AddressExists {
+                message: "This email address already exists",
+                username: None,
+            }),
             // The profile changed (or vanished) meanwhile: read it again.
-            Err(StoreError::ConditionFailed { index: 2 }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed {
+                label: users::PROFILE_CHANGED,
+            }) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
+}
+
+/// A `PUT /users/{user}/addresses/{address}` request; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AddressChanges {
+    /// `Some(None)` clears the name.
+    pub name: Option<Option<String>>,
+    /// The new address, as given (checked against the stored one here).
+    pub rename: Option<String>,
+    /// Only `true`: an address can't give up being the main one.
+    pub make_main: bool,
+    pub tags: Option<Vec<String>>,
+    pub meta_data: Option<String>,
+    pub internal_data: Option<String>,
 }
 
 /// `PUT /users/{user}/addresses/{address}`: name, tags, data, renaming, and making it main.
@@ -279,68 +247,52 @@ pub async fn update(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    let name = v.string("name", Str::max(128).trim().allow_empty());
-    let rename = v.string("address", Str::max(255).trim());
-    let main = v.boolean("main");
-    let tags = v.bounded_list("tags", 128, MAX_LIST_ITEMS);
-    let meta = v.json_object("metaData", MAX_DATA_BYTES);
-    let internal = v.json_object("internalData", MAX_DATA_BYTES);
-    v.session();
-    if main == Some(false) {
-        v.error("main", "Cannot unset main status");
-    }
-    v.deny_unknown();
-    v.finish()?;
-
-    for _ in 0..8 {
+    changes: AddressChanges,
+) -> DomainResult<()> {
+    let changes = &changes;
+    retry_on_conflict(USER_CONTENDED, || async move {
         let owner = users::load(state, user).await?;
         let current = load(state, user, id).await?;
         let was_main = is_main(&owner, &current);
         let mut next = current.clone();
-        if let Some(name) = &name {
-            next.name = Some(name.clone()).filter(|n| !n.is_empty());
+        if let Some(name) = &changes.name {
+            next.name = name.clone();
         }
-        if let Some(tags) = &tags {
+        if let Some(tags) = &changes.tags {
             next.tags = tags.clone();
         }
-        if meta.is_some() {
-            next.meta_data = meta.clone();
+        if changes.meta_data.is_some() {
+            next.meta_data = changes.meta_data.clone();
         }
-        if internal.is_some() {
-            next.internal_data = internal.clone();
+        if changes.internal_data.is_some() {
+            next.internal_data = changes.internal_data.clone();
         }
         let mut writes = Vec::new();
-        if let Some(raw) = &rename {
-            let normalized = if current.wildcard || raw.contains('*') {
-                return Err(ApiError::bad_request(
-                    "ChangeNotAllowed",
+        if let Some(raw) = &changes.rename {
+            if current.wildcard || raw.contains('*') {
+                return Err(DomainError::ChangeNotAllowed(
                     "Can not change special address",
                 ));
-            } else {
-                names::normalize_address(raw, false)
-                    .map_err(|e| ApiError::invalid_field("address", e.message("address")))?
-            };
+            }
+            let normalized = names::normalize_address(raw, false)
+                .map_err(|e| DomainError::invalid("address", e.message("address")))?;
             if normalized.addrview != current.addrview {
                 next.address = normalized.address.clone();
                 next.addrview = normalized.addrview.clone();
-                writes.push(Write::put_new(Item::new(
-                    keys::address_claim(&next.addrview),
-                    json!({ "user": user, "id": id, "address": next.address }),
-                )));
+                writes.push(Write::put_new(
+                    Item::new(
+                        keys::address_claim(&next.addrview),
+                        json!({ "user": user, "id": id, "address": next.address }),
+                    ),
+                    ADDRESS_TAKEN,
+                ));
                 writes.push(Write::delete(keys::address_claim(&current.addrview)));
             } else {
                 next.address = normalized.address;
             }
         }
-        let claims_written = !writes.is_empty();
-        if main == Some(true) && current.wildcard {
-            return Err(ApiError::bad_request(
-                "WildcardNotPermitted",
-                "Can not set wildcard address as default",
-            ));
+        if changes.make_main && current.wildcard {
+            return Err(DomainError::WildcardNotPermitted);
         }
         writes.push(Write::Update {
             key: keys::address(user, id),
@@ -349,123 +301,72 @@ pub async fn update(
                 gsi1: Some(Some(keys::addresses_listing(&next.addrview))),
                 ..Default::default()
             },
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(ADDRESS_GONE)),
         });
-        if main == Some(true) || (was_main && next.address != current.address) {
+        if changes.make_main || (was_main && next.address != current.address) {
             let mut changed = owner.user.clone();
             changed.address = Some(next.address.clone());
             writes.push(profile_update(&owner, &changed));
         } else {
             writes.push(profile_touch(&owner));
         }
-        let profile_index = writes.len() - 1;
         match state.table.transact(writes).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { index: 0 }) if claims_written => {
-                return Err(ApiError::conflict(
-                    "AddressExistsError",
-                    "Address already exists",
-                ));
-            }
-            Err(StoreError::ConditionFailed { index }) if index == profile_index => continue,
-            Err(StoreError::ConditionFailed { .. }) => {
-                return Err(ApiError::not_found(
-                    "AddressNotFound",
-                    "Invalid or unknown address",
-                ));
-            }
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Attempt::Done(())),
+            Err(StoreError::ConditionFailed {
+                label: ADDRESS_TAKEN,
+            }) => Err(DomainError::AddressExists {
+                message: "Address already exists",
+                username: None,
+            }),
+            Err(StoreError::ConditionFailed {
+                label: users::PROFILE_CHANGED,
+            }) => Ok(Attempt::Retry),
+            Err(StoreError::ConditionFailed { .. }) => Err(not_found()),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
 }
 
 /// `DELETE /users/{user}/addresses/{address}`: the main address can't be deleted.
-pub async fn delete(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    session_only(params)?;
-    for _ in 0..8 {
+pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<()> {
+    retry_on_conflict(USER_CONTENDED, || async move {
         let owner = users::load(state, user).await?;
         let address = load(state, user, id).await?;
         if is_main(&owner, &address) {
-            return Err(ApiError::bad_request(
-                "NotPermitted",
-                "Can not delete main address",
-            ));
+            return Err(DomainError::NotPermitted("Can not delete main address"));
         }
         let mut writes = address.delete_writes();
+        writes[0] = Write::delete(keys::address(user, id)).when(Condition::Exists, ADDRESS_GONE);
         // The main address must not become this one while we delete it.
         writes.push(profile_touch(&owner));
         writes.push(stats::change(&[(stats::ADDRESSES, -1)]));
-        if let Write::Delete { condition, .. } = &mut writes[0] {
-            *condition = Some(Condition::Exists);
-        }
         match state.table.transact(writes).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { index: 0 }) => {
-                return Err(ApiError::not_found(
-                    "AddressNotFound",
-                    "Invalid or unknown address",
-                ));
-            }
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Attempt::Done(())),
+            Err(StoreError::ConditionFailed {
+                label: ADDRESS_GONE,
+            }) => Err(not_found()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
 }
 
-/// A validated `GET /addresses` request.
+/// A `GET /addresses` request.
+#[derive(Debug, Clone)]
 pub struct ListAddresses {
-    query: Option<String>,
-    tags: Vec<String>,
-    required_tags: Vec<String>,
-    meta_data: bool,
-    internal_data: bool,
-    page: PageRequest,
+    /// Lowercase: stored addresses are (WildDuck's uppercase queries silently find nothing).
+    pub query: Option<String>,
+    /// Lowercase, none of `required_tags`.
+    pub tags: Vec<String>,
+    pub required_tags: Vec<String>,
+    pub page: PageRequest,
 }
 
 impl ListAddresses {
-    /// Unknown parameters are allowed, as in WildDuck.
-    pub fn parse(params: Map<String, Value>) -> ApiResult<ListAddresses> {
-        let mut v = Validator::new(params);
-        // Stored addresses are lowercase, so the query is too (WildDuck's uppercase queries
-        // silently find nothing).
-        let query = v.string("query", Str::max(255).trim().lowercase());
-        let lower = |v: &mut Validator, f: &str| -> Vec<String> {
-            v.string_list(f, 1024)
-                .unwrap_or_default()
-                .iter()
-                .map(|t| t.to_lowercase())
-                .collect()
-        };
-        let required_tags = lower(&mut v, "requiredTags");
-        let tags = lower(&mut v, "tags")
-            .into_iter()
-            .filter(|t| !required_tags.contains(t))
-            .collect();
-        let meta_data = v.boolean("metaData").unwrap_or(false);
-        let internal_data = v.boolean("internalData").unwrap_or(false);
-        let page = PageRequest::from_params(&mut v);
-        v.finish()?;
-        Ok(ListAddresses {
-            query,
-            tags,
-            required_tags,
-            meta_data,
-            internal_data,
-            page,
-        })
+    fn is_filtered(&self) -> bool {
+        self.query.is_some() || !self.tags.is_empty() || !self.required_tags.is_empty()
     }
 
     fn matches(&self, address: &StoredAddress) -> bool {
@@ -478,8 +379,14 @@ impl ListAddresses {
     }
 }
 
+/// A page of addresses, and how many match in all.
+pub struct AddressListing {
+    pub total: u64,
+    pub page: PageResult<StoredAddress>,
+}
+
 /// `GET /addresses`: every address in address order, partial match on `query`.
-pub async fn list_all(state: &AppState, request: ListAddresses) -> ApiResult<Value> {
+pub async fn list_all(state: &AppState, request: &ListAddresses) -> DomainResult<AddressListing> {
     let buckets = bucket_names(keys::ADDRS_BUCKET_PREFIX);
     let keep = |item: &Item| from_item(item).is_ok_and(|a| request.matches(&a));
     let page = walk_buckets(
@@ -491,43 +398,13 @@ pub async fn list_all(state: &AppState, request: ListAddresses) -> ApiResult<Val
     )
     .await?
     .ok_or_else(|| request.page.invalid_cursor())?;
-    let filtered =
-        request.query.is_some() || !request.tags.is_empty() || !request.required_tags.is_empty();
-    let total = if filtered {
+    let total = if request.is_filtered() {
         count_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &keep).await?
     } else {
         stats::total(state.table.as_ref(), stats::ADDRESSES).await?
     };
-    let mut results = Vec::new();
-    for item in &page.items {
-        let a = from_item(item)?;
-        let mut entry = json!({
-            "id": a.id,
-            "name": a.name.clone().map(Value::String).unwrap_or(Value::Bool(false)),
-            "address": a.address,
-            "user": a.user,
-            "forwarded": false,
-            "forwardedDisabled": false,
-            "tags": a.tags,
-        });
-        if request.meta_data {
-            entry["metaData"] = object(&a.meta_data);
-        }
-        if request.internal_data {
-            entry["internalData"] = object(&a.internal_data);
-        }
-        results.push(entry);
-    }
-    let mut body = json!({ "success": true });
-    if let Some(q) = &request.query {
-        body["query"] = json!(q);
-    }
-    body["total"] = json!(total);
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, page.paging_json(&request.page))
-    {
-        out.extend(paging);
-    }
-    body["results"] = Value::Array(results);
-    Ok(body)
+    Ok(AddressListing {
+        total,
+        page: page.decode(from_item)?,
+    })
 }

@@ -4,76 +4,58 @@
 //!
 //! Also the quota recount (`POST /users/{user}/quota/reset`).
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::mailboxes::{self, StoredMailbox};
-use super::messages::{Archived, Message, details_json};
+use super::messages::{self, Archived, Details, Message};
+use super::paging::{PageRequest, PageResult, walk_partition};
+use super::retry::{Attempt, retry_on_conflict};
 use super::users::{self, ARCHIVED_COUNT, STORAGE_USED};
-use super::{journal, keys};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::paging::{PageRequest, walk_partition};
-use crate::http::validate::{Str, Validator, session_only};
+use super::{AppState, DomainError, DomainResult, journal, keys};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, StoreError, Update, Write};
 
-fn not_found() -> ApiError {
-    ApiError::not_found("MessageNotFound", "This message does not exist")
+/// Labels of the conditions on archive items (see [`crate::store::Guard`]).
+/// The archived message is gone (restored or purged meanwhile).
+pub const ARCHIVED_GONE: &str = "archived gone";
+/// `storageUsed` changed while the quota was being recounted.
+const STORAGE_CHANGED: &str = "storage changed";
+
+fn not_found() -> DomainError {
+    DomainError::MessageNotFound("This message does not exist")
 }
 
-fn from_item(item: &Item) -> ApiResult<Archived> {
-    serde_json::from_value(item.body.clone()).map_err(|e| {
-        ApiError::internal(anyhow::anyhow!("corrupt archived message {}: {e}", item.sk))
-    })
+fn from_item(item: &Item) -> DomainResult<Archived> {
+    serde_json::from_value(item.body.clone())
+        .map_err(|e| DomainError::corrupt("archived message", &item.sk, e))
 }
 
-/// The listing shape: a message listing entry whose `id` is the hex message id.
-fn list_json(archived: &Archived) -> Value {
-    let mut entry = archived.message.list_json();
-    entry["id"] = json!(archived.message.id);
-    entry["uid"] = json!(archived.message.uid);
-    entry["archived"] = json!(archived.archived);
-    entry["expires"] = json!(archived.purge_at);
-    entry
+/// A page of archived messages, and how many the user has in the archive.
+pub struct ArchiveListing {
+    pub total: i64,
+    pub page: PageResult<Archived>,
 }
 
-/// `GET /users/{user}/archived` (and WildDuck's `/archived/messages`): newest first.
+/// `GET /users/{user}/archived` (and WildDuck's `/archived/messages`): newest first unless
+/// `ascending`.
 pub async fn list(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let ascending = v.string("order", Str::max(4).trim().lowercase()).as_deref() == Some("asc");
-    v.session();
-    let page = PageRequest::from_params(&mut v);
-    v.finish()?;
+    ascending: bool,
+    page: &PageRequest,
+) -> DomainResult<ArchiveListing> {
     let owner = users::load(state, user).await?;
     let pk = keys::archive_pk(user);
-    let result = walk_partition(state.table.as_ref(), &pk, "", !ascending, &page, &|_| true)
+    let result = walk_partition(state.table.as_ref(), &pk, "", !ascending, page, &|_| true)
         .await?
         .ok_or_else(|| page.invalid_cursor())?;
-    let results = result
-        .items
-        .iter()
-        .map(|i| from_item(i).map(|a| list_json(&a)))
-        .collect::<ApiResult<Vec<_>>>()?;
-    let total = state
-        .table
-        .get(&keys::user(user))
-        .await?
-        .map(|i| i.counter(ARCHIVED_COUNT).max(0))
-        .unwrap_or_default();
-    let _ = owner;
-    let mut body = json!({ "success": true, "total": total });
-    if let (Value::Object(out), Value::Object(paging)) = (&mut body, result.paging_json(&page)) {
-        out.extend(paging);
-    }
-    body["results"] = Value::Array(results);
-    Ok(body)
+    Ok(ArchiveListing {
+        total: owner.archived,
+        page: result.decode(from_item)?,
+    })
 }
 
-async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<Archived> {
+async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<Archived> {
     let item = state
         .table
         .get(&keys::archived(user, id))
@@ -82,17 +64,16 @@ async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<Arc
     from_item(&item)
 }
 
-/// `GET /users/{user}/archived/{message}`: the details of an archived message.
-pub async fn get(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<Value> {
+/// `GET /users/{user}/archived/{message}`: an archived message and its details.
+pub async fn get(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+) -> DomainResult<(Archived, Details)> {
     users::load(state, user).await?;
     let archived = load(state, user, id).await?;
-    let mut body = details_json(state, &archived.message).await?;
-    body["id"] = json!(archived.message.id);
-    body["uid"] = json!(archived.message.uid);
-    body["archived"] = json!(archived.archived);
-    body["expires"] = json!(archived.purge_at);
-    body["success"] = json!(true);
-    Ok(body)
+    let details = messages::details(state, archived.message.clone()).await?;
+    Ok((archived, details))
 }
 
 /// `POST /users/{user}/archived/{message}/restore`: back into the given mailbox, else the
@@ -101,13 +82,8 @@ pub async fn restore(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let target = v.id("mailbox");
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    target: Option<ObjectId>,
+) -> DomainResult<Message> {
     users::load(state, user).await?;
     let archived = load(state, user, id).await?;
     let mailbox = match target {
@@ -117,27 +93,21 @@ pub async fn restore(
             Err(_) => mailboxes::inbox(state, user).await?,
         },
     };
-    let message = restore_into(state, &archived, &mailbox).await?;
-    Ok(json!({
-        "success": true,
-        "mailbox": mailbox.mailbox.id,
-        "uid": message.uid,
-        "id": message.uid,
-    }))
+    restore_into(state, &archived, &mailbox).await
 }
 
 async fn restore_into(
     state: &AppState,
     archived: &Archived,
     mailbox: &StoredMailbox,
-) -> ApiResult<Message> {
+) -> DomainResult<Message> {
     let user = mailbox.mailbox.user;
     let uid = state
         .table
         .update(
             &keys::mailbox(&user, &mailbox.mailbox.id),
             Update::default().add(mailboxes::UID_NEXT, 1),
-            Some(Condition::Exists),
+            Some(Condition::Exists.labeled(mailboxes::MAILBOX_GONE)),
         )
         .await?
         .counter(mailboxes::UID_NEXT)
@@ -152,11 +122,8 @@ async fn restore_into(
     });
     let size = message.size as i64;
     let writes = vec![
-        Write::Delete {
-            key: keys::archived(&user, &message.id),
-            condition: Some(Condition::Exists),
-        },
-        Write::put_new(message.item(mailbox)),
+        Write::delete(keys::archived(&user, &message.id)).when(Condition::Exists, ARCHIVED_GONE),
+        Write::put_new(message.item(mailbox), messages::UID_TAKEN),
         Write::put(Item::new(
             keys::message_pointer(&user, &message.id),
             json!({ "mailbox": mailbox.mailbox.id, "uid": message.uid }),
@@ -168,14 +135,14 @@ async fn restore_into(
                 .add(mailboxes::UNSEEN, i64::from(!message.seen))
                 .add(mailboxes::SIZE, size)
                 .add(mailboxes::MODIFY_INDEX, 1),
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(mailboxes::MAILBOX_GONE)),
         },
         Write::Update {
             key: keys::user(&user),
             update: Update::default()
                 .add(STORAGE_USED, size)
                 .add(ARCHIVED_COUNT, -1),
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         },
         journal::event_write(
             &state.config,
@@ -187,12 +154,11 @@ async fn restore_into(
     ];
     match journal::commit(state.table.as_ref(), &state.config, &user, seq, 1, writes).await {
         Ok(()) => {}
-        Err(StoreError::ConditionFailed { index: 0 }) => return Err(not_found()),
+        Err(StoreError::ConditionFailed {
+            label: ARCHIVED_GONE,
+        }) => return Err(not_found()),
         Err(StoreError::ConditionFailed { .. }) => {
-            return Err(ApiError::not_found(
-                "NoSuchMailbox",
-                "This mailbox does not exist",
-            ));
+            return Err(DomainError::MailboxNotFound("This mailbox does not exist"));
         }
         Err(e) => return Err(e.into()),
     }
@@ -200,15 +166,16 @@ async fn restore_into(
     Ok(message)
 }
 
+/// What a quota recount found.
+pub struct Recount {
+    pub storage_used: i64,
+    pub previous: i64,
+}
+
 /// `POST /users/{user}/quota/reset`: recounts `storageUsed` from the live messages of every
 /// mailbox (reads every message item of the user: its cost grows with the account).
-pub async fn reset_quota(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    session_only(params)?;
-    for _ in 0..8 {
+pub async fn reset_quota(state: &AppState, user: &ObjectId) -> DomainResult<Recount> {
+    retry_on_conflict("Storage changed while counting, try again", || async move {
         let owner = users::load(state, user).await?;
         let mut sum: i64 = 0;
         for mailbox in mailboxes::load_all(state, user).await? {
@@ -237,26 +204,20 @@ pub async fn reset_quota(
         let write = Write::Update {
             key: keys::user(user),
             update: Update::default().add(STORAGE_USED, sum - owner.storage_used),
-            condition: Some(Condition::CounterEquals(
-                STORAGE_USED.into(),
-                owner.storage_used,
-            )),
+            guard: Some(
+                Condition::CounterEquals(STORAGE_USED.into(), owner.storage_used)
+                    .labeled(STORAGE_CHANGED),
+            ),
         };
         match state.table.transact(vec![write]).await {
-            Ok(()) => {
-                return Ok(json!({
-                    "success": true,
-                    "storageUsed": sum,
-                    "previousStorageUsed": owner.storage_used,
-                }));
-            }
+            Ok(()) => Ok(Attempt::Done(Recount {
+                storage_used: sum,
+                previous: owner.storage_used,
+            })),
             // A message arrived or left while counting: count again.
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "Storage changed while counting, try again",
-    ))
+    })
+    .await
 }

@@ -13,17 +13,15 @@
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::addresses;
-use super::authlog::AuthlogEntry;
+use super::authlog::{AuthlogEntry, Session};
+use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, profile_touch};
-use super::{keys, password};
+use super::{AppState, DomainError, DomainResult, keys, password};
 use crate::config::{Config, MailServer};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::validate::{Str, Validator, session_only};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
@@ -31,7 +29,10 @@ use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write,
 pub const MAX_ASPS: usize = 50;
 /// The scopes an ASP can hold.
 pub const SCOPES: [&str; 3] = ["imap", "pop3", "smtp"];
-const OPTIMISTIC_RETRIES: usize = 8;
+
+/// Label of the condition on an ASP item: it is gone (deleted while in use), or, for a new
+/// one, its id exists already (see [`crate::store::Guard`]).
+pub const ASP_GONE: &str = "asp gone";
 
 /// A stored application-specific password.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -77,23 +78,6 @@ impl Asp {
         }
     }
 
-    fn json(&self) -> Value {
-        let mut out = json!({
-            "id": self.id,
-            "description": self.description,
-            "scopes": self.scopes,
-            "lastUse": {
-                "time": self.used.map_or(json!(false), |t| json!(t)),
-                "event": self.auth_event.map_or(json!(false), |e| json!(e)),
-            },
-            "created": self.created,
-        });
-        if let Some(expires) = self.expires {
-            out["expires"] = json!(expires);
-        }
-        out
-    }
-
     /// The write that records a successful login with this password (it must still exist).
     pub fn used_write(&self, event: &ObjectId, ip: Option<&str>) -> Write {
         let mut asp = self.clone();
@@ -111,7 +95,7 @@ impl Asp {
                 expires_at: asp.expires.map(|t| Some(t.timestamp())),
                 ..Default::default()
             },
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(ASP_GONE)),
         }
     }
 }
@@ -139,13 +123,12 @@ fn generate_password() -> String {
         .collect()
 }
 
-fn from_item(item: &Item) -> ApiResult<Asp> {
-    serde_json::from_value(item.body.clone())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt ASP {}: {e}", item.sk)))
+fn from_item(item: &Item) -> DomainResult<Asp> {
+    serde_json::from_value(item.body.clone()).map_err(|e| DomainError::corrupt("ASP", &item.sk, e))
 }
 
 /// Every live ASP of a user, oldest first.
-pub async fn list_stored(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Asp>> {
+pub async fn list_stored(state: &AppState, user: &ObjectId) -> DomainResult<Vec<Asp>> {
     let query = Query::table(keys::user_pk(user))
         .range(SortRange::BeginsWith(keys::ASP_SK_PREFIX.into()))
         .limit(100);
@@ -156,78 +139,50 @@ pub async fn list_stored(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Asp
         .collect()
 }
 
-/// `GET /users/{user}/asps`: temporary passwords only with `showAll`.
-pub async fn list(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let show_all = v.boolean("showAll").unwrap_or(false);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+/// `GET /users/{user}/asps`: temporary passwords only with `show_all`.
+pub async fn list(state: &AppState, user: &ObjectId, show_all: bool) -> DomainResult<Vec<Asp>> {
     users::load(state, user).await?;
-    let results: Vec<Value> = list_stored(state, user)
+    Ok(list_stored(state, user)
         .await?
-        .iter()
+        .into_iter()
         .filter(|a| show_all || a.ttl.is_none())
-        .map(Asp::json)
-        .collect();
-    Ok(json!({ "success": true, "results": results }))
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("AspNotFound", "Invalid or unknown ASP key")
+        .collect())
 }
 
 /// `GET /users/{user}/asps/{asp}`.
-pub async fn get(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    session_only(params)?;
+pub async fn get(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<Asp> {
     users::load(state, user).await?;
     let item = state
         .table
         .get(&keys::asp(user, id))
         .await?
-        .ok_or_else(not_found)?;
-    let mut body = from_item(&item)?.json();
-    body["success"] = json!(true);
-    Ok(body)
+        .ok_or(DomainError::AspNotFound("Invalid or unknown ASP key"))?;
+    from_item(&item)
 }
 
-/// Scopes as given (array or comma-separated string), normalized: `*` alone when it is
-/// listed or all three are; otherwise sorted. Default `*` (the spec; WildDuck stores `[]`).
-fn parse_scopes(v: &mut Validator) -> Option<Vec<String>> {
-    let given = v.string_list("scopes", 8)?;
-    let mut out: Vec<String> = Vec::new();
-    for (i, scope) in given.into_iter().enumerate() {
-        let scope = scope.to_lowercase();
-        if scope != "*" && !SCOPES.contains(&scope.as_str()) {
-            v.error(
-                &format!("scopes,{i}"),
-                format!("\"scopes[{i}]\" must be one of [imap, pop3, smtp, *]"),
-            );
-            return None;
-        }
-        if out.contains(&scope) {
-            v.error(
-                &format!("scopes,{i}"),
-                format!("\"scopes[{i}]\" contains a duplicate value"),
-            );
-            return None;
-        }
-        out.push(scope);
+/// Scopes as given, normalized: `*` alone when it is listed or all three are; otherwise
+/// sorted. Default `*` (the spec; WildDuck stores `[]`).
+pub fn normalize_scopes(mut scopes: Vec<String>) -> Vec<String> {
+    if scopes.is_empty() || scopes.iter().any(|s| s == "*") || scopes.len() == SCOPES.len() {
+        return vec!["*".into()];
     }
-    if out.is_empty() || out.iter().any(|s| s == "*") || out.len() == SCOPES.len() {
-        return Some(vec!["*".into()]);
-    }
-    out.sort();
-    Some(out)
+    scopes.sort();
+    scopes
+}
+
+/// A `POST /users/{user}/asps` request.
+pub struct NewAsp {
+    pub description: String,
+    /// Normalized with [`normalize_scopes`].
+    pub scopes: Vec<String>,
+    /// The address the profile logs in with (the main one when `None`).
+    pub address: Option<String>,
+    /// A preset password: 16 letters a-z.
+    pub password: Option<String>,
+    pub generate_mobileconfig: bool,
+    /// Seconds a temporary password lives after its last use.
+    pub ttl: Option<u64>,
+    pub session: Session,
 }
 
 /// What `POST /users/{user}/asps` created.
@@ -246,43 +201,19 @@ pub struct Mobileconfig {
 }
 
 /// `POST /users/{user}/asps`.
-pub async fn create(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Created> {
-    let mut v = Validator::new(params);
-    let description = v.required_string("description", Str::max(255).trim());
-    let scopes = parse_scopes(&mut v).unwrap_or_else(|| vec!["*".into()]);
-    let address = v.string("address", Str::max(255).trim());
-    if address
-        .as_deref()
-        .is_some_and(|a| super::names::normalize_address(a, true).is_err())
-    {
-        v.error("address", "\"address\" must be a valid email");
-    }
-    // A preset password; the message leaves the value out (it is a secret).
-    let preset = v.string("password", Str::max(64));
-    if preset
-        .as_deref()
-        .is_some_and(|p| p.len() != 16 || !p.bytes().all(|b| b.is_ascii_lowercase()))
-    {
-        v.error(
-            "password",
-            "\"password\" fails to match the password pattern (16 letters a-z)",
-        );
-    }
-    let generate_mobileconfig = v.boolean("generateMobileconfig").unwrap_or(false);
-    let ttl = v.integer("ttl", 0, i64::from(u32::MAX)).filter(|t| *t > 0);
-    let session = v.session();
-    v.deny_unknown();
-    v.finish()?;
-    let description = description.unwrap_or_default();
-
+pub async fn create(state: &AppState, user: &ObjectId, input: NewAsp) -> DomainResult<Created> {
+    let NewAsp {
+        description,
+        scopes,
+        address,
+        password: preset,
+        generate_mobileconfig,
+        ttl,
+        session,
+    } = input;
     let has = |s: &str| scopes.iter().any(|x| x == s || x == "*");
     if generate_mobileconfig && !((has("imap") || has("pop3")) && has("smtp")) {
-        return Err(ApiError::bad_request(
-            "InvalidAuthScope",
+        return Err(DomainError::ScopesInvalid(
             "Profile file requires either imap or pop3 and smtp scopes",
         ));
     }
@@ -292,18 +223,13 @@ pub async fn create(
         Some(given) => {
             let found = addresses::resolve(state, given).await?;
             let Some((owner_id, address_id)) = found.filter(|(u, _)| u == user) else {
-                return Err(ApiError::not_found(
-                    "AddressNotFound",
-                    "Invalid or unknown address",
-                ));
+                return Err(DomainError::AddressNotFound("Invalid or unknown address"));
             };
             let stored = addresses::list_stored(state, &owner_id)
                 .await?
                 .into_iter()
                 .find(|a| a.id == address_id)
-                .ok_or_else(|| {
-                    ApiError::not_found("AddressNotFound", "Invalid or unknown address")
-                })?;
+                .ok_or(DomainError::AddressNotFound("Invalid or unknown address"))?;
             (
                 stored.name.or(owner.user.name.clone()).unwrap_or_default(),
                 stored.address,
@@ -328,67 +254,70 @@ pub async fn create(
         auth_event: None,
         auth_ip: None,
         created: now,
-        ttl: ttl.map(|t| t as u64),
-        expires: ttl.map(|t| now + chrono::Duration::seconds(t)),
+        ttl,
+        expires: ttl.map(|t| now + chrono::Duration::seconds(t as i64)),
     };
 
-    let mut owner = owner;
-    for _ in 0..OPTIMISTIC_RETRIES {
-        let count = list_stored(state, user).await?.len();
-        if count >= MAX_ASPS {
-            return Err(ApiError::forbidden(
-                "TooMany",
-                "Maximum application password limit reached",
-            )
-            .with_extra("allowed", MAX_ASPS));
-        }
-        let entry = AuthlogEntry::new("create asp", Some("success"), &session, &state.config)
-            .with("asp", asp.id.to_string())
-            .with("aname", description.clone())
-            .with("temporary", asp.ttl.is_some());
-        // The version bump makes a concurrent creation (which read the same count) retry.
-        let writes = vec![
-            profile_touch(&owner),
-            Write::put_new(asp.item()),
-            entry.write(user),
-        ];
-        match state.table.transact(writes).await {
-            Ok(()) => {
-                tracing::info!(user = %user, asp = %asp.id, "ASP created");
-                let mobileconfig = generate_mobileconfig
-                    .then(|| {
-                        profile(
-                            &state.config,
-                            user,
-                            &description,
-                            &scopes,
-                            &account_name,
-                            &account_address,
-                            &clear,
-                        )
-                        .map(|base64| Mobileconfig {
-                            name: account_name.clone(),
-                            address: account_address.clone(),
-                            base64,
-                        })
-                    })
-                    .transpose()?;
-                return Ok(Created {
-                    id: asp.id,
-                    password: clear,
-                    mobileconfig,
+    let mut read_before = Some(owner);
+    let id = retry_on_conflict(USER_CONTENDED, || {
+        let read_before = read_before.take();
+        let (asp, session, description) = (&asp, &session, &description);
+        async move {
+            let owner = match read_before {
+                Some(owner) => owner,
+                None => users::load(state, user).await?,
+            };
+            let count = list_stored(state, user).await?.len();
+            if count >= MAX_ASPS {
+                return Err(DomainError::TooMany {
+                    message: "Maximum application password limit reached",
+                    allowed: Some(MAX_ASPS as u64),
                 });
             }
-            Err(StoreError::ConditionFailed { index: 0 }) => {
-                owner = users::load(state, user).await?;
+            let entry = AuthlogEntry::new("create asp", Some("success"), session, &state.config)
+                .with("asp", asp.id.to_string())
+                .with("aname", description.clone())
+                .with("temporary", asp.ttl.is_some());
+            // The version bump makes a concurrent creation (which read the same count) retry.
+            let writes = vec![
+                profile_touch(&owner),
+                Write::put_new(asp.item(), ASP_GONE),
+                entry.write(user),
+            ];
+            match state.table.transact(writes).await {
+                Ok(()) => Ok(Attempt::Done(asp.id)),
+                Err(StoreError::ConditionFailed {
+                    label: users::PROFILE_CHANGED,
+                }) => Ok(Attempt::Retry),
+                Err(e) => Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await?;
+    tracing::info!(user = %user, asp = %id, "ASP created");
+    let mobileconfig = generate_mobileconfig
+        .then(|| {
+            profile(
+                &state.config,
+                user,
+                &description,
+                &scopes,
+                &account_name,
+                &account_address,
+                &clear,
+            )
+            .map(|base64| Mobileconfig {
+                name: account_name.clone(),
+                address: account_address.clone(),
+                base64,
+            })
+        })
+        .transpose()?;
+    Ok(Created {
+        id,
+        password: clear,
+        mobileconfig,
+    })
 }
 
 /// `DELETE /users/{user}/asps/{asp}`.
@@ -396,20 +325,13 @@ pub async fn delete(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    let session = v.session();
-    v.deny_unknown();
-    v.finish()?;
+    session: &Session,
+) -> DomainResult<()> {
     users::load(state, user).await?;
-    let entry = AuthlogEntry::new("delete asp", Some("success"), &session, &state.config)
+    let entry = AuthlogEntry::new("delete asp", Some("success"), session, &state.config)
         .with("asp", id.to_string());
     let writes = vec![
-        Write::Delete {
-            key: keys::asp(user, id),
-            condition: Some(Condition::Exists),
-        },
+        Write::delete(keys::asp(user, id)).when(Condition::Exists, ASP_GONE),
         entry.write(user),
     ];
     match state.table.transact(writes).await {
@@ -417,8 +339,7 @@ pub async fn delete(
             tracing::info!(user = %user, asp = %id, "ASP deleted");
             Ok(())
         }
-        Err(StoreError::ConditionFailed { index: 0 }) => Err(ApiError::not_found(
-            "AspNotFound",
+        Err(StoreError::ConditionFailed { label: ASP_GONE }) => Err(DomainError::AspNotFound(
             "Application Specific Password was not found",
         )),
         Err(e) => Err(e.into()),
@@ -460,7 +381,7 @@ pub fn profile(
     name: &str,
     address: &str,
     password: &str,
-) -> ApiResult<String> {
+) -> DomainResult<String> {
     use plist::{Dictionary, Value as P};
     let imap = scopes.iter().any(|s| s == "*" || s == "imap");
     let (kind, incoming): (&str, &MailServer) = if imap {
@@ -541,7 +462,7 @@ pub fn profile(
     let mut xml = Vec::new();
     P::Dictionary(root)
         .to_writer_xml(&mut xml)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("writing the profile: {e}")))?;
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("writing the profile: {e}")))?;
     use base64::Engine;
     Ok(base64::engine::general_purpose::STANDARD.encode(xml))
 }

@@ -20,17 +20,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::asps;
-use super::authlog::AuthlogEntry;
-use super::names::{self, USERNAME_PATTERN, uview};
+use super::authlog::{AuthlogEntry, Session};
+use super::names::{self, uview};
 use super::ratelimit::{self, Attempt, Gate, Subject};
+use super::retry::{self, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, StoredUser, TempPassword, profile_update};
-use super::{journal, password, totp, unix_now};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::validate::{Session, Str, Validator};
+use super::{AppState, DomainError, DomainResult, journal, password, totp, unix_now};
 use crate::id::ObjectId;
 use crate::store::{StoreError, Write};
 
@@ -38,13 +36,12 @@ use crate::store::{StoreError, Write};
 pub const SCOPES: [&str; 4] = ["master", "imap", "pop3", "smtp"];
 /// How long a temporary password from a reset works (WildDuck's `TEMP_PASS_WINDOW`).
 pub const TEMP_PASSWORD_HOURS: i64 = 24;
-const OPTIMISTIC_RETRIES: usize = 8;
 
 /// An argon2id hash of a random password nobody knows: verified against when there is no
 /// user, so a missing user costs as much time as a wrong password.
 static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
-async fn dummy_hash() -> ApiResult<String> {
+async fn dummy_hash() -> DomainResult<String> {
     let hash = DUMMY_HASH
         .get_or_try_init(|| {
             let secret: [u8; 24] = rand::random();
@@ -56,19 +53,21 @@ async fn dummy_hash() -> ApiResult<String> {
 }
 
 /// Spends the time of one password check that can't succeed.
-async fn verify_nothing(given: &str) -> ApiResult<()> {
+async fn verify_nothing(given: &str) -> DomainResult<()> {
     password::verify(given.to_string(), dummy_hash().await?).await;
     Ok(())
 }
 
-/// A validated `POST /authenticate` request.
+/// A `POST /authenticate` request.
 pub struct AuthRequest {
-    username: String,
-    password: String,
-    scope: String,
-    protocol: String,
-    app_id: Option<String>,
-    session: Session,
+    /// A username or an address.
+    pub username: String,
+    pub password: String,
+    /// One of [`SCOPES`].
+    pub scope: String,
+    pub protocol: String,
+    pub app_id: Option<String>,
+    pub session: Session,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -81,65 +80,27 @@ impl std::fmt::Debug for AuthRequest {
     }
 }
 
-impl AuthRequest {
-    /// Validates `POST /authenticate` (strict).
-    pub fn parse(params: Map<String, Value>) -> ApiResult<AuthRequest> {
-        let mut v = Validator::new(params);
-        let username = v.required_string("username", Str::max(255).trim());
-        if let Some(name) = &username
-            && !USERNAME_PATTERN.is_match(&name.to_lowercase())
-            && !names::is_address(name)
-        {
-            v.error(
-                "username",
-                "\"username\" does not match any of the allowed types",
-            );
-        }
-        let password = v.required_string("password", Str::max(256));
-        let scope = v
-            .string("scope", Str::max(20).trim().lowercase())
-            .unwrap_or_else(|| "master".into());
-        if !SCOPES.contains(&scope.as_str()) {
-            v.error(
-                "scope",
-                "\"scope\" must be one of [master, imap, pop3, smtp]",
-            );
-        }
-        let protocol = v
-            .string("protocol", Str::max(100).trim())
-            .unwrap_or_else(|| "API".into());
-        let app_id = v.string("appId", Str::max(1024).trim());
-        if v.boolean("token") == Some(true) {
-            v.error(
-                "token",
-                "\"token\" is not supported: Eider does not issue user access tokens",
-            );
-        }
-        let session = v.session();
-        v.deny_unknown();
-        v.finish()?;
-        Ok(AuthRequest {
-            username: username.unwrap_or_default(),
-            password: password.unwrap_or_default(),
-            scope,
-            protocol,
-            app_id,
-            session,
-        })
-    }
+/// Who logged in, and what the client must do next.
+pub struct Authenticated {
+    pub id: ObjectId,
+    pub username: String,
+    pub address: Option<String>,
+    pub scope: String,
+    /// The second factors the client must still check (empty: none).
+    pub require_2fa: Vec<String>,
+    pub require_password_change: bool,
 }
 
-fn auth_failed() -> ApiError {
-    ApiError::forbidden("AuthFailed", "Authentication failed")
-}
-
-fn invalid_scope() -> ApiError {
-    ApiError::forbidden("InvalidAuthScope", "Authentication failed. Invalid scope")
+fn invalid_scope() -> DomainError {
+    DomainError::ScopeRefused("Authentication failed. Invalid scope")
 }
 
 /// The user a login name names, and the name's view (the brute-force subject when no user
 /// matches). WildDuck's `checkAddress`.
-async fn resolve_login(state: &AppState, login: &str) -> ApiResult<(Option<StoredUser>, String)> {
+async fn resolve_login(
+    state: &AppState,
+    login: &str,
+) -> DomainResult<(Option<StoredUser>, String)> {
     let view = match names::normalize_address(login, true) {
         Ok(address) if login.contains('@') => {
             if let Some((user, _)) = super::addresses::resolve(state, login).await? {
@@ -159,10 +120,10 @@ async fn resolve_login(state: &AppState, login: &str) -> ApiResult<(Option<Store
     Ok((user, view))
 }
 
-async fn load_if_exists(state: &AppState, id: &ObjectId) -> ApiResult<Option<StoredUser>> {
+async fn load_if_exists(state: &AppState, id: &ObjectId) -> DomainResult<Option<StoredUser>> {
     match users::load(state, id).await {
         Ok(stored) => Ok(Some(stored)),
-        Err(e) if e.code == "UserNotFound" => Ok(None),
+        Err(DomainError::UserNotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -174,7 +135,7 @@ enum Matched {
 }
 
 /// `POST /authenticate`.
-pub async fn authenticate(state: &AppState, request: AuthRequest) -> ApiResult<Value> {
+pub async fn authenticate(state: &AppState, request: AuthRequest) -> DomainResult<Authenticated> {
     let table = state.table.as_ref();
     let config = &state.config;
     let (found, view) = resolve_login(state, &request.username).await?;
@@ -198,7 +159,7 @@ pub async fn authenticate(state: &AppState, request: AuthRequest) -> ApiResult<V
         attempt.note_failure(table).await?;
         attempt.failed(table, None).await?;
         tracing::info!("authentication failed: unknown user");
-        return Err(auth_failed());
+        return Err(DomainError::AuthFailed);
     };
     let login = Login {
         state,
@@ -252,7 +213,7 @@ impl Login<'_> {
     }
 
     /// Logs a failure (locking when it reaches the limit) and answers `error`.
-    async fn fail(&self, entry: AuthlogEntry, error: ApiError) -> ApiResult<Value> {
+    async fn fail(&self, entry: AuthlogEntry, error: DomainError) -> DomainResult<Authenticated> {
         let table = self.state.table.as_ref();
         table.transact(vec![entry.write(self.id())]).await?;
         let lock = lock_entry(self.state, self.request, self.attempt);
@@ -263,7 +224,7 @@ impl Login<'_> {
         {
             tracing::warn!(user = %self.id(), "authentication locked after repeated failures");
         }
-        tracing::info!(user = %self.id(), code = error.code, "authentication failed");
+        tracing::info!(user = %self.id(), reason = %error, "authentication failed");
         Err(error)
     }
 
@@ -272,32 +233,31 @@ impl Login<'_> {
         &self,
         entry: AuthlogEntry,
         extra: Vec<Write>,
-        require2fa: Value,
+        require_2fa: Vec<String>,
         require_password_change: bool,
-    ) -> ApiResult<Value> {
+    ) -> DomainResult<Authenticated> {
         let mut writes = vec![entry.write(self.id())];
         writes.extend(extra);
         writes.extend(self.attempt.clear_writes());
         match self.state.table.transact(writes).await {
             Ok(()) => {}
             // The ASP was deleted while it was being used.
-            Err(StoreError::ConditionFailed { .. }) => return Err(auth_failed()),
+            Err(StoreError::ConditionFailed { .. }) => return Err(DomainError::AuthFailed),
             Err(e) => return Err(e.into()),
         }
         let user = &self.stored.user;
         tracing::info!(user = %user.id, scope = %self.request.scope, "authenticated");
-        Ok(json!({
-            "success": true,
-            "id": user.id,
-            "username": user.username,
-            "address": user.address,
-            "scope": self.request.scope,
-            "require2fa": require2fa,
-            "requirePasswordChange": require_password_change,
-        }))
+        Ok(Authenticated {
+            id: user.id,
+            username: user.username.clone(),
+            address: user.address.clone(),
+            scope: self.request.scope.clone(),
+            require_2fa,
+            require_password_change,
+        })
     }
 
-    async fn run(&self) -> ApiResult<Value> {
+    async fn run(&self) -> DomainResult<Authenticated> {
         let user = &self.stored.user;
         let request = self.request;
         let now = Utc::now();
@@ -334,23 +294,18 @@ impl Login<'_> {
             } else {
                 "suspended"
             };
-            return self.fail(self.entry(result), auth_failed()).await;
+            return self.fail(self.entry(result), DomainError::AuthFailed).await;
         }
         if user.disabled_scopes.contains(&request.scope) {
             return self
                 .fail(
                     self.entry("fail"),
-                    ApiError::forbidden("InvalidAuthScope", "Access to requested service disabled"),
+                    DomainError::ScopeRefused("Access to requested service disabled"),
                 )
                 .await;
         }
 
-        let enabled2fa: Vec<String> = user
-            .enabled2fa
-            .iter()
-            .filter(|m| m.as_str() != "u2f")
-            .cloned()
-            .collect();
+        let enabled2fa = user.enabled_2fa();
         if let Some(kind) = matched {
             let temporary = matches!(kind, Matched::Temporary);
             let source = if temporary { "temporary" } else { "master" };
@@ -361,10 +316,7 @@ impl Login<'_> {
                 return self
                     .fail(
                         self.entry("fail").with("source", source),
-                        ApiError::forbidden(
-                            "TempPasswordNotYetValid",
-                            "Temporary password is not yet activated",
-                        ),
+                        DomainError::TempPasswordNotYetValid,
                     )
                     .await;
             }
@@ -375,10 +327,10 @@ impl Login<'_> {
             }
             let mut entry = self.entry("success").with("source", source);
             let require2fa = if enabled2fa.is_empty() || temporary {
-                json!(false)
+                Vec::new()
             } else {
                 entry = entry.with("require2fa", enabled2fa.join(","));
-                json!(enabled2fa)
+                enabled2fa
             };
             return self.succeed(entry, Vec::new(), require2fa, temporary).await;
         }
@@ -388,7 +340,10 @@ impl Login<'_> {
             asps::normalize(&request.password).filter(|_| request.scope != "master")
         else {
             return self
-                .fail(self.entry("fail").with("source", "master"), auth_failed())
+                .fail(
+                    self.entry("fail").with("source", "master"),
+                    DomainError::AuthFailed,
+                )
                 .await;
         };
         let selector = asps::selector(&normalized);
@@ -412,10 +367,13 @@ impl Login<'_> {
             }
             let used = asp.used_write(&entry.id, request.session.ip.as_deref());
             // An application password never asks for the second factor.
-            return self.succeed(entry, vec![used], json!(false), false).await;
+            return self.succeed(entry, vec![used], Vec::new(), false).await;
         }
-        self.fail(self.entry("fail").with("source", "master"), auth_failed())
-            .await
+        self.fail(
+            self.entry("fail").with("source", "master"),
+            DomainError::AuthFailed,
+        )
+        .await
     }
 }
 
@@ -445,63 +403,45 @@ pub struct Reset {
 pub async fn reset_password(
     state: &AppState,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Reset> {
-    let mut v = Validator::new(params);
-    let valid_after = match v.raw("validAfter") {
-        None | Some(Value::Bool(false)) => None,
-        Some(Value::String(s)) if s.is_empty() || s == "false" => None,
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(d) => Some(d.with_timezone(&Utc)),
-            Err(_) => {
-                v.error("validAfter", "\"validAfter\" must be a valid date");
-                None
-            }
-        },
-        Some(_) => {
-            v.error("validAfter", "\"validAfter\" must be a valid date");
-            None
-        }
-    };
-    let session = v.session();
-    v.deny_unknown();
-    v.finish()?;
-
+    valid_after: Option<DateTime<Utc>>,
+    session: &Session,
+) -> DomainResult<Reset> {
     let clear = generate_temporary_password();
     let hash = password::hash(clear.clone()).await?;
     let now = Utc::now();
     let valid_after = valid_after.unwrap_or(now);
-    for _ in 0..OPTIMISTIC_RETRIES {
-        let current = users::load(state, id).await?;
-        let mut user = current.user.clone();
-        user.temp_password = Some(TempPassword {
-            password: hash.clone(),
-            valid_after,
-            created: now,
-        });
-        user.password = None;
-        totp::reset(&mut user);
-        user.auth_version += 1;
-        let entry = AuthlogEntry::new("reset", None, &session, &state.config);
-        let writes = vec![profile_update(&current, &user), entry.write(id)];
-        match state.table.transact(writes).await {
-            Ok(()) => {
-                let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
-                journal::append(state.table.as_ref(), &state.config, id, event).await?;
-                tracing::info!(user = %id, "password reset");
-                return Ok(Reset {
-                    password: clear,
-                    valid_after,
-                });
+    retry_on_conflict(USER_CONTENDED, || {
+        let hash = &hash;
+        async move {
+            let current = users::load(state, id).await?;
+            let mut user = current.user.clone();
+            user.temp_password = Some(TempPassword {
+                password: hash.clone(),
+                valid_after,
+                created: now,
+            });
+            user.password = None;
+            totp::reset(&mut user);
+            user.auth_version += 1;
+            let entry = AuthlogEntry::new("reset", None, session, &state.config);
+            let writes = vec![profile_update(&current, &user), entry.write(id)];
+            match state.table.transact(writes).await {
+                Ok(()) => Ok(retry::Attempt::Done(())),
+                Err(StoreError::ConditionFailed {
+                    label: users::PROFILE_CHANGED,
+                }) => Ok(retry::Attempt::Retry),
+                Err(e) => Err(e.into()),
             }
-            Err(StoreError::ConditionFailed { index: 0 }) => continue,
-            Err(e) => return Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await?;
+    let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
+    journal::append(state.table.as_ref(), &state.config, id, event).await?;
+    tracing::info!(user = %id, "password reset");
+    Ok(Reset {
+        password: clear,
+        valid_after,
+    })
 }
 
 #[cfg(test)]

@@ -4,16 +4,20 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::keys;
+use super::paging::{PageRequest, PageResult, count_partition, walk_partition};
+use super::{AppState, DomainError, DomainResult, keys};
 use crate::config::Config;
-use crate::error::ApiResult;
-use crate::http::AppState;
-use crate::http::paging::{PageRequest, count_partition, walk_partition};
-use crate::http::validate::{Session, Str, Validator};
 use crate::id::ObjectId;
 use crate::store::{Item, Write};
+
+/// Where a call came from, for the security log (`sess` and `ip` parameters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Session {
+    pub sess: Option<String>,
+    pub ip: Option<String>,
+}
 
 /// One stored security event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,43 +72,20 @@ impl AuthlogEntry {
 // ---------------------------------------------------------------------------------------------
 // Listing
 
-/// A validated `GET /users/{user}/authlog` request: the spec's exact-match filters `action`,
-/// `sess` and `ip` (WildDuck's `filterip` is the same as `ip`), and paging.
+/// A `GET /users/{user}/authlog` request: the spec's exact-match filters `action`, `sess` and
+/// `ip` (WildDuck's `filterip` is the same as `ip`), and paging.
 #[derive(Debug, Clone)]
 pub struct ListAuthlog {
-    action: Option<String>,
-    sess: Option<String>,
-    ip: Option<String>,
-    page: PageRequest,
+    /// Lowercase.
+    pub action: Option<String>,
+    pub sess: Option<String>,
+    /// A valid IP address.
+    pub ip: Option<String>,
+    pub page: PageRequest,
 }
 
 impl ListAuthlog {
-    pub fn parse(params: Map<String, Value>) -> ApiResult<ListAuthlog> {
-        let mut v = Validator::new(params);
-        let action = v.string("action", Str::max(100).trim().lowercase());
-        let Session { sess, ip } = v.session();
-        let filter_ip = v.string("filterip", Str::max(45).trim());
-        if filter_ip
-            .as_deref()
-            .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err())
-        {
-            v.error(
-                "filterip",
-                "\"filterip\" must be a valid ip address without CIDR",
-            );
-        }
-        let page = PageRequest::from_params(&mut v);
-        v.deny_unknown();
-        v.finish()?;
-        Ok(ListAuthlog {
-            action,
-            sess,
-            ip: ip.or(filter_ip).map(|ip| canonical_ip(&ip)),
-            page,
-        })
-    }
-
-    fn matches(&self, item: &Item) -> bool {
+    fn matches(&self, item: &Item, ip: Option<&str>) -> bool {
         let field = |name: &str| item.body.get(name).and_then(Value::as_str);
         self.action
             .as_deref()
@@ -113,10 +94,7 @@ impl ListAuthlog {
                 .sess
                 .as_deref()
                 .is_none_or(|s| field("sess") == Some(s))
-            && self
-                .ip
-                .as_deref()
-                .is_none_or(|ip| field("ip").map(canonical_ip).as_deref() == Some(ip))
+            && ip.is_none_or(|ip| field("ip").map(canonical_ip).as_deref() == Some(ip))
     }
 }
 
@@ -127,24 +105,23 @@ fn canonical_ip(ip: &str) -> String {
         .unwrap_or_else(|_| ip.to_string())
 }
 
-/// The listing form of an entry: every stored field, with WildDuck's `events` and `last`
-/// (Eider stores one entry per event).
-fn entry_json(item: &Item) -> Value {
-    let mut entry = item.body.clone();
-    if let Value::Object(fields) = &mut entry {
-        fields.entry("events").or_insert(Value::from(1));
-        let created = fields.get("created").cloned().unwrap_or(Value::Null);
-        fields.entry("last").or_insert(created);
-    }
-    entry
+/// A page of security events, and how many match in all.
+pub struct AuthlogListing {
+    pub total: u64,
+    pub page: PageResult<AuthlogEntry>,
 }
 
 /// `GET /users/{user}/authlog`: the user's entries, newest first. The walk stays inside the
 /// user's partition; a cursor from elsewhere is refused.
-pub async fn list(state: &AppState, user: &ObjectId, request: ListAuthlog) -> ApiResult<Value> {
+pub async fn list(
+    state: &AppState,
+    user: &ObjectId,
+    request: &ListAuthlog,
+) -> DomainResult<AuthlogListing> {
     super::users::load(state, user).await?;
     let pk = keys::user_pk(user);
-    let keep = |item: &Item| request.matches(item);
+    let ip = request.ip.as_deref().map(canonical_ip);
+    let keep = |item: &Item| request.matches(item, ip.as_deref());
     let table = state.table.as_ref();
     let page = walk_partition(
         table,
@@ -157,16 +134,9 @@ pub async fn list(state: &AppState, user: &ObjectId, request: ListAuthlog) -> Ap
     .await?
     .ok_or_else(|| request.page.invalid_cursor())?;
     let total = count_partition(table, &pk, keys::AUTHLOG_SK_PREFIX, &keep).await?;
-    let mut body = json!({ "success": true });
-    if let Some(action) = &request.action {
-        body["action"] = json!(action);
-    }
-    body["total"] = json!(total);
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, page.paging_json(&request.page))
-    {
-        out.extend(paging);
-    }
-    body["results"] = Value::Array(page.items.iter().map(entry_json).collect());
-    Ok(body)
+    let page = page.decode(|item| {
+        serde_json::from_value(item.body.clone())
+            .map_err(|e| DomainError::corrupt("authlog entry", &item.sk, e))
+    })?;
+    Ok(AuthlogListing { total, page })
 }

@@ -14,15 +14,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::keys;
-use super::messages::parse_date;
+use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, StoredUser, profile_update};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::validate::{Str, Validator, session_only};
+use super::{AppState, DomainError, DomainResult, keys};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, StoreError, Write};
 
@@ -66,71 +63,43 @@ impl Autoreply {
 }
 
 /// Reads a user's autoreply, if one was ever set.
-pub async fn load(state: &AppState, user: &ObjectId) -> ApiResult<Option<Autoreply>> {
+pub async fn load(state: &AppState, user: &ObjectId) -> DomainResult<Option<Autoreply>> {
     let Some(item) = state.table.get(&keys::autoreply(user)).await? else {
         return Ok(None);
     };
     serde_json::from_value(item.body)
         .map(Some)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt autoreply of {user}: {e}")))
+        .map_err(|e| DomainError::corrupt("autoreply of", user, e))
 }
 
-/// A bound: `Some(None)` clears it (`false`), `Some(Some(d))` sets it, `None` leaves it.
-fn bound(v: &mut Validator, field: &str) -> Option<Option<DateTime<Utc>>> {
-    match v.raw(field)? {
-        Value::Bool(false) => Some(None),
-        Value::String(s) if s.trim().is_empty() => None,
-        Value::String(s) if s.trim() == "false" => Some(None),
-        Value::String(s) => match parse_date(s.trim()) {
-            Some(d) => Some(Some(d)),
-            None => {
-                v.error(field, format!("\"{field}\" must be a valid date"));
-                None
-            }
-        },
-        Value::Number(n) => match n.as_i64().and_then(DateTime::from_timestamp_millis) {
-            Some(d) => Some(Some(d)),
-            None => {
-                v.error(field, format!("\"{field}\" must be a valid date"));
-                None
-            }
-        },
-        _ => {
-            v.error(field, format!("\"{field}\" must be a valid date"));
-            None
-        }
-    }
+/// A `PUT /users/{user}/autoreply` request; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AutoreplyChanges {
+    pub status: Option<bool>,
+    pub name: Option<String>,
+    pub subject: Option<String>,
+    /// The reply's text (WildDuck's `text`, the spec's `message`).
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// `Some(None)` clears the bound.
+    pub start: Option<Option<DateTime<Utc>>>,
+    pub end: Option<Option<DateTime<Utc>>>,
 }
-
-/// Most attempts at the settings + profile transaction before giving up with `LockFail`.
-const RETRIES: usize = 8;
 
 /// `PUT /users/{user}/autoreply` (spec "Setup Autoreply", §2.43): partial updates; `created`
 /// is set to now (whole seconds) on every call, as WildDuck does. Returns the settings' id.
 pub async fn update(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<ObjectId> {
-    let mut v = Validator::new(params);
-    let status = v.boolean("status");
-    let name = v.string("name", Str::max(128).trim().allow_empty());
-    let subject = v.string("subject", Str::max(2 * 1024).trim().allow_empty());
-    let text = v.string("text", Str::max(128 * 1024).trim().allow_empty());
-    // The spec names the body `message` in its GET answer; accept it on PUT as well.
-    let message = v.string("message", Str::max(128 * 1024).trim().allow_empty());
-    let html = v.string("html", Str::max(128 * 1024).trim().allow_empty());
-    let start = bound(&mut v, "start");
-    let end = bound(&mut v, "end");
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    changes: AutoreplyChanges,
+) -> DomainResult<ObjectId> {
     let now = Utc::now();
     let created = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-    for _ in 0..RETRIES {
-        let owner = users::load(state, user).await.map_err(|e| match e.code {
-            "UserNotFound" => ApiError::not_found("UserNotFound", "Unknown user"),
-            _ => e,
+    let changes = &changes;
+    retry_on_conflict(USER_CONTENDED, || async move {
+        let owner = users::load(state, user).await.map_err(|e| match e {
+            DomainError::UserNotFound(_) => DomainError::UserNotFound("Unknown user"),
+            e => e,
         })?;
         let mut reply = load(state, user).await?.unwrap_or(Autoreply {
             id: ObjectId::new(),
@@ -144,38 +113,39 @@ pub async fn update(
             end: None,
             created,
         });
-        if let Some(s) = status {
+        if let Some(s) = changes.status {
             reply.status = s;
         }
-        let body = text.as_ref().or(message.as_ref());
         for (slot, value) in [
-            (&mut reply.name, name.as_ref()),
-            (&mut reply.subject, subject.as_ref()),
-            (&mut reply.text, body),
-            (&mut reply.html, html.as_ref()),
+            (&mut reply.name, &changes.name),
+            (&mut reply.subject, &changes.subject),
+            (&mut reply.text, &changes.text),
+            (&mut reply.html, &changes.html),
         ] {
             if let Some(value) = value {
                 *slot = value.clone();
             }
         }
-        if let Some(start) = start {
+        if let Some(start) = changes.start {
             reply.start = start;
         }
-        if let Some(end) = end {
+        if let Some(end) = changes.end {
             reply.end = end;
         }
         reply.created = created;
-        let writes = vec![profile_write(&owner, status), Write::put(reply.item())];
+        let writes = vec![
+            profile_write(&owner, changes.status),
+            Write::put(reply.item()),
+        ];
         match state.table.transact(writes).await {
-            Ok(()) => return Ok(reply.id),
-            Err(StoreError::ConditionFailed { index: 0 }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Attempt::Done(reply.id)),
+            Err(StoreError::ConditionFailed {
+                label: users::PROFILE_CHANGED,
+            }) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
 }
 
 /// The profile write of a settings change: the `autoreply` flag set to `status` when it
@@ -188,77 +158,48 @@ fn profile_write(owner: &StoredUser, status: Option<bool>) -> Write {
             user.autoreply = s;
             profile_update(owner, &user)
         }
-        _ => Write::Check {
-            key: keys::user(&owner.user.id),
-            condition: Condition::CounterEquals(users::VERSION.into(), owner.version),
-        },
+        _ => Write::check(
+            keys::user(&owner.user.id),
+            Condition::CounterEquals(users::VERSION.into(), owner.version),
+            users::PROFILE_CHANGED,
+        ),
     }
 }
 
-/// `GET /users/{user}/autoreply` (spec "Check Autoreply status", §2.45): WildDuck's keys,
-/// plus the spec's `message` (the same as `text`). Defaults when none was set.
-pub async fn get(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    session_only(params)?;
+/// `GET /users/{user}/autoreply` (spec "Check Autoreply status", §2.45): the settings, or
+/// `None` when none were ever set.
+pub async fn get(state: &AppState, user: &ObjectId) -> DomainResult<Option<Autoreply>> {
     let items = state
         .table
         .get_many(&[keys::user(user), keys::autoreply(user)])
         .await?;
     if !items.iter().any(|i| i.key() == keys::user(user)) {
-        return Err(ApiError::user_not_found());
+        return Err(DomainError::user_not_found());
     }
-    let reply: Option<Autoreply> = items
+    Ok(items
         .iter()
         .find(|i| i.key() == keys::autoreply(user))
-        .and_then(|i| serde_json::from_value(i.body.clone()).ok());
-    let date = |d: Option<DateTime<Utc>>| d.map_or(json!(false), |d| json!(d));
-    Ok(match reply {
-        Some(r) => json!({
-            "success": true,
-            "status": r.status,
-            "name": r.name,
-            "subject": r.subject,
-            "text": r.text,
-            "message": r.text,
-            "html": r.html,
-            "start": date(r.start),
-            "end": date(r.end),
-            "created": r.created,
-        }),
-        None => json!({
-            "success": true, "status": false, "name": "", "subject": "", "text": "",
-            "message": "", "html": "", "start": false, "end": false, "created": false,
-        }),
-    })
+        .and_then(|i| serde_json::from_value(i.body.clone()).ok()))
 }
 
 /// `DELETE /users/{user}/autoreply` (spec "Disable Autoreply", §2.44): removes the settings
 /// and clears the profile flag.
-pub async fn delete(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    session_only(params)?;
-    for _ in 0..RETRIES {
+pub async fn delete(state: &AppState, user: &ObjectId) -> DomainResult<()> {
+    retry_on_conflict(USER_CONTENDED, || async move {
         let owner = users::load(state, user).await?;
         let writes = vec![
             profile_write(&owner, Some(false)),
             Write::delete(keys::autoreply(user)),
         ];
         match state.table.transact(writes).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { index: 0 }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Attempt::Done(())),
+            Err(StoreError::ConditionFailed {
+                label: users::PROFILE_CHANGED,
+            }) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
 }
 
 /// The hex SHA-256 of a sender address, lowercased: the key of its "already replied" mark.
@@ -276,14 +217,18 @@ pub async fn claim_reply(
     user: &ObjectId,
     sender: &str,
     interval: std::time::Duration,
-) -> ApiResult<bool> {
+) -> DomainResult<bool> {
     let expires = super::unix_now() + interval.as_secs().max(1) as i64;
     let mark = Item::new(
         keys::autoreply_sent(user, &sender_hash(sender)),
         json!({ "at": Utc::now() }),
     )
     .with_expiry(expires);
-    match state.table.transact(vec![Write::put_new(mark)]).await {
+    match state
+        .table
+        .transact(vec![Write::put_new(mark, "sender replied to")])
+        .await
+    {
         Ok(()) => Ok(true),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
         Err(e) => Err(e.into()),

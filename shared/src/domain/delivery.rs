@@ -47,10 +47,9 @@ use super::filters::{self, Filter, MatchInput, Target, TargetKind};
 use super::messages::{self, Envelope, MAX_MESSAGE_SIZE, Upload};
 use super::names::normalize_address;
 use super::users::{self, StoredUser};
+use super::{AppState, DomainError, DomainResult};
 use super::{addresses, keys, mailboxes, unix_now};
 use crate::config::DeliveryConfig;
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
 use crate::id::ObjectId;
 use crate::mail::outbound::{OutEnvelope, Outbound, send_smtp, split_host_port};
 use crate::mail::parse::{self, ParsedMessage};
@@ -228,7 +227,10 @@ impl Delivery {
     }
 
     /// Resolves an envelope recipient: the exact address, then without its `+tag`.
-    pub async fn recipient(&self, address: &str) -> ApiResult<Result<Recipient, RecipientError>> {
+    pub async fn recipient(
+        &self,
+        address: &str,
+    ) -> DomainResult<Result<Recipient, RecipientError>> {
         let address = address.trim().trim_matches(['<', '>']).to_lowercase();
         // Addresses never carry a `+` (aliases refuse it, main addresses drop the label),
         // so the exact lookup and the sub-address lookup are one claim read: the label is
@@ -238,7 +240,7 @@ impl Delivery {
         };
         let owner = match users::load(&self.state, &user).await {
             Ok(owner) => owner,
-            Err(e) if e.code == "UserNotFound" => return Ok(Err(RecipientError::Unknown)),
+            Err(DomainError::UserNotFound(_)) => return Ok(Err(RecipientError::Unknown)),
             Err(e) => return Err(e),
         };
         if owner.user.disabled {
@@ -249,7 +251,7 @@ impl Delivery {
 
     /// Whether `size` more bytes fit into the recipient's quota (a check before DATA when
     /// the client announced a SIZE).
-    pub async fn fits(&self, recipient: &Recipient, size: u64) -> ApiResult<bool> {
+    pub async fn fits(&self, recipient: &Recipient, size: u64) -> DomainResult<bool> {
         let owner = users::load(&self.state, &recipient.user).await?;
         Ok(owner.storage_used + size as i64 <= messages::allowed_storage(&self.state, &owner))
     }
@@ -271,19 +273,18 @@ impl Delivery {
                 tracing::error!(
                     user = %recipient.user,
                     source = incoming.source,
-                    code = e.code,
-                    error = %e.message,
+                    error = format!("{e:#}"),
                     "delivery failed"
                 );
                 Outcome::Failed {
-                    reason: e.message.clone(),
+                    reason: e.public_message(),
                 }
             }
         }
     }
 
     /// The outcome of an earlier delivery of the message with source id `id`, if any.
-    pub async fn already(&self, id: &str, recipient: &Recipient) -> ApiResult<Option<Outcome>> {
+    pub async fn already(&self, id: &str, recipient: &Recipient) -> DomainResult<Option<Outcome>> {
         let key = record_key(id, recipient);
         Ok(self
             .state
@@ -297,7 +298,7 @@ impl Delivery {
         &self,
         incoming: &Incoming<'_>,
         recipient: &Recipient,
-    ) -> ApiResult<Outcome> {
+    ) -> DomainResult<Outcome> {
         let state = &self.state;
         let user = recipient.user;
         let record = incoming.id.map(|id| record_key(id, recipient));
@@ -321,12 +322,12 @@ impl Delivery {
         Ok(outcome)
     }
 
-    async fn run(&self, incoming: &Incoming<'_>, recipient: &Recipient) -> ApiResult<Outcome> {
+    async fn run(&self, incoming: &Incoming<'_>, recipient: &Recipient) -> DomainResult<Outcome> {
         let state = &self.state;
         let user = recipient.user;
         let owner = match users::load(state, &user).await {
             Ok(owner) => owner,
-            Err(e) if e.code == "UserNotFound" => {
+            Err(DomainError::UserNotFound(_)) => {
                 return Ok(Outcome::Refused {
                     reason: "unknown user".into(),
                 });
@@ -357,7 +358,7 @@ impl Delivery {
         let input = MatchInput::of(&parsed, size);
         let filters = filters::active(state, &user).await.unwrap_or_else(|e| {
             // WildDuck delivers without filters when they can't be read; so does Eider.
-            tracing::warn!(user = %user, error = %e.message, "filters not read");
+            tracing::warn!(user = %user, error = %e, "filters not read");
             Vec::new()
         });
         let mut decision = Decision::default();
@@ -418,14 +419,14 @@ impl Delivery {
         recipient: &Recipient,
         prepared: &[u8],
         decision: &Decision,
-    ) -> ApiResult<Outcome> {
+    ) -> DomainResult<Outcome> {
         let user = recipient.user;
         let boxes = mailboxes::load_all(&self.state, &user).await?;
         let inbox = boxes
             .iter()
             .find(|m| m.mailbox.path == "INBOX")
             .map(|m| m.mailbox.id)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("user {user} has no INBOX")))?;
+            .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("user {user} has no INBOX")))?;
         let mut target = inbox;
         for key in &decision.order {
             match key {
@@ -468,15 +469,15 @@ impl Delivery {
                     mailbox: stored.mailbox,
                     uid: stored.uid,
                 }),
-                Err(e) if e.code == "OverQuotaError" => Ok(Outcome::OverQuota),
+                Err(DomainError::OverQuota) => Ok(Outcome::OverQuota),
                 // The filter's mailbox was deleted meanwhile: INBOX, as WildDuck does.
-                Err(e) if e.code == "NoSuchMailbox" && mailbox != inbox => {
+                Err(DomainError::MailboxNotFound(_)) if mailbox != inbox => {
                     mailbox = inbox;
                     continue;
                 }
-                Err(e) if matches!(e.code, "UserNotFound" | "UserDisabled") => {
+                Err(e @ (DomainError::UserNotFound(_) | DomainError::UserDisabled)) => {
                     Ok(Outcome::Refused {
-                        reason: e.message.clone(),
+                        reason: e.to_string(),
                     })
                 }
                 Err(e) => Err(e),
@@ -533,7 +534,7 @@ impl Delivery {
             Ok(true) => {}
             Ok(false) => return skipped("daily forwards limit reached"),
             Err(e) => {
-                tracing::warn!(error = %e.message, "forwards counter not updated; forwarding anyway");
+                tracing::warn!(error = %e, "forwards counter not updated; forwarding anyway");
             }
         }
         let mut events = Vec::new();
@@ -557,7 +558,7 @@ impl Delivery {
 
     /// Counts `n` forwards against the user's daily limit; false (and nothing counted) when
     /// they don't fit.
-    async fn count_forwards(&self, owner: &StoredUser, n: usize) -> ApiResult<bool> {
+    async fn count_forwards(&self, owner: &StoredUser, n: usize) -> DomainResult<bool> {
         let limit = match owner.user.limits.forwards {
             0 => self.state.config.max_forwards,
             set => set,
@@ -659,7 +660,7 @@ impl Delivery {
             Ok(false) => {}
             Ok(true) => return None,
             Err(e) => {
-                tracing::warn!(error = %e.message, "autoreply skipped: sender not resolved");
+                tracing::warn!(error = %e, "autoreply skipped: sender not resolved");
                 return None;
             }
         }
@@ -667,7 +668,7 @@ impl Delivery {
             Ok(Some(s)) if s.active_at(Utc::now()) => s,
             Ok(_) => return None,
             Err(e) => {
-                tracing::warn!(error = %e.message, "autoreply settings not read");
+                tracing::warn!(error = %e, "autoreply settings not read");
                 return None;
             }
         };
@@ -685,7 +686,7 @@ impl Delivery {
                 return None;
             }
             Err(e) => {
-                tracing::warn!(error = %e.message, "autoreply skipped: mark not written");
+                tracing::warn!(error = %e, "autoreply skipped: mark not written");
                 return None;
             }
         }
@@ -712,7 +713,7 @@ impl Delivery {
 
     /// Whether `sender` is the recipient or another address of the same user: never reply
     /// to ourselves.
-    async fn is_own_address(&self, sender: &str, recipient: &Recipient) -> ApiResult<bool> {
+    async fn is_own_address(&self, sender: &str, recipient: &Recipient) -> DomainResult<bool> {
         let view = |a: &str| normalize_address(a, true).map(|n| n.addrview).ok();
         if view(sender).is_some() && view(sender) == view(&recipient.address) {
             return Ok(true);

@@ -21,22 +21,24 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
-use super::authlog::AuthlogEntry;
+use super::authlog::{AuthlogEntry, Session};
 use super::names::normalize_address;
 use super::users::{self, FILTER_COUNT, MAX_FILTERS};
-use super::{keys, mailboxes};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator, session_only};
+use super::{AppState, DomainError, DomainResult, keys, mailboxes};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
 /// Longest query string (WildDuck's 255 characters).
-const MAX_QUERY_CHARS: usize = 255;
+pub const MAX_QUERY_CHARS: usize = 255;
+
+/// Labels of the conditions on filter items (see [`crate::store::Guard`]).
+/// The filter is gone (or, for a new one, its id exists already).
+const FILTER_GONE: &str = "filter gone";
+/// The user's filter count reached the limit (or the profile is gone).
+const FILTER_LIMIT: &str = "filter limit";
 /// Most forward targets per filter (the same bound as a user's own `targets`).
-const MAX_TARGETS: usize = users::MAX_LIST_ITEMS;
+pub const MAX_TARGETS: usize = users::MAX_LIST_ITEMS;
 
 /// What a forward target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +91,7 @@ impl Target {
 
     /// How the listing describes it: http targets by their host only (their URL may hold a
     /// secret), others as they are.
-    fn description(&self) -> String {
+    pub fn description(&self) -> String {
         match self.kind {
             TargetKind::Http => url::Url::parse(&self.value)
                 .ok()
@@ -175,7 +177,8 @@ impl MatchInput {
     }
 }
 
-fn collapse_whitespace(text: &str) -> String {
+/// The text with every run of whitespace as one space.
+pub fn collapse_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -246,357 +249,51 @@ impl Filter {
         }
         true
     }
-
-    /// WildDuck's nested `query` object.
-    fn query_json(&self) -> Value {
-        let q = &self.query;
-        let mut out = Map::new();
-        for (key, value) in [
-            ("from", &q.from),
-            ("to", &q.to),
-            ("subject", &q.subject),
-            ("listId", &q.list_id),
-            ("text", &q.text),
-        ] {
-            if let Some(v) = value {
-                out.insert(key.into(), json!(v));
-            }
-        }
-        if let Some(ha) = q.ha {
-            out.insert("ha".into(), json!(ha));
-        }
-        if let Some(size) = q.size {
-            out.insert("size".into(), json!(size));
-        }
-        Value::Object(out)
-    }
-
-    /// WildDuck's nested `action` object.
-    fn action_json(&self) -> Value {
-        let a = &self.action;
-        let mut out = Map::new();
-        for (key, value) in [
-            ("seen", a.seen),
-            ("flag", a.flag),
-            ("delete", a.delete),
-            ("spam", a.spam),
-        ] {
-            if let Some(v) = value {
-                out.insert(key.into(), json!(v));
-            }
-        }
-        if let Some(mailbox) = &a.mailbox {
-            out.insert("mailbox".into(), json!(mailbox));
-        }
-        if !a.targets.is_empty() {
-            let values: Vec<&str> = a.targets.iter().map(|t| t.value.as_str()).collect();
-            out.insert("targets".into(), json!(values));
-        }
-        Value::Object(out)
-    }
-
-    /// The spec's flat fields, added to `out`: the nested fields with a `query_` / `action_`
-    /// prefix, and the first forward and first URL target as `action_forward` and
-    /// `action_targetUrl`.
-    fn flat_json(&self, out: &mut Map<String, Value>) {
-        if let Value::Object(query) = self.query_json() {
-            out.extend(query.into_iter().map(|(k, v)| (format!("query_{k}"), v)));
-        }
-        if let Value::Object(action) = self.action_json() {
-            out.extend(
-                action
-                    .into_iter()
-                    .filter(|(k, _)| k != "targets")
-                    .map(|(k, v)| (format!("action_{k}"), v)),
-            );
-        }
-        let first = |kind| self.action.targets.iter().find(|t| t.kind == kind);
-        if let Some(t) = first(TargetKind::Mail) {
-            out.insert("action_forward".into(), json!(t.value));
-        }
-        if let Some(t) = first(TargetKind::Http) {
-            out.insert("action_targetUrl".into(), json!(t.value));
-        }
-    }
-
-    /// The human-readable `query` and `action` tuples of the listing (§2.39); `paths` maps
-    /// mailbox ids to paths.
-    fn description(&self, paths: &[(ObjectId, String)]) -> (Vec<Value>, Vec<Value>) {
-        let q = &self.query;
-        let mut query = Vec::new();
-        for (key, value) in [
-            ("from", &q.from),
-            ("to", &q.to),
-            ("subject", &q.subject),
-            ("listId", &q.list_id),
-        ] {
-            if let Some(v) = value {
-                query.push(json!([key, format!("({v})")]));
-            }
-        }
-        match q.ha {
-            Some(true) => query.push(json!(["has attachment"])),
-            Some(false) => query.push(json!(["no attachments"])),
-            None => {}
-        }
-        if let Some(text) = &q.text {
-            query.push(json!([false, format!("\"{text}\"")]));
-        }
-        match q.size {
-            Some(s) if s > 0 => query.push(json!(["larger", s])),
-            Some(s) if s < 0 => query.push(json!(["smaller", s.unsigned_abs()])),
-            _ => {}
-        }
-        let a = &self.action;
-        let mut action = Vec::new();
-        for (value, yes, no) in [
-            (a.seen, "mark as read", "do not mark as read"),
-            (a.flag, "flag it", "do not flag it"),
-            (a.delete, "delete it", "do not delete it"),
-            (a.spam, "mark it as spam", "do not mark it as spam"),
-        ] {
-            if let Some(v) = value {
-                action.push(json!([if v { yes } else { no }]));
-            }
-        }
-        if !a.targets.is_empty() {
-            let list: Vec<String> = a.targets.iter().map(Target::description).collect();
-            action.push(json!(["forward to", list.join(", ")]));
-        }
-        if let Some(mailbox) = &a.mailbox {
-            let shown = paths
-                .iter()
-                .find(|(id, _)| id == mailbox)
-                .map(|(_, path)| format!("\"{path}\""))
-                .unwrap_or_else(|| mailbox.to_string());
-            action.push(json!(["move to folder", shown]));
-        }
-        (query, action)
-    }
-
-    fn meta_json(&self) -> Value {
-        self.meta_data
-            .as_deref()
-            .and_then(|m| serde_json::from_str(m).ok())
-            .unwrap_or_else(|| json!({}))
-    }
-
-    /// `GET /users/{user}/filters/{filter}`: nested and flat forms together.
-    fn details_json(&self) -> Value {
-        let mut out = Map::new();
-        out.insert("success".into(), json!(true));
-        out.insert("id".into(), json!(self.id));
-        out.insert("name".into(), json!(self.name));
-        out.insert("query".into(), self.query_json());
-        out.insert("action".into(), self.action_json());
-        self.flat_json(&mut out);
-        out.insert("disabled".into(), json!(self.disabled));
-        out.insert("created".into(), json!(self.created));
-        out.insert("metaData".into(), self.meta_json());
-        Value::Object(out)
-    }
 }
 
-fn from_item(item: &Item) -> ApiResult<Filter> {
-    serde_json::from_value(item.body.clone()).map_err(|e| {
-        ApiError::internal(anyhow::anyhow!(
-            "corrupt filter {}/{}: {e}",
-            item.pk,
-            item.sk
-        ))
-    })
-}
-
-fn filter_not_found(message: &str) -> ApiError {
-    ApiError::not_found("FilterNotFound", message.to_string())
+fn from_item(item: &Item) -> DomainResult<Filter> {
+    serde_json::from_value(item.body.clone())
+        .map_err(|e| DomainError::corrupt("filter", format!("{}/{}", item.pk, item.sk), e))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Input
 
 /// A field that may be set, cleared (`""` or `null`) or left alone (absent).
-type Change<T> = Option<Option<T>>;
+pub type Change<T> = Option<Option<T>>;
 
-/// The validated fields of a create or update, flat and nested forms merged.
+/// The fields of a create or update, flat and nested forms merged.
 #[derive(Debug, Default)]
-struct FilterChanges {
-    name: Option<String>,
-    from: Change<String>,
-    to: Change<String>,
-    subject: Change<String>,
-    list_id: Change<String>,
-    text: Change<String>,
-    ha: Change<bool>,
-    size: Change<i64>,
-    seen: Change<bool>,
-    flag: Change<bool>,
-    delete: Change<bool>,
-    spam: Change<bool>,
-    mailbox: Change<ObjectId>,
+pub struct FilterChanges {
+    pub name: Option<String>,
+    pub from: Change<String>,
+    pub to: Change<String>,
+    pub subject: Change<String>,
+    pub list_id: Change<String>,
+    /// Whitespace collapsed.
+    pub text: Change<String>,
+    pub ha: Change<bool>,
+    /// 0 is no condition: `Some(None)`.
+    pub size: Change<i64>,
+    pub seen: Change<bool>,
+    pub flag: Change<bool>,
+    pub delete: Change<bool>,
+    pub spam: Change<bool>,
+    pub mailbox: Change<ObjectId>,
     /// The whole list (nested `action.targets`).
-    targets: Change<Vec<Target>>,
+    pub targets: Change<Vec<Target>>,
     /// The spec's `action_forward`: replaces the address targets.
-    forward: Change<Target>,
+    pub forward: Change<Target>,
     /// The spec's `action_targetUrl`: replaces the URL targets.
-    target_url: Change<Target>,
-    disabled: Option<bool>,
-    meta_data: Option<String>,
-    session: Session,
-}
-
-/// Whether `field` was sent empty: `""`, `null` or an empty array clear a value on update.
-fn sent_empty(v: &mut Validator, field: &str) -> bool {
-    match v.raw(field) {
-        None => true,
-        Some(Value::String(s)) => s.trim().is_empty(),
-        Some(Value::Array(a)) => a.is_empty(),
-        Some(_) => false,
-    }
-}
-
-/// The change of one field from whichever of `fields` (its flat and nested names) was sent,
-/// the last one winning: cleared when sent empty, else what `parse` reads (`None` when it
-/// refused the value and recorded the error).
-fn change<T>(
-    v: &mut Validator,
-    fields: &[&str],
-    parse: impl Fn(&mut Validator, &str) -> Option<Option<T>>,
-) -> Change<T> {
-    let mut out = None;
-    for field in fields {
-        if !v.has(field) {
-            continue;
-        }
-        if sent_empty(v, field) {
-            out = Some(None);
-        } else if let Some(value) = parse(v, field) {
-            out = Some(value);
-        }
-    }
-    out
-}
-
-fn text_change(v: &mut Validator, fields: &[&str]) -> Change<String> {
-    change(v, fields, |v, field| {
-        v.string(field, Str::max(MAX_QUERY_CHARS).trim())
-            .map(|s| Some(collapse_whitespace(&s)))
-    })
-}
-
-fn bool_change(v: &mut Validator, fields: &[&str]) -> Change<bool> {
-    change(v, fields, |v, field| v.boolean(field).map(Some))
-}
-
-/// A size of 0 means no size condition.
-fn size_change(v: &mut Validator, fields: &[&str]) -> Change<i64> {
-    change(v, fields, |v, field| {
-        v.integer(field, -(1 << 53), 1 << 53)
-            .map(|n| (n != 0).then_some(n))
-    })
-}
-
-fn mailbox_change(v: &mut Validator, fields: &[&str]) -> Change<ObjectId> {
-    change(v, fields, |v, field| v.id(field).map(Some))
-}
-
-/// One target of the spec's flat fields, which must be of `kind`.
-fn single_target(v: &mut Validator, field: &str, kind: TargetKind) -> Change<Target> {
-    if !v.has(field) {
-        return None;
-    }
-    if sent_empty(v, field) {
-        return Some(None);
-    }
-    let value = v.string(field, Str::max(1024).trim())?;
-    match Target::parse(&value).filter(|t| t.kind == kind) {
-        Some(target) => Some(Some(target)),
-        None => {
-            let what = if kind == TargetKind::Mail {
-                "a valid email"
-            } else {
-                "a valid uri with a scheme matching the http|https pattern"
-            };
-            v.error(field, format!("\"{field}\" must be {what}"));
-            None
-        }
-    }
-}
-
-fn targets_change(v: &mut Validator, field: &str) -> Change<Vec<Target>> {
-    if !v.has(field) {
-        return None;
-    }
-    if sent_empty(v, field) {
-        return Some(None);
-    }
-    let list = v.bounded_list(field, 1024, MAX_TARGETS)?;
-    let mut out: Vec<Target> = Vec::new();
-    for (i, value) in list.iter().enumerate() {
-        match Target::parse(value) {
-            Some(t) if out.iter().all(|o| o.value != t.value) => out.push(t),
-            Some(_) => {}
-            None => {
-                v.error(
-                    &format!("{field}.{i}"),
-                    format!("\"{field}[{i}]\" does not match any of the allowed types"),
-                );
-                return None;
-            }
-        }
-    }
-    Some(Some(out))
+    pub target_url: Change<Target>,
+    pub disabled: Option<bool>,
+    pub meta_data: Option<String>,
+    pub session: Session,
 }
 
 impl FilterChanges {
-    /// Validates a create or update body: flat fields and nested `query` / `action` objects
-    /// (whose keys are checked as `query.<key>` / `action.<key>`). Strict: unknown fields are
-    /// refused.
-    fn parse(mut params: Map<String, Value>) -> ApiResult<FilterChanges> {
-        let mut type_errors = Vec::new();
-        for group in ["query", "action"] {
-            match params.remove(group) {
-                None | Some(Value::Null) => {}
-                Some(Value::String(s)) if s.trim().is_empty() => {}
-                Some(Value::Object(fields)) => {
-                    for (key, value) in fields {
-                        params.insert(format!("{group}.{key}"), value);
-                    }
-                }
-                Some(_) => type_errors.push(group),
-            }
-        }
-        let mut v = Validator::new(params);
-        for group in type_errors {
-            v.error(group, format!("\"{group}\" must be of type object"));
-        }
-        let changes = FilterChanges {
-            name: v.string("name", Str::max(255).trim()),
-            from: text_change(&mut v, &["query.from", "query_from"]),
-            to: text_change(&mut v, &["query.to", "query_to"]),
-            subject: text_change(&mut v, &["query.subject", "query_subject"]),
-            list_id: text_change(&mut v, &["query.listId", "query_listId"]),
-            text: text_change(&mut v, &["query.text", "query_text"]),
-            ha: bool_change(&mut v, &["query.ha", "query_ha"]),
-            size: size_change(&mut v, &["query.size", "query_size"]),
-            seen: bool_change(&mut v, &["action.seen", "action_seen"]),
-            flag: bool_change(&mut v, &["action.flag", "action_flag"]),
-            delete: bool_change(&mut v, &["action.delete", "action_delete"]),
-            spam: bool_change(&mut v, &["action.spam", "action_spam"]),
-            mailbox: mailbox_change(&mut v, &["action.mailbox", "action_mailbox"]),
-            targets: targets_change(&mut v, "action.targets"),
-            forward: single_target(&mut v, "action_forward", TargetKind::Mail),
-            target_url: single_target(&mut v, "action_targetUrl", TargetKind::Http),
-            disabled: v.boolean("disabled"),
-            meta_data: v.json_object("metaData", MAX_DATA_BYTES),
-            session: v.session(),
-        };
-        v.deny_unknown();
-        v.finish()?;
-        Ok(changes)
-    }
-
     /// Applies the changes; returns whether anything changed.
-    fn apply(self, filter: &mut Filter) -> bool {
+    pub fn apply(self, filter: &mut Filter) -> bool {
         fn set<T: PartialEq>(slot: &mut Option<T>, change: Change<T>) -> bool {
             match change {
                 Some(value) if *slot != value => {
@@ -682,7 +379,7 @@ fn new_target_logs(
 }
 
 /// The filters a user may have.
-fn allowed_filters(user: &users::StoredUser) -> i64 {
+pub fn allowed_filters(user: &users::StoredUser) -> i64 {
     let set = user.user.limits.filters;
     (if set > 0 { set } else { MAX_FILTERS }) as i64
 }
@@ -694,9 +391,8 @@ fn allowed_filters(user: &users::StoredUser) -> i64 {
 pub async fn create(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<ObjectId> {
-    let changes = FilterChanges::parse(params)?;
+    changes: FilterChanges,
+) -> DomainResult<ObjectId> {
     let owner = users::load(state, user).await?;
     let session = changes.session.clone();
     let mut filter = Filter {
@@ -718,18 +414,21 @@ pub async fn create(
         return Err(too_many(allowed));
     }
     let mut writes = vec![
-        Write::put_new(filter.item()),
+        Write::put_new(filter.item(), FILTER_GONE),
         Write::Update {
             key: keys::user(user),
             update: Update::default().add(FILTER_COUNT, 1),
-            condition: Some(Condition::CounterAtMost(FILTER_COUNT.into(), allowed - 1)),
+            guard: Some(
+                Condition::CounterAtMost(FILTER_COUNT.into(), allowed - 1).labeled(FILTER_LIMIT),
+            ),
         },
     ];
     if let Some(mailbox) = &filter.action.mailbox {
-        writes.push(Write::Check {
-            key: keys::mailbox(user, mailbox),
-            condition: Condition::Exists,
-        });
+        writes.push(Write::check(
+            keys::mailbox(user, mailbox),
+            Condition::Exists,
+            mailboxes::MAILBOX_GONE,
+        ));
     }
     writes.push(
         AuthlogEntry::new("filter added", Some("success"), &session, &state.config)
@@ -740,26 +439,33 @@ pub async fn create(
     writes.extend(new_target_logs(state, &[], &filter, &session));
     match state.table.transact(writes).await {
         Ok(()) => Ok(filter.id),
-        Err(StoreError::ConditionFailed { index: 1 }) => {
+        Err(StoreError::ConditionFailed {
+            label: FILTER_LIMIT,
+        }) => {
             // The profile vanished, or concurrent creates reached the limit first.
             users::load(state, user).await?;
             Err(too_many(allowed))
         }
-        Err(StoreError::ConditionFailed { index: 2 }) => Err(no_such_mailbox()),
+        Err(StoreError::ConditionFailed {
+            label: mailboxes::MAILBOX_GONE,
+        }) => Err(no_such_mailbox()),
         Err(e) => Err(e.into()),
     }
 }
 
-fn too_many(allowed: i64) -> ApiError {
-    ApiError::forbidden("TooMany", "Maximum filters limit reached").with_extra("allowed", allowed)
+fn too_many(allowed: i64) -> DomainError {
+    DomainError::TooMany {
+        message: "Maximum filters limit reached",
+        allowed: Some(allowed as u64),
+    }
 }
 
-fn no_such_mailbox() -> ApiError {
-    ApiError::not_found("NoSuchMailbox", "This mailbox does not exist")
+fn no_such_mailbox() -> DomainError {
+    DomainError::MailboxNotFound("This mailbox does not exist")
 }
 
 /// Every filter of a user, in id (creation, application) order.
-pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Filter>> {
+pub async fn load_all(state: &AppState, user: &ObjectId) -> DomainResult<Vec<Filter>> {
     let query = Query::table(keys::user_pk(user))
         .range(SortRange::BeginsWith(keys::FILTER_SK_PREFIX.into()))
         .limit(500);
@@ -771,23 +477,22 @@ pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Filter
 }
 
 /// The filters delivery applies: enabled ones, in order.
-pub async fn active(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Filter>> {
+pub async fn active(state: &AppState, user: &ObjectId) -> DomainResult<Vec<Filter>> {
     let mut filters = load_all(state, user).await?;
     filters.retain(|f| !f.disabled);
     Ok(filters)
 }
 
+/// A user's filters, how many they may have, and the paths of the mailboxes the filters move
+/// messages to.
+pub struct FilterList {
+    pub allowed: i64,
+    pub filters: Vec<Filter>,
+    pub paths: Vec<(ObjectId, String)>,
+}
+
 /// `GET /users/{user}/filters` (spec "List existing filters", §2.39).
-pub async fn list(
-    state: &AppState,
-    user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let meta = v.boolean("metaData").unwrap_or(false);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+pub async fn list(state: &AppState, user: &ObjectId) -> DomainResult<FilterList> {
     let owner = users::load(state, user).await?;
     let filters = load_all(state, user).await?;
     let paths: Vec<(ObjectId, String)> = if filters.iter().any(|f| f.action.mailbox.is_some()) {
@@ -799,52 +504,26 @@ pub async fn list(
     } else {
         Vec::new()
     };
-    let results: Vec<Value> = filters
-        .iter()
-        .map(|f| {
-            let (query, action) = f.description(&paths);
-            let mut entry = Map::new();
-            entry.insert("id".into(), json!(f.id));
-            entry.insert("name".into(), json!(f.name));
-            entry.insert("query".into(), json!(query));
-            entry.insert("action".into(), json!(action));
-            f.flat_json(&mut entry);
-            entry.insert("disabled".into(), json!(f.disabled));
-            entry.insert("created".into(), json!(f.created));
-            if meta && f.meta_data.is_some() {
-                entry.insert("metaData".into(), f.meta_json());
-            }
-            Value::Object(entry)
-        })
-        .collect();
-    Ok(json!({
-        "success": true,
-        "limits": { "allowed": allowed_filters(&owner), "used": filters.len() },
-        "results": results,
-    }))
+    Ok(FilterList {
+        allowed: allowed_filters(&owner),
+        filters,
+        paths,
+    })
 }
 
 async fn load(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    missing: &str,
-) -> ApiResult<Filter> {
+    missing: &'static str,
+) -> DomainResult<Filter> {
     let item = state.table.get(&keys::filter(user, id)).await?;
-    from_item(&item.ok_or_else(|| filter_not_found(missing))?)
+    from_item(&item.ok_or(DomainError::FilterNotFound(missing))?)
 }
 
 /// `GET /users/{user}/filters/{filter}` (spec "Get filter details", §2.40).
-pub async fn get(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    session_only(params)?;
-    Ok(load(state, user, id, "This filter does not exist")
-        .await?
-        .details_json())
+pub async fn get(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<Filter> {
+    load(state, user, id, "This filter does not exist").await
 }
 
 /// `PUT /users/{user}/filters/{filter}` (spec "Update filter details", §2.41): only the given
@@ -853,9 +532,8 @@ pub async fn update(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    let changes = FilterChanges::parse(params)?;
+    changes: FilterChanges,
+) -> DomainResult<()> {
     let session = changes.session.clone();
     let current = load(state, user, id, "Filter was not found").await?;
     let mut filter = current.clone();
@@ -865,16 +543,17 @@ pub async fn update(
     let mut writes = vec![Write::Update {
         key: filter.key(),
         update: Update::body(serde_json::to_value(&filter).unwrap_or_default()),
-        condition: Some(Condition::Exists),
+        guard: Some(Condition::Exists.labeled(FILTER_GONE)),
     }];
     if let Some(mailbox) = &filter.action.mailbox
         && current.action.mailbox.as_ref() != Some(mailbox)
     {
         mailboxes::load(state, user, mailbox).await?;
-        writes.push(Write::Check {
-            key: keys::mailbox(user, mailbox),
-            condition: Condition::Exists,
-        });
+        writes.push(Write::check(
+            keys::mailbox(user, mailbox),
+            Condition::Exists,
+            mailboxes::MAILBOX_GONE,
+        ));
     }
     writes.extend(new_target_logs(
         state,
@@ -884,8 +563,8 @@ pub async fn update(
     ));
     match state.table.transact(writes).await {
         Ok(()) => Ok(()),
-        Err(StoreError::ConditionFailed { index: 0 }) => {
-            Err(filter_not_found("Filter was not found"))
+        Err(StoreError::ConditionFailed { label: FILTER_GONE }) => {
+            Err(DomainError::FilterNotFound("Filter was not found"))
         }
         Err(StoreError::ConditionFailed { .. }) => Err(no_such_mailbox()),
         Err(e) => Err(e.into()),
@@ -893,30 +572,21 @@ pub async fn update(
 }
 
 /// `DELETE /users/{user}/filters/{filter}` (spec "Delete a filter", §2.42).
-pub async fn delete(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    session_only(params)?;
+pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<()> {
     let writes = vec![
-        Write::Delete {
-            key: keys::filter(user, id),
-            condition: Some(Condition::Exists),
-        },
+        Write::delete(keys::filter(user, id)).when(Condition::Exists, FILTER_GONE),
         Write::Update {
             key: keys::user(user),
             update: Update::default().add(FILTER_COUNT, -1),
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         },
     ];
     match state.table.transact(writes).await {
         Ok(()) => Ok(()),
-        Err(StoreError::ConditionFailed { index: 0 }) => {
-            Err(filter_not_found("Filter was not found"))
+        Err(StoreError::ConditionFailed { label: FILTER_GONE }) => {
+            Err(DomainError::FilterNotFound("Filter was not found"))
         }
-        Err(StoreError::ConditionFailed { .. }) => Err(ApiError::user_not_found()),
+        Err(StoreError::ConditionFailed { .. }) => Err(DomainError::user_not_found()),
         Err(e) => Err(e.into()),
     }
 }

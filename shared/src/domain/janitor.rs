@@ -26,12 +26,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::addresses::StoredAddress;
+use super::addresses::{ADDRESS_GONE, StoredAddress};
+use super::archive::ARCHIVED_GONE;
 use super::messages::{self, Archived, Message};
-use super::users::ARCHIVED_COUNT;
+use super::users::{self, ARCHIVED_COUNT};
+use super::{AppState, DomainError, DomainResult};
 use super::{keys, mailboxes, names, stats};
-use crate::error::ApiResult;
-use crate::http::AppState;
 use crate::id::ObjectId;
 use crate::mail::parse;
 use crate::store::{
@@ -119,7 +119,7 @@ const MAILBOX_TASK_GRACE_SECS: i64 = 300;
 const HEAD_BYTES: u64 = 64 * 1024;
 
 /// Runs the janitor once: everything due at `now`, as far as `budget` allows.
-pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> ApiResult<Report> {
+pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> DomainResult<Report> {
     let started = Instant::now();
     let mut run = Run {
         state,
@@ -186,7 +186,7 @@ impl Run<'_> {
 
     /// Whether `user` exists. A profile without a body (counters written after a delete) does
     /// not count: the user is gone.
-    async fn user_alive(&mut self, user: &ObjectId) -> ApiResult<bool> {
+    async fn user_alive(&mut self, user: &ObjectId) -> DomainResult<bool> {
         if let Some(alive) = self.alive.get(user) {
             return Ok(*alive);
         }
@@ -200,7 +200,7 @@ impl Run<'_> {
     // The purge schedule (gsi2)
 
     /// Walks every `PURGE#` shard up to now. Returns false when the budget ran out first.
-    async fn purge_schedule(&mut self) -> ApiResult<bool> {
+    async fn purge_schedule(&mut self) -> DomainResult<bool> {
         for shard in 0..keys::PURGE_SHARDS {
             let mut after: Option<Cursor> = None;
             loop {
@@ -245,7 +245,7 @@ impl Run<'_> {
 
     /// Reads items again from the table: index entries may lag behind (DynamoDB's GSIs), and
     /// only the item as it is now says whether it is still due.
-    async fn reread(&self, keys: &[Key]) -> ApiResult<Vec<Item>> {
+    async fn reread(&self, keys: &[Key]) -> DomainResult<Vec<Item>> {
         let mut items = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
             items.extend(self.state.table.get_many(chunk).await?);
@@ -254,7 +254,7 @@ impl Run<'_> {
     }
 
     /// Messages whose purge entry is due: out of their mailbox and into the archive.
-    async fn expire_messages(&mut self, keys: &[Key]) -> ApiResult<()> {
+    async fn expire_messages(&mut self, keys: &[Key]) -> DomainResult<()> {
         let mut groups: BTreeMap<(ObjectId, ObjectId), Vec<Message>> = BTreeMap::new();
         for item in self.reread(keys).await? {
             let message = match messages::from_item(&item) {
@@ -283,7 +283,7 @@ impl Run<'_> {
             let mailbox = match mailboxes::load(self.state, &user, &mailbox).await {
                 Ok(mailbox) => mailbox,
                 // The mailbox was deleted: its drain task archives these messages.
-                Err(e) if e.status == http::StatusCode::NOT_FOUND => continue,
+                Err(DomainError::MailboxNotFound(_) | DomainError::UserNotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
             let count = batch.len();
@@ -306,7 +306,7 @@ impl Run<'_> {
     /// Blobs whose message never committed: markers still there when due. The marker is
     /// doomed first, so a commit arriving after all fails instead of pointing at a removed
     /// blob; a run that dies after that finds the doomed marker again and finishes.
-    async fn reclaim_uploads(&mut self, keys: &[Key]) -> ApiResult<()> {
+    async fn reclaim_uploads(&mut self, keys: &[Key]) -> DomainResult<()> {
         for marker in self.reread(keys).await? {
             let Some(blob) = marker.body["blob"].as_str() else {
                 tracing::warn!(pk = %marker.pk, sk = %marker.sk, "pending-blob marker without a blob; skipped");
@@ -319,7 +319,10 @@ impl Run<'_> {
                     .update(
                         &marker.key(),
                         Update::default().add(messages::PENDING_DOOMED, 1),
-                        Some(Condition::CounterEquals(messages::PENDING_DOOMED.into(), 0)),
+                        Some(
+                            Condition::CounterEquals(messages::PENDING_DOOMED.into(), 0)
+                                .labeled(messages::UPLOAD_SETTLED),
+                        ),
                     )
                     .await;
                 match doom {
@@ -339,7 +342,7 @@ impl Run<'_> {
 
     /// Archived messages whose time is up: events, blob, then the archive item and the
     /// user's `archived` counter.
-    async fn purge_archived(&mut self, keys: &[Key]) -> ApiResult<()> {
+    async fn purge_archived(&mut self, keys: &[Key]) -> DomainResult<()> {
         let mut groups: BTreeMap<ObjectId, Vec<Archived>> = BTreeMap::new();
         for item in self.reread(keys).await? {
             let archived: Archived = match serde_json::from_value(item.body.clone()) {
@@ -377,15 +380,14 @@ impl Run<'_> {
         user: &ObjectId,
         messages: &[Message],
         alive: bool,
-    ) -> ApiResult<()> {
-        let entry = |m: &Message| Write::Delete {
-            key: keys::archived(user, &m.id),
-            condition: Some(Condition::Exists),
+    ) -> DomainResult<()> {
+        let entry = |m: &Message| {
+            Write::delete(keys::archived(user, &m.id)).when(Condition::Exists, ARCHIVED_GONE)
         };
         let counter = |n: usize| Write::Update {
             key: keys::user(user),
             update: Update::default().add(ARCHIVED_COUNT, -(n as i64)),
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         };
         let mut writes: Vec<Write> = messages.iter().map(entry).collect();
         if alive {
@@ -408,9 +410,9 @@ impl Run<'_> {
             }
             let result = match self.state.table.transact(writes).await {
                 // The user is gone: no counter to keep.
-                Err(StoreError::ConditionFailed { index: 1 }) => {
-                    self.state.table.transact(vec![entry(message)]).await
-                }
+                Err(StoreError::ConditionFailed {
+                    label: users::USER_GONE,
+                }) => self.state.table.transact(vec![entry(message)]).await,
                 other => other,
             };
             match result {
@@ -430,7 +432,7 @@ impl Run<'_> {
 
     /// Works through the due tasks in due order. Returns false when the budget ran out first
     /// (or a task could not finish).
-    async fn tasks(&mut self) -> ApiResult<bool> {
+    async fn tasks(&mut self) -> DomainResult<bool> {
         let mut finished = true;
         let mut after: Option<Cursor> = None;
         loop {
@@ -476,7 +478,7 @@ impl Run<'_> {
 
     /// A deleted mailbox: its messages go to the archive (a deleted user's go for good).
     /// Returns true once the mailbox is empty and its task removed.
-    async fn drain_mailbox(&mut self, task: &Item) -> ApiResult<bool> {
+    async fn drain_mailbox(&mut self, task: &Item) -> DomainResult<bool> {
         let user = id_field(&task.body["user"]);
         let mailbox = id_field(&task.body["mailbox"]["id"]);
         let (Some(user), Some(mailbox)) = (user, mailbox) else {
@@ -532,7 +534,7 @@ impl Run<'_> {
     /// 8. the tombstone, which is also the task.
     ///
     /// Returns true when the user is fully purged.
-    async fn purge_user(&mut self, tombstone: &Item) -> ApiResult<bool> {
+    async fn purge_user(&mut self, tombstone: &Item) -> DomainResult<bool> {
         let Some(user) = id_field(&tombstone.body["user"]) else {
             tracing::warn!(pk = %tombstone.pk, "unreadable user tombstone; skipped");
             return Ok(true);
@@ -634,7 +636,7 @@ impl Run<'_> {
 
     /// Deletes `claim` if it names `user` (a claim names whoever holds the name: once it has
     /// been freed and taken again it belongs to someone else and stays).
-    async fn delete_claim_of(&mut self, user: &ObjectId, claim: Key) -> ApiResult<()> {
+    async fn delete_claim_of(&mut self, user: &ObjectId, claim: Key) -> DomainResult<()> {
         if self.claim_names(&claim, user).await? {
             self.delete_keys(vec![claim]).await?;
         }
@@ -642,7 +644,7 @@ impl Run<'_> {
     }
 
     /// Whether the username or address `claim` still names `user`.
-    async fn claim_names(&self, claim: &Key, user: &ObjectId) -> ApiResult<bool> {
+    async fn claim_names(&self, claim: &Key, user: &ObjectId) -> DomainResult<bool> {
         let held = self.state.table.get(claim).await?;
         Ok(held.is_some_and(|h| id_field(&h.body["user"]) == Some(*user)))
     }
@@ -650,7 +652,7 @@ impl Run<'_> {
     /// Address items under the user's partition (left by a delete whose follow-up transaction
     /// failed): each with its claim while the claim still names this user, and the global
     /// address count, in one transaction per batch.
-    async fn purge_addresses(&mut self, user: &ObjectId) -> ApiResult<bool> {
+    async fn purge_addresses(&mut self, user: &ObjectId) -> DomainResult<bool> {
         loop {
             if self.spent() {
                 return Ok(false);
@@ -671,10 +673,7 @@ impl Run<'_> {
             let mut count = 0;
             for item in &page.items {
                 // Exists: a concurrent run that deleted it first made its own counter change.
-                writes.push(Write::Delete {
-                    key: item.key(),
-                    condition: Some(Condition::Exists),
-                });
+                writes.push(Write::delete(item.key()).when(Condition::Exists, ADDRESS_GONE));
                 count += 1;
                 if let Ok(address) = serde_json::from_value::<StoredAddress>(item.body.clone()) {
                     let claim = keys::address_claim(&address.addrview);
@@ -701,7 +700,7 @@ impl Run<'_> {
 
     /// Purges every message of a message partition for good. Returns false when the budget ran
     /// out first.
-    async fn purge_partition_messages(&mut self, user: &ObjectId, pk: &str) -> ApiResult<bool> {
+    async fn purge_partition_messages(&mut self, user: &ObjectId, pk: &str) -> DomainResult<bool> {
         loop {
             if self.spent() {
                 return Ok(false);
@@ -730,7 +729,7 @@ impl Run<'_> {
 
     /// Removes messages for good, with no archive and no counters: their satellites, then
     /// their blobs, then the message items (the only reference to the rest).
-    async fn purge_messages(&mut self, user: &ObjectId, messages: &[Message]) -> ApiResult<()> {
+    async fn purge_messages(&mut self, user: &ObjectId, messages: &[Message]) -> DomainResult<()> {
         for chunk in messages.chunks(PURGE_BATCH) {
             self.delete_satellites(user, chunk, true).await?;
             self.delete_blobs(chunk).await?;
@@ -752,7 +751,7 @@ impl Run<'_> {
         user: &ObjectId,
         messages: &[Message],
         all: bool,
-    ) -> ApiResult<()> {
+    ) -> DomainResult<()> {
         let state = self.state;
         let mut keys: BTreeSet<Key> = BTreeSet::new();
         // A few reads in flight at once (joined per group: a stream of borrowing closures
@@ -783,7 +782,7 @@ impl Run<'_> {
     }
 
     /// Deletes blobs (no error when one is already gone).
-    async fn delete_blobs(&mut self, messages: &[Message]) -> ApiResult<()> {
+    async fn delete_blobs(&mut self, messages: &[Message]) -> DomainResult<()> {
         for group in messages.chunks(IN_FLIGHT) {
             let deletes = group.iter().map(|m| self.state.blobs.delete(&m.blob));
             futures::future::try_join_all(deletes).await?;
@@ -793,14 +792,14 @@ impl Run<'_> {
     }
 
     /// Deletes items by key (each key at most once), in bulk: each delete stands alone.
-    async fn delete_keys(&mut self, keys: Vec<Key>) -> ApiResult<()> {
+    async fn delete_keys(&mut self, keys: Vec<Key>) -> DomainResult<()> {
         self.state.table.delete_many(&keys).await?;
         self.report.items_deleted += keys.len();
         Ok(())
     }
 
     /// Deletes every item of a partition. Returns false when the budget ran out first.
-    async fn delete_partition(&mut self, pk: &str) -> ApiResult<bool> {
+    async fn delete_partition(&mut self, pk: &str) -> DomainResult<bool> {
         loop {
             if self.spent() {
                 return Ok(false);
@@ -831,7 +830,7 @@ fn id_field(value: &serde_json::Value) -> Option<ObjectId> {
 }
 
 /// The keys of every item of a (small) partition.
-async fn partition_keys(state: &AppState, pk: String) -> ApiResult<Vec<Key>> {
+async fn partition_keys(state: &AppState, pk: String) -> DomainResult<Vec<Key>> {
     let items = query_all(state.table.as_ref(), Query::table(pk).limit(PARTITION_PAGE)).await?;
     Ok(items.iter().map(Item::key).collect())
 }
@@ -843,7 +842,7 @@ async fn thread_ref_keys(
     state: &AppState,
     user: &ObjectId,
     message: &Message,
-) -> ApiResult<Vec<Key>> {
+) -> DomainResult<Vec<Key>> {
     let Some(head) = state.blobs.get_range(&message.blob, 0..HEAD_BYTES).await? else {
         return Ok(Vec::new());
     };

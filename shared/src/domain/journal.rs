@@ -76,7 +76,10 @@ pub async fn commit(
 /// The write that marks `seq` as never used: no command (readers and the WebSocket bridge
 /// pass over it, as WildDuck skips entries without one), only where nothing is stored yet.
 fn skip_marker(config: &Config, user: &ObjectId, seq: i64) -> Write {
-    Write::put_new(event_item(config, user, seq, json!({ "skipped": true })))
+    Write::put_new(
+        event_item(config, user, seq, json!({ "skipped": true })),
+        "journal number used",
+    )
 }
 
 /// Appends one event on its own (changes that have no other write, like a logout).

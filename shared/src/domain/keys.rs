@@ -36,7 +36,7 @@ pub const USERS_BUCKET_PREFIX: &str = "USERS#";
 pub const ADDRS_BUCKET_PREFIX: &str = "ADDRS#";
 
 pub fn users_listing(unameview: &str) -> IndexKey {
-    let bucket = crate::http::paging::bucket_of(unameview);
+    let bucket = crate::domain::paging::bucket_of(unameview);
     IndexKey::new(format!("{USERS_BUCKET_PREFIX}{bucket}"), unameview)
 }
 
@@ -51,7 +51,7 @@ pub fn address(user: &ObjectId, address: &ObjectId) -> Key {
 }
 
 pub fn addresses_listing(addrview: &str) -> IndexKey {
-    let bucket = crate::http::paging::bucket_of(addrview);
+    let bucket = crate::domain::paging::bucket_of(addrview);
     IndexKey::new(format!("{ADDRS_BUCKET_PREFIX}{bucket}"), addrview)
 }
 

@@ -11,15 +11,12 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::keys;
 use super::mailbox_names::default_mailbox_names;
 use super::users::{self, MAILBOX_COUNT};
-use super::{journal, unix_now};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::validate::{Str, Validator, session_only};
+use super::{AppState, DomainError, DomainResult, journal, unix_now};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
@@ -32,8 +29,18 @@ pub const SIZE: &str = "size";
 
 /// WildDuck's limits: mailboxes per user, path depth and segment length.
 pub const MAX_MAILBOXES: i64 = 1500;
+
+/// Labels of the conditions on mailbox items (see [`crate::store::Guard`]).
+/// The mailbox is gone (deleted meanwhile, or never this user's).
+pub const MAILBOX_GONE: &str = "mailbox gone";
+/// The path is taken by another mailbox of the user.
+pub const PATH_TAKEN: &str = "path taken";
+/// The user has as many mailboxes as allowed (or the profile is gone).
+const MAILBOX_LIMIT: &str = "mailbox limit";
 const MAX_PATH_LEVELS: usize = 128;
 const MAX_SEGMENT_CHARS: usize = 512;
+/// The longest path text a request may carry (every level at its longest).
+pub const MAX_PATH_CHARS: usize = MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1);
 
 /// Messages in Trash and Junk are kept at most this long (milliseconds), as in WildDuck.
 pub const TRASH_JUNK_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -69,7 +76,10 @@ impl Mailbox {
             keys::mailbox_path_claim(&self.user, &self.path),
             serde_json::json!({ "mailbox": self.id }),
         );
-        vec![Write::put_new(item), Write::put_new(claim)]
+        vec![
+            Write::put_new(item, PATH_TAKEN),
+            Write::put_new(claim, PATH_TAKEN),
+        ]
     }
 }
 
@@ -148,14 +158,9 @@ pub struct StoredMailbox {
 }
 
 impl StoredMailbox {
-    pub fn from_item(item: &Item) -> ApiResult<StoredMailbox> {
-        let mailbox: Mailbox = serde_json::from_value(item.body.clone()).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!(
-                "corrupt mailbox {}/{}: {e}",
-                item.pk,
-                item.sk
-            ))
-        })?;
+    pub fn from_item(item: &Item) -> DomainResult<StoredMailbox> {
+        let mailbox: Mailbox = serde_json::from_value(item.body.clone())
+            .map_err(|e| DomainError::corrupt("mailbox", format!("{}/{}", item.pk, item.sk), e))?;
         Ok(StoredMailbox {
             mailbox,
             uid_next: item.counter(UID_NEXT),
@@ -183,41 +188,15 @@ impl StoredMailbox {
             .next()
             .unwrap_or(&self.mailbox.path)
     }
-
-    /// The API shape; counters (`total`, `unseen`, `size`) when asked.
-    pub fn json(&self, counters: bool, sizes: bool) -> Value {
-        let m = &self.mailbox;
-        let mut out = json!({
-            "id": m.id,
-            "name": self.name(),
-            "path": m.path,
-            "specialUse": m.special_use,
-            "modifyIndex": self.modify_index,
-            "subscribed": m.subscribed,
-            "hidden": m.hidden,
-            "encryptMessages": m.encrypt_messages,
-        });
-        if m.retention > 0 {
-            out["retention"] = json!(m.retention);
-        }
-        if counters {
-            out["total"] = json!(self.total);
-            out["unseen"] = json!(self.unseen);
-        }
-        if sizes {
-            out["size"] = json!(self.size);
-        }
-        out
-    }
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("NoSuchMailbox", "This mailbox does not exist")
+fn not_found() -> DomainError {
+    DomainError::MailboxNotFound("This mailbox does not exist")
 }
 
 /// Reads one mailbox of `user`, or `NoSuchMailbox` (also for another user's mailbox id: the
 /// key includes the user).
-pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult<StoredMailbox> {
+pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<StoredMailbox> {
     // One read for both: a deleted user's mailboxes linger until the janitor purges them, but
     // are gone for the API at once.
     let items = state
@@ -225,7 +204,7 @@ pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult
         .get_many(&[keys::user(user), keys::mailbox(user, id)])
         .await?;
     if !items.iter().any(|i| i.sk == "PROFILE") {
-        return Err(ApiError::user_not_found());
+        return Err(DomainError::user_not_found());
     }
     let item = items
         .iter()
@@ -235,7 +214,7 @@ pub async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> ApiResult
 }
 
 /// Every mailbox of a user (one query; a user has at most 1500).
-pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<StoredMailbox>> {
+pub async fn load_all(state: &AppState, user: &ObjectId) -> DomainResult<Vec<StoredMailbox>> {
     let query = Query::table(keys::user_pk(user))
         .range(SortRange::BeginsWith(keys::MAILBOX_SK_PREFIX.into()))
         .limit(1000);
@@ -247,7 +226,7 @@ pub async fn load_all(state: &AppState, user: &ObjectId) -> ApiResult<Vec<Stored
 }
 
 /// The user's INBOX.
-pub async fn inbox(state: &AppState, user: &ObjectId) -> ApiResult<StoredMailbox> {
+pub async fn inbox(state: &AppState, user: &ObjectId) -> DomainResult<StoredMailbox> {
     load_all(state, user)
         .await?
         .into_iter()
@@ -277,20 +256,14 @@ fn listing_order(a: &StoredMailbox, b: &StoredMailbox) -> Ordering {
     })
 }
 
-/// `GET /users/{user}/mailboxes`.
+/// `GET /users/{user}/mailboxes`: in WildDuck's order; hidden ones only with
+/// `show_hidden`, and only INBOX and special-use ones with `special_only`.
 pub async fn list(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let special_only = v.boolean("specialUse").unwrap_or(false);
-    let show_hidden = v.boolean("showHidden").unwrap_or(false);
-    let counters = v.boolean("counters").unwrap_or(false);
-    let sizes = v.boolean("sizes").unwrap_or(false);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+    special_only: bool,
+    show_hidden: bool,
+) -> DomainResult<Vec<StoredMailbox>> {
     users::load(state, user).await?;
     let mut boxes = load_all(state, user).await?;
     boxes.retain(|m| show_hidden || !m.mailbox.hidden);
@@ -298,48 +271,27 @@ pub async fn list(
         boxes.retain(|m| m.mailbox.path == "INBOX" || m.mailbox.special_use.is_some());
     }
     boxes.sort_by(listing_order);
-    let results: Vec<Value> = boxes.iter().map(|m| m.json(counters, sizes)).collect();
-    let mut body = json!({ "success": true, "results": results });
-    if counters {
-        // The spec's example names the list `mailboxes`; WildDuck names it `results`.
-        body["mailboxes"] = body["results"].clone();
-    }
-    Ok(body)
+    Ok(boxes)
 }
 
-/// `GET /users/{user}/mailboxes/{mailbox}`; `resolve` with `path` looks a mailbox up by path.
+/// A mailbox as a request names it.
+pub enum MailboxRef {
+    Id(ObjectId),
+    /// A path, valid by [`check_path`].
+    Path(String),
+}
+
+/// `GET /users/{user}/mailboxes/{mailbox}`, or by path (`resolve`).
 pub async fn get(
     state: &AppState,
     user: &ObjectId,
-    mailbox: &str,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let path = v.string("path", Str::max(MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1)));
-    v.session();
-    let id = if mailbox == "resolve" {
-        match &path {
-            Some(path) => {
-                if let Err(message) = check_path(path) {
-                    v.error("path", message);
-                }
-                None
-            }
-            None => {
-                v.error("path", "\"path\" is required");
-                None
-            }
-        }
-    } else {
-        v.path_id("mailbox", mailbox)
-    };
-    v.deny_unknown();
-    v.finish()?;
+    which: &MailboxRef,
+) -> DomainResult<StoredMailbox> {
     users::load(state, user).await?;
-    let stored = match (id, path) {
-        (Some(id), _) => load(state, user, &id).await?,
-        (None, Some(path)) => {
-            let path = normalize_path(&path);
+    match which {
+        MailboxRef::Id(id) => load(state, user, id).await,
+        MailboxRef::Path(path) => {
+            let path = normalize_path(path);
             let claim = state
                 .table
                 .get(&keys::mailbox_path_claim(user, &path))
@@ -347,18 +299,14 @@ pub async fn get(
             let id: ObjectId = claim
                 .and_then(|c| serde_json::from_value(c.body["mailbox"].clone()).ok())
                 .ok_or_else(not_found)?;
-            load(state, user, &id).await?
+            load(state, user, &id).await
         }
-        (None, None) => return Err(not_found()),
-    };
-    let mut body = stored.json(true, false);
-    body["success"] = json!(true);
-    Ok(body)
+    }
 }
 
 /// Checks WildDuck's path rules: no empty segment (`//`), no trailing `/`, at most 128 levels
 /// of at most 512 characters.
-fn check_path(path: &str) -> Result<(), String> {
+pub fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.contains("//") || path.ends_with('/') {
         return Err(format!(
             "\"path\" with value {path:?} matches the inverted pattern: /\\/{{2,}}|\\/$/"
@@ -391,32 +339,32 @@ pub fn normalize_path(path: &str) -> String {
     }
 }
 
-fn exists_error() -> ApiError {
-    ApiError::conflict(
-        "MailboxExistsError",
-        "Mailbox creation failed with code MailboxAlreadyExists",
-    )
+fn exists_error() -> DomainError {
+    DomainError::MailboxExists("Mailbox creation failed with code MailboxAlreadyExists")
+}
+
+/// A `POST /users/{user}/mailboxes` request.
+pub struct NewMailbox {
+    /// Normalized ([`normalize_path`]) and valid ([`check_path`]).
+    pub path: String,
+    pub hidden: bool,
+    /// Milliseconds; the user's default when `None` or 0.
+    pub retention: Option<u64>,
+    pub encrypt_messages: bool,
 }
 
 /// `POST /users/{user}/mailboxes`: parents need not exist.
 pub async fn create(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<ObjectId> {
-    let mut v = Validator::new(params);
-    let path = v.required_string("path", Str::max(MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1)));
-    let hidden = v.boolean("hidden").unwrap_or(false);
-    let retention = v.count("retention");
-    let encrypt = v.boolean("encryptMessages").unwrap_or(false);
-    v.session();
-    let path = path.map(|p| normalize_path(&p));
-    if let Some(Err(message)) = path.as_deref().map(check_path) {
-        v.error("path", message);
-    }
-    v.deny_unknown();
-    v.finish()?;
-    let path = path.unwrap_or_default();
+    input: NewMailbox,
+) -> DomainResult<ObjectId> {
+    let NewMailbox {
+        path,
+        hidden,
+        retention,
+        encrypt_messages: encrypt,
+    } = input;
     let owner = users::load(state, user).await?;
     let now = Utc::now();
     let mailbox = Mailbox {
@@ -436,10 +384,10 @@ pub async fn create(
     writes.push(Write::Update {
         key: keys::user(user),
         update: Update::default().add(MAILBOX_COUNT, 1),
-        condition: Some(Condition::CounterAtMost(
-            MAILBOX_COUNT.into(),
-            MAX_MAILBOXES - 1,
-        )),
+        guard: Some(
+            Condition::CounterAtMost(MAILBOX_COUNT.into(), MAX_MAILBOXES - 1)
+                .labeled(MAILBOX_LIMIT),
+        ),
     });
     writes.push(journal::event_write(
         &state.config,
@@ -449,9 +397,10 @@ pub async fn create(
     ));
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => Ok(mailbox.id),
-        Err(StoreError::ConditionFailed { index: 0 | 1 }) => Err(exists_error()),
-        Err(StoreError::ConditionFailed { index: 2 }) => Err(ApiError::bad_request(
-            "DisallowedMailboxMethod",
+        Err(StoreError::ConditionFailed { label: PATH_TAKEN }) => Err(exists_error()),
+        Err(StoreError::ConditionFailed {
+            label: MAILBOX_LIMIT,
+        }) => Err(DomainError::MailboxMethodNotAllowed(
             "Mailbox creation failed with code ReachedMailboxCountLimit. Max mailboxes count reached.",
         )),
         Err(e) => Err(e.into()),
@@ -468,43 +417,52 @@ fn rename_writes(stored: &StoredMailbox, new_path: &str) -> Vec<Write> {
             key: keys::mailbox(&m.user, &m.id),
             update: Update::body(serde_json::to_value(&renamed).unwrap_or_default())
                 .add(MODIFY_INDEX, 1),
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(MAILBOX_GONE)),
         },
         Write::delete(keys::mailbox_path_claim(&m.user, &m.path)),
-        Write::put_new(Item::new(
-            keys::mailbox_path_claim(&m.user, new_path),
-            json!({ "mailbox": m.id }),
-        )),
+        Write::put_new(
+            Item::new(
+                keys::mailbox_path_claim(&m.user, new_path),
+                json!({ "mailbox": m.id }),
+            ),
+            PATH_TAKEN,
+        ),
     ]
 }
 
 /// `PUT /users/{user}/mailboxes/{mailbox}`: rename (children follow), retention,
 /// subscription, hidden, encryption.
+/// A `PUT /users/{user}/mailboxes/{mailbox}` request; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MailboxChanges {
+    /// Valid by [`check_path`].
+    pub path: Option<String>,
+    pub retention: Option<u64>,
+    pub subscribed: Option<bool>,
+    pub encrypt_messages: Option<bool>,
+    pub hidden: Option<bool>,
+}
+
 pub async fn update(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    let path = v.string("path", Str::max(MAX_PATH_LEVELS * (MAX_SEGMENT_CHARS + 1)));
-    let retention = v.count("retention");
-    let subscribed = v.boolean("subscribed");
-    let encrypt = v.boolean("encryptMessages");
-    let hidden = v.boolean("hidden");
-    v.session();
-    if let Some(Err(message)) = path.as_deref().map(check_path) {
-        v.error("path", message);
-    }
-    v.deny_unknown();
-    v.finish()?;
+    changes: MailboxChanges,
+) -> DomainResult<()> {
+    let MailboxChanges {
+        path,
+        retention,
+        subscribed,
+        encrypt_messages: encrypt,
+        hidden,
+    } = changes;
     if path.is_none()
         && retention.is_none()
         && subscribed.is_none()
         && encrypt.is_none()
         && hidden.is_none()
     {
-        return Err(ApiError::bad_request("NoUpdates", "Nothing was changed"));
+        return Err(DomainError::NoUpdates("Nothing was changed"));
     }
     let current = load(state, user, id).await?;
     let mut changed = current.mailbox.clone();
@@ -527,7 +485,7 @@ pub async fn update(
         let write = Write::Update {
             key: keys::mailbox(user, id),
             update: Update::body(serde_json::to_value(&changed).unwrap_or_default()),
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(MAILBOX_GONE)),
         };
         return match state.table.transact(vec![write]).await {
             Err(StoreError::ConditionFailed { .. }) => Err(not_found()),
@@ -535,8 +493,7 @@ pub async fn update(
         };
     };
     let disallowed = || {
-        ApiError::bad_request(
-            "DisallowedMailboxMethod",
+        DomainError::MailboxMethodNotAllowed(
             "Mailbox update failed with code DisallowedMailboxMethod",
         )
     };
@@ -586,9 +543,8 @@ pub async fn update(
         .await
         {
             Ok(()) => {}
-            Err(StoreError::ConditionFailed { index }) if index % 4 == 2 => {
-                return Err(ApiError::conflict(
-                    "MailboxExistsError",
+            Err(StoreError::ConditionFailed { label: PATH_TAKEN }) => {
+                return Err(DomainError::MailboxExists(
                     "Mailbox rename failed with code MailboxAlreadyExists",
                 ));
             }
@@ -602,23 +558,13 @@ pub async fn update(
 /// `DELETE /users/{user}/mailboxes/{mailbox}`: user folders only; the mailbox disappears at
 /// once and its messages go to the archive (now, as far as the request's budget allows, and
 /// by the janitor for the rest). Child folders stay.
-pub async fn delete(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    session_only(params)?;
-    let current = load(state, user, id).await.map_err(|_| {
-        ApiError::not_found(
-            "NoSuchMailbox",
-            "Mailbox deletion failed with code NoSuchMailbox",
-        )
-    })?;
+pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<()> {
+    let no_such_mailbox =
+        || DomainError::MailboxNotFound("Mailbox deletion failed with code NoSuchMailbox");
+    let current = load(state, user, id).await.map_err(|_| no_such_mailbox())?;
     let m = &current.mailbox;
     if m.path == "INBOX" || m.special_use.is_some() || m.hidden {
-        return Err(ApiError::bad_request(
-            "DisallowedMailboxMethod",
+        return Err(DomainError::MailboxMethodNotAllowed(
             "Mailbox deletion failed with code DisallowedMailboxMethod",
         ));
     }
@@ -630,16 +576,13 @@ pub async fn delete(
     .with_gsi1(keys::mailbox_task(now, user, id));
     let seq = journal::reserve(state.table.as_ref(), user, 1).await?;
     let writes = vec![
-        Write::Delete {
-            key: keys::mailbox(user, id),
-            condition: Some(Condition::Exists),
-        },
+        Write::delete(keys::mailbox(user, id)).when(Condition::Exists, MAILBOX_GONE),
         Write::delete(keys::mailbox_path_claim(user, &m.path)),
         Write::Update {
             key: keys::user(user),
             update: Update::default().add(MAILBOX_COUNT, -1),
             // A deleted user's mailboxes wait for the janitor; never recreate the profile.
-            condition: Some(Condition::Exists),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         },
         Write::put(task),
         journal::event_write(
@@ -651,13 +594,10 @@ pub async fn delete(
     ];
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => {}
-        Err(StoreError::ConditionFailed { index: 2 }) => return Err(ApiError::user_not_found()),
-        Err(StoreError::ConditionFailed { .. }) => {
-            return Err(ApiError::not_found(
-                "NoSuchMailbox",
-                "Mailbox deletion failed with code NoSuchMailbox",
-            ));
-        }
+        Err(StoreError::ConditionFailed {
+            label: users::USER_GONE,
+        }) => return Err(DomainError::user_not_found()),
+        Err(StoreError::ConditionFailed { .. }) => return Err(no_such_mailbox()),
         Err(e) => return Err(e.into()),
     }
     // Archive what fits in this request; the janitor finishes larger folders.

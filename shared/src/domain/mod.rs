@@ -9,6 +9,7 @@ pub mod authlog;
 pub mod autoreply;
 pub mod connections;
 pub mod delivery;
+pub mod error;
 pub mod filters;
 pub mod janitor;
 pub mod journal;
@@ -17,14 +18,20 @@ pub mod mailbox_names;
 pub mod mailboxes;
 pub mod messages;
 pub mod names;
+pub mod paging;
 pub mod password;
 pub mod pgp_key;
 pub mod ratelimit;
+pub mod retry;
 pub mod search;
+pub mod state;
 pub mod stats;
 pub mod totp;
 pub mod updates;
 pub mod users;
+
+pub use error::{DomainError, DomainResult};
+pub use state::AppState;
 
 /// Now as unix seconds (TTL attributes, expiry maths).
 pub fn unix_now() -> i64 {

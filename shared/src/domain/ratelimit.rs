@@ -15,13 +15,15 @@
 
 use serde_json::json;
 
+use super::DomainError;
 use super::keys;
 use crate::config::AuthLimit;
-use crate::error::ApiError;
 use crate::id::ObjectId;
 use crate::store::{Item, Key, StoreError, StoreResult, Table, Update, Write};
 
 const COUNT: &str = "n";
+/// Label of the condition on a lock item: the subject is locked already.
+const LOCKED: &str = "locked";
 
 /// Whose attempts are counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +80,12 @@ fn window_secs(limit: &AuthLimit) -> i64 {
     limit.window.as_secs().max(1) as i64
 }
 
-/// The 403 of a refused attempt (WildDuck's `RateLimitedError`).
-pub fn rate_limited(retry_after: i64) -> ApiError {
-    ApiError::forbidden("RateLimitedError", "Authentication was rate limited")
-        .with_extra("retryAfter", json!(retry_after.max(1)))
+/// The refusal of an attempt while locked.
+pub fn rate_limited(retry_after: i64) -> DomainError {
+    DomainError::RateLimited {
+        message: "Authentication was rate limited",
+        retry_after: Some(retry_after.max(1)),
+    }
 }
 
 /// Checks the lock and counts one attempt of `subject`.
@@ -156,7 +160,7 @@ impl PendingLock {
     pub async fn await_lock(self, table: &dyn Table) -> StoreResult<bool> {
         match table.transact(self.writes).await {
             Ok(()) => Ok(true),
-            Err(StoreError::ConditionFailed { index: 0 }) => Ok(false),
+            Err(StoreError::ConditionFailed { label: LOCKED }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -205,7 +209,7 @@ impl Attempt {
             json!({ "lockedAt": self.now, "failures": self.failures() }),
         )
         .with_expiry(self.lock_until());
-        let mut writes = vec![Write::put_new(lock)];
+        let mut writes = vec![Write::put_new(lock, LOCKED)];
         writes.extend(log);
         PendingLock { writes }
     }

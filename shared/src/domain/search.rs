@@ -18,20 +18,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
 
 use super::mailboxes::{self, StoredMailbox};
-use super::messages::{Message, from_item, parse_date, resolve_ids};
-use super::{keys, users};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::paging::{Direction, PageRequest, encode_cursor};
-use crate::http::validate::{Str, Validator};
+use super::messages::{Message, from_item, resolve_ids};
+use super::paging::{Direction, PageRequest, PageResult};
+use super::{AppState, DomainError, DomainResult, keys, users};
 use crate::id::ObjectId;
 use crate::mail::parse::{Address, search_terms};
 use crate::store::{Cursor, Index, Item, Key, Query};
 
-/// What a search asks for, validated.
+/// What a search asks for, validated. Words are search terms ([`search_terms`]).
 #[derive(Debug, Clone, Default)]
 pub struct SearchQuery {
     /// Words every message must contain.
@@ -60,7 +56,7 @@ pub struct SearchQuery {
 /// Adds the words of `q`'s small Gmail-like language: plain words and `"phrases"` (each word
 /// must match), `-word` (must not), `from:`, `to:`, `subject:`, `in:<mailbox path>`,
 /// `has:attachment`, `is:flagged`, `is:unread`, `is:read`.
-fn parse_q(q: &str, query: &mut SearchQuery) {
+pub fn parse_q(q: &str, query: &mut SearchQuery) {
     let mut rest = q;
     while !rest.trim().is_empty() {
         rest = rest.trim_start();
@@ -100,54 +96,22 @@ fn parse_q(q: &str, query: &mut SearchQuery) {
 }
 
 impl SearchQuery {
-    /// Validates the search parameters (unknown parameters are allowed, as in WildDuck).
-    pub fn parse(v: &mut Validator) -> SearchQuery {
-        let mut query = SearchQuery::default();
-        if let Some(text) = v.string("query", Str::max(255).trim()) {
-            query.terms.extend(search_terms(&text));
-            query.echo = Some(text);
-        }
-        if let Some(q) = v.string("q", Str::max(1024).trim()) {
-            parse_q(&q, &mut query);
-        }
-        query.mailbox = v.id("mailbox");
-        query.thread = v.id("thread");
-        for (field, slot) in [
-            ("from", &mut query.from),
-            ("to", &mut query.to),
-            ("subject", &mut query.subject),
-        ] {
-            if let Some(text) = v.string(field, Str::max(255).trim()) {
-                *slot = Some(text.to_lowercase());
-            }
-        }
-        let date = |v: &mut Validator, field: &str| {
-            let text = v.string(field, Str::max(64).trim())?;
-            let parsed = parse_date(&text);
-            if parsed.is_none() {
-                v.error(field, format!("\"{field}\" must be a valid date"));
-            }
-            parsed
-        };
-        query.date_start = date(v, "datestart");
-        query.date_end = date(v, "dateend");
-        query.min_size = v.count("minSize");
-        query.max_size = v.count("maxSize");
-        query.attachments = v.boolean("attachments").or(query.attachments);
-        query.flagged = v.boolean("flagged").or(query.flagged);
-        query.unseen = v.boolean("unseen").or(query.unseen);
-        query.searchable = v.boolean("searchable");
-        // Words of from/to/subject narrow the candidates through the index too.
-        for text in [&query.from, &query.to, &query.subject]
-            .into_iter()
-            .flatten()
-        {
+    /// Adds the words of the `query` parameter (echoed back in the answer).
+    pub fn add_query(&mut self, text: String) {
+        self.terms.extend(search_terms(&text));
+        self.echo = Some(text);
+    }
+
+    /// Finishes a query built from parameters: the words of `from`, `to` and `subject` narrow
+    /// the candidates through the index too; each word once.
+    pub fn finish(mut self) -> SearchQuery {
+        for text in [&self.from, &self.to, &self.subject].into_iter().flatten() {
             let words = search_terms(text);
-            query.terms.extend(words);
+            self.terms.extend(words);
         }
         let mut seen = BTreeSet::new();
-        query.terms.retain(|t| seen.insert(t.clone()));
-        query
+        self.terms.retain(|t| seen.insert(t.clone()));
+        self
     }
 
     /// Whether a message (already known to contain every term) matches the rest.
@@ -258,7 +222,7 @@ async fn matching(
     query: &SearchQuery,
     boxes: &BTreeMap<ObjectId, StoredMailbox>,
     items: Vec<Item>,
-) -> ApiResult<Vec<Hit>> {
+) -> DomainResult<Vec<Hit>> {
     let index = driver.index();
     let mut messages: Vec<(Cursor, Message)> = match driver {
         Driver::Ids { .. } => {
@@ -279,7 +243,7 @@ async fn matching(
         _ => items
             .iter()
             .map(|i| Ok((Cursor::of(i, index), from_item(i)?)))
-            .collect::<ApiResult<Vec<_>>>()?,
+            .collect::<DomainResult<Vec<_>>>()?,
     };
     // Every other word must be indexed for the message, no excluded word may be.
     let first_term = match driver {
@@ -324,7 +288,13 @@ async fn matching(
         .collect())
 }
 
-/// One page of search results with WildDuck's paging flags, and optionally the total.
+/// Search results: a page of messages and how many match in all.
+pub struct SearchResult {
+    pub total: u64,
+    pub page: PageResult<Message>,
+}
+
+/// One page of search results with WildDuck's paging flags, and the total.
 async fn run(
     state: &AppState,
     user: &ObjectId,
@@ -332,8 +302,7 @@ async fn run(
     query: &SearchQuery,
     page: &PageRequest,
     newest_first: bool,
-    with_total: bool,
-) -> ApiResult<(Vec<Hit>, Option<Cursor>, Option<Cursor>, Option<u64>)> {
+) -> DomainResult<SearchResult> {
     let boxes: BTreeMap<ObjectId, StoredMailbox> = mailboxes::load_all(state, user)
         .await?
         .into_iter()
@@ -384,12 +353,15 @@ async fn run(
         .first()
         .filter(|_| has_previous)
         .map(|h| h.cursor.clone());
-    let total = if with_total {
-        Some(count(state, user, driver, query, &boxes).await?)
-    } else {
-        None
-    };
-    Ok((hits, next, previous, total))
+    let total = count(state, user, driver, query, &boxes).await?;
+    Ok(SearchResult {
+        total,
+        page: PageResult {
+            items: hits.into_iter().map(|h| h.message).collect(),
+            next,
+            previous,
+        },
+    })
 }
 
 /// Counts every match (the `total`: its cost grows with the driver partition; see
@@ -400,7 +372,7 @@ async fn count(
     driver: &Driver,
     query: &SearchQuery,
     boxes: &BTreeMap<ObjectId, StoredMailbox>,
-) -> ApiResult<u64> {
+) -> DomainResult<u64> {
     let mut total = 0;
     let mut after = None;
     loop {
@@ -418,41 +390,14 @@ async fn count(
     }
 }
 
-fn page_body(
-    hits: &[Hit],
-    next: Option<Cursor>,
-    previous: Option<Cursor>,
-    total: u64,
-    page: &PageRequest,
-) -> Value {
-    let cursor = |c: Option<Cursor>| c.map(|c| json!(encode_cursor(&c))).unwrap_or(json!(false));
-    let shown_page = if previous.is_some() {
-        page.page.max(1)
-    } else {
-        1
-    };
-    json!({
-        "success": true,
-        "total": total,
-        "page": shown_page,
-        "previousCursor": cursor(previous),
-        "nextCursor": cursor(next),
-        "results": hits.iter().map(|h| h.message.list_json()).collect::<Vec<_>>(),
-    })
-}
-
-/// `GET /users/{user}/search`.
+/// `GET /users/{user}/search`: newest first unless `ascending`.
 pub async fn search(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let mut query = SearchQuery::parse(&mut v);
-    let order = v.string("order", Str::max(4).trim().lowercase());
-    v.session();
-    let page = PageRequest::from_params(&mut v);
-    v.finish()?;
+    mut query: SearchQuery,
+    ascending: bool,
+    page: &PageRequest,
+) -> DomainResult<SearchResult> {
     users::load(state, user).await?;
     if let Some(path) = &query.mailbox_path {
         let all = mailboxes::load_all(state, user).await?;
@@ -461,12 +406,7 @@ pub async fn search(
             .find(|m| m.mailbox.path.eq_ignore_ascii_case(path));
         match found {
             Some(m) => query.mailbox = Some(m.mailbox.id),
-            None => {
-                return Err(ApiError::not_found(
-                    "NoSuchMailbox",
-                    "This mailbox does not exist",
-                ));
-            }
+            None => return Err(DomainError::MailboxNotFound("This mailbox does not exist")),
         }
     }
     let driver = if let Some(term) = query.terms.first() {
@@ -487,30 +427,20 @@ pub async fn search(
         }
     } else {
         Driver::Ids {
-            pk: keys::message_pointer(user, &ObjectId::default()).pk,
+            pk: keys::message_pointers_pk(user),
         }
     };
-    let newest_first = order.as_deref() != Some("asc");
-    let (hits, next, previous, total) =
-        run(state, user, &driver, &query, &page, newest_first, true).await?;
-    let mut body = page_body(&hits, next, previous, total.unwrap_or_default(), &page);
-    if let Some(echo) = &query.echo {
-        body["query"] = json!(echo);
-    }
-    Ok(body)
+    run(state, user, &driver, &query, page, !ascending).await
 }
 
-/// `GET /users/{user}/flagged`: flagged messages outside Junk and Trash, newest first.
+/// `GET /users/{user}/flagged`: flagged messages outside Junk and Trash, newest first unless
+/// `ascending`.
 pub async fn flagged(
     state: &AppState,
     user: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let order = v.string("order", Str::max(4).trim().lowercase());
-    v.session();
-    let page = PageRequest::from_params(&mut v);
-    v.finish()?;
+    ascending: bool,
+    page: &PageRequest,
+) -> DomainResult<SearchResult> {
     users::load(state, user).await?;
     let query = SearchQuery {
         flagged: Some(true),
@@ -521,16 +451,7 @@ pub async fn flagged(
         index: Index::Gsi1,
         pk: keys::flagged_pk(user),
     };
-    let newest_first = order.as_deref() != Some("asc");
-    let (hits, next, previous, total) =
-        run(state, user, &driver, &query, &page, newest_first, true).await?;
-    Ok(page_body(
-        &hits,
-        next,
-        previous,
-        total.unwrap_or_default(),
-        &page,
-    ))
+    run(state, user, &driver, &query, page, !ascending).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub fn change(deltas: &[(&str, i64)]) -> Write {
     Write::Update {
         key: keys::stats(shard),
         update,
-        condition: None,
+        guard: None,
     }
 }
 

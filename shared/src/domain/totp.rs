@@ -19,17 +19,15 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use totp_rs::{Algorithm, Secret};
 
-use super::authlog::AuthlogEntry;
+use super::authlog::{AuthlogEntry, Session};
 use super::ratelimit::{self, Gate, Subject};
+use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, StoredUser, User, profile_update};
-use super::{journal, keys, unix_now};
+use super::{AppState, DomainError, DomainResult, journal, keys, unix_now};
 use crate::config::{Config, SecretKey};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::validate::{Session, Str, Validator};
 use crate::id::ObjectId;
 use crate::store::{Item, StoreError, Write};
 
@@ -39,7 +37,10 @@ pub const STEP: u64 = 30;
 pub const SKEW: u64 = 1;
 /// How long a pending seed from setup can still be enabled.
 const PENDING_VALIDITY_HOURS: i64 = 6;
-const OPTIMISTIC_RETRIES: usize = 8;
+
+/// Label of the condition on a used-code item: the code was used already (see
+/// [`crate::store::Guard`]).
+const CODE_USED: &str = "code used";
 const METHOD: &str = "totp";
 
 /// The TOTP secrets of a user, as stored on the profile.
@@ -73,7 +74,7 @@ fn aad(user: &ObjectId) -> Vec<u8> {
 }
 
 /// The stored form of `seed` (raw bytes) for `user`.
-pub fn seal(seed: &[u8], user: &ObjectId, key: Option<&SecretKey>) -> ApiResult<String> {
+pub fn seal(seed: &[u8], user: &ObjectId, key: Option<&SecretKey>) -> DomainResult<String> {
     let Some(key) = key else {
         return Ok(format!(
             "{PLAIN_PREFIX}{}",
@@ -98,17 +99,13 @@ pub fn seal(seed: &[u8], user: &ObjectId, key: Option<&SecretKey>) -> ApiResult<
     Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
 }
 
-fn config_error(message: &str) -> ApiError {
+fn config_error(message: &str) -> DomainError {
     tracing::error!("{message}");
-    ApiError::new(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalConfigError",
-        "Can not use decrypted secret",
-    )
+    DomainError::SecretUnreadable("Can not use decrypted secret")
 }
 
 /// The raw seed from its stored form. A sealed seed needs the key it was sealed with.
-pub fn unseal(stored: &str, user: &ObjectId, key: Option<&SecretKey>) -> ApiResult<Vec<u8>> {
+pub fn unseal(stored: &str, user: &ObjectId, key: Option<&SecretKey>) -> DomainResult<Vec<u8>> {
     if let Some(base32) = stored.strip_prefix(PLAIN_PREFIX) {
         return Secret::try_from_base32(base32)
             .map(|s| s.as_bytes().to_vec())
@@ -147,7 +144,7 @@ pub fn unseal(stored: &str, user: &ObjectId, key: Option<&SecretKey>) -> ApiResu
 // ---------------------------------------------------------------------------------------------
 // Codes
 
-fn totp(seed: &[u8]) -> ApiResult<totp_rs::Totp> {
+fn totp(seed: &[u8]) -> DomainResult<totp_rs::Totp> {
     totp_rs::Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(6)
@@ -155,11 +152,11 @@ fn totp(seed: &[u8]) -> ApiResult<totp_rs::Totp> {
         .with_step_duration(STEP)
         .with_secret(seed.to_vec())
         .build()
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("TOTP parameters: {e:?}")))
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("TOTP parameters: {e:?}")))
 }
 
 /// The time step `code` is valid for at unix time `now` (current step ± [`SKEW`]), if any.
-pub fn verify(seed: &[u8], code: &str, now: u64) -> ApiResult<Option<u64>> {
+pub fn verify(seed: &[u8], code: &str, now: u64) -> DomainResult<Option<u64>> {
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
@@ -167,7 +164,7 @@ pub fn verify(seed: &[u8], code: &str, now: u64) -> ApiResult<Option<u64>> {
 }
 
 /// The code of `seed` at unix time `time` (tests and tools).
-pub fn code_at(seed: &[u8], time: u64) -> ApiResult<String> {
+pub fn code_at(seed: &[u8], time: u64) -> DomainResult<String> {
     Ok(totp(seed)?.generate(time).to_string())
 }
 
@@ -195,14 +192,10 @@ pub fn otpauth_url(seed_base32: &str, issuer: &str, label: &str) -> String {
 }
 
 /// A PNG QR code of `text`, as a `data:` URL.
-pub fn qr_data_url(text: &str) -> ApiResult<String> {
+pub fn qr_data_url(text: &str) -> DomainResult<String> {
     let qr_error = |e: String| {
         tracing::error!(error = e, "QR code rendering failed");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "QRError",
-            "Failed to generate QR code",
-        )
+        DomainError::QrCode
     };
     let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)
         .map_err(|e| qr_error(e.to_string()))?;
@@ -235,51 +228,53 @@ fn pending_is_fresh(seeds: &TotpSeeds, now: DateTime<Utc>) -> bool {
 }
 
 /// Applies `change` to the profile under its version, re-reading on conflicts. `change`
-/// returns the extra writes of the transaction (after the profile update, at index 0), or an
-/// error that stops everything.
-async fn change_profile<F>(state: &AppState, id: &ObjectId, mut change: F) -> ApiResult<User>
+/// returns the extra writes of the transaction (after the profile update) and a value handed
+/// back, or an error that stops everything.
+async fn change_profile<T, F>(state: &AppState, id: &ObjectId, change: F) -> DomainResult<(User, T)>
 where
-    F: FnMut(&mut User) -> ApiResult<Vec<Write>>,
+    T: Send,
+    F: Fn(&mut User) -> DomainResult<(Vec<Write>, T)> + Sync,
 {
-    for _ in 0..OPTIMISTIC_RETRIES {
+    let change = &change;
+    retry_on_conflict(USER_CONTENDED, || async move {
         let current = users::load(state, id).await?;
         let mut user = current.user.clone();
-        let extra = change(&mut user)?;
+        let (extra, value) = change(&mut user)?;
         let mut writes = vec![profile_update(&current, &user)];
         writes.extend(extra);
         match state.table.transact(writes).await {
-            Ok(()) => return Ok(user),
-            Err(StoreError::ConditionFailed { index: 0 }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Attempt::Done((user, value))),
+            Err(StoreError::ConditionFailed {
+                label: users::PROFILE_CHANGED,
+            }) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
 }
 
-/// `POST /users/{user}/2fa/totp/setup`: a pending seed and its QR code.
+/// A new pending seed, ready for an authenticator app.
+pub struct Setup {
+    pub seed_base32: String,
+    pub otpauth_url: String,
+    /// A PNG QR code of the URL, as a `data:` URL.
+    pub qrcode: String,
+}
+
+/// `POST /users/{user}/2fa/totp/setup`: a pending seed and its QR code. With `fresh`, a new
+/// seed even when a pending one could still be enabled.
 pub async fn setup(
     state: &AppState,
     id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<Value> {
-    let mut v = Validator::new(params);
-    let issuer = v.string("issuer", Str::max(255).trim());
-    let label = v.string("label", Str::max(255).trim());
-    let fresh = v.boolean("fresh").unwrap_or(false);
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
-
+    issuer: Option<String>,
+    label: Option<String>,
+    fresh: bool,
+) -> DomainResult<Setup> {
     let key = state.config.secret_key.as_ref();
     let now = Utc::now();
-    let mut seed = Vec::new();
-    let user = change_profile(state, id, |user| {
+    let (user, seed) = change_profile(state, id, |user| {
         if totp_enabled(user) {
-            return Err(ApiError::bad_request(
-                "TotpEnabled",
+            return Err(DomainError::TotpEnabled(
                 "TOTP 2FA is already enabled for this user",
             ));
         }
@@ -293,17 +288,17 @@ pub async fn setup(
         } else {
             None
         };
-        match reusable {
-            Some(existing) => seed = existing,
+        let seed = match reusable {
+            Some(existing) => existing,
             None => {
                 let mut bytes = vec![0u8; 20];
                 rand::thread_rng().fill_bytes(&mut bytes);
                 user.totp.pending = Some(seal(&bytes, id, key)?);
                 user.totp.pending_created = Some(now);
-                seed = bytes;
+                bytes
             }
-        }
-        Ok(Vec::new())
+        };
+        Ok((Vec::new(), seed))
     })
     .await?;
 
@@ -312,39 +307,11 @@ pub async fn setup(
     let label = label.unwrap_or_else(|| user.username.clone());
     let url = otpauth_url(&seed_base32, &issuer, &label);
     let qrcode = qr_data_url(&url)?;
-    Ok(json!({
-        "success": true,
-        "seed": seed_base32,
-        "qrcode": qrcode,
-        "otpauthUrl": url,
-    }))
-}
-
-/// A validated `token` (exactly 6 characters, as WildDuck checks it).
-fn parse_token(params: Map<String, Value>) -> ApiResult<(String, Session)> {
-    let mut v = Validator::new(params);
-    let token = v.required_string("token", Str::max(6).min(6).trim());
-    if token.is_none() && !v.has_errors() {
-        v.error("token", "\"token\" length must be 6 characters long");
-    }
-    let session = v.session();
-    v.deny_unknown();
-    v.finish()?;
-    Ok((token.unwrap_or_default(), session))
-}
-
-fn map_token_length(err: ApiError) -> ApiError {
-    // Joi says "length must be 6 characters long" for both too short and too long.
-    match err.details {
-        Some(mut details) if details.contains_key("token") => {
-            details.insert(
-                "token".into(),
-                "\"token\" length must be 6 characters long".into(),
-            );
-            ApiError::validation(details)
-        }
-        _ => err,
-    }
+    Ok(Setup {
+        seed_base32,
+        otpauth_url: url,
+        qrcode,
+    })
 }
 
 /// The key and TTL that mark `code` as used at `step`.
@@ -355,35 +322,31 @@ fn used_code(user: &ObjectId, step: u64, code: &str) -> Item {
 }
 
 /// `POST /users/{user}/2fa/totp/enable`: the pending seed becomes active when `token` verifies.
-pub async fn enable(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
-    let (token, session) = parse_token(params).map_err(map_token_length)?;
+pub async fn enable(
+    state: &AppState,
+    id: &ObjectId,
+    token: &str,
+    session: &Session,
+) -> DomainResult<()> {
     let key = state.config.secret_key.as_ref();
     let now = Utc::now();
-    let mut first_method = false;
-    let mut failed = false;
     let result = change_profile(state, id, |user| {
         if totp_enabled(user) {
-            return Err(ApiError::bad_request(
-                "TotpEnabled",
+            return Err(DomainError::TotpEnabled(
                 "TOTP 2FA is already enabled for this user",
             ));
         }
         if !pending_is_fresh(&user.totp, now) {
-            return Err(ApiError::bad_request(
-                "TotpDisabled",
+            return Err(DomainError::TotpDisabled(
                 "TOTP 2FA is not initialized for this user",
             ));
         }
         let pending = user.totp.pending.clone().unwrap_or_default();
         let seed = unseal(&pending, id, key)?;
-        let Some(step) = verify(&seed, &token, now.timestamp() as u64)? else {
-            failed = true;
-            return Err(ApiError::bad_request(
-                "InvalidToken",
-                "Invalid authentication token",
-            ));
+        let Some(step) = verify(&seed, token, now.timestamp() as u64)? else {
+            return Err(DomainError::TotpTokenInvalid);
         };
-        first_method = user.enabled2fa.is_empty();
+        let first_method = user.enabled2fa.is_empty();
         if first_method {
             user.auth_version += 1;
         }
@@ -393,24 +356,24 @@ pub async fn enable(state: &AppState, id: &ObjectId, params: Map<String, Value>)
             pending: None,
             pending_created: None,
         };
-        Ok(vec![
-            Write::put_new(used_code(id, step, &token)),
-            AuthlogEntry::new("enable 2fa totp", Some("success"), &session, &state.config)
-                .write(id),
-        ])
+        let writes = vec![
+            Write::put_new(used_code(id, step, token), CODE_USED),
+            AuthlogEntry::new("enable 2fa totp", Some("success"), session, &state.config).write(id),
+        ];
+        Ok((writes, first_method))
     })
     .await;
-    match result {
-        Ok(_) => {}
+    let first_method = match result {
+        Ok((_, first_method)) => first_method,
         Err(e) => {
-            if failed {
+            if matches!(e, DomainError::TotpTokenInvalid) {
                 let entry =
-                    AuthlogEntry::new("enable 2fa totp", Some("fail"), &session, &state.config);
+                    AuthlogEntry::new("enable 2fa totp", Some("fail"), session, &state.config);
                 state.table.transact(vec![entry.write(id)]).await?;
             }
             return Err(e);
         }
-    }
+    };
     if first_method {
         // As a password change: sessions opened without the second factor end.
         let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
@@ -421,8 +384,12 @@ pub async fn enable(state: &AppState, id: &ObjectId, params: Map<String, Value>)
 }
 
 /// `POST /users/{user}/2fa/totp/check`: verifies a code of enabled TOTP, once.
-pub async fn check(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
-    let (token, session) = parse_token(params).map_err(map_token_length)?;
+pub async fn check(
+    state: &AppState,
+    id: &ObjectId,
+    token: &str,
+    session: &Session,
+) -> DomainResult<()> {
     let config: &Config = &state.config;
     let table = state.table.as_ref();
     let now = unix_now();
@@ -436,37 +403,35 @@ pub async fn check(state: &AppState, id: &ObjectId, params: Map<String, Value>) 
     let seed = match (&user.totp.seed, totp_enabled(user)) {
         (Some(seed), true) => unseal(seed, id, config.secret_key.as_ref())?,
         _ => {
-            return Err(ApiError::bad_request(
-                "TotpDisabled",
+            return Err(DomainError::TotpDisabled(
                 "2FA TOTP is not enabled for this user",
             ));
         }
     };
-    let log = |result: &str| AuthlogEntry::new("check 2fa totp", Some(result), &session, config);
-    let lock_log = || totp_lock_entry(&session, config, &attempt).write(id);
-    let invalid = || ApiError::forbidden("InvalidToken", "Failed to validate TOTP");
+    let log = |result: &str| AuthlogEntry::new("check 2fa totp", Some(result), session, config);
+    let lock_log = || totp_lock_entry(session, config, &attempt).write(id);
 
-    let Some(step) = verify(&seed, &token, now as u64)? else {
+    let Some(step) = verify(&seed, token, now as u64)? else {
         table.transact(vec![log("fail").write(id)]).await?;
         attempt.failed(table, Some(lock_log())).await?;
-        return Err(invalid());
+        return Err(DomainError::TotpRejected);
     };
     let mut writes = vec![
-        Write::put_new(used_code(id, step, &token)),
+        Write::put_new(used_code(id, step, token), CODE_USED),
         log("success").write(id),
     ];
     writes.extend(attempt.clear_writes());
     match table.transact(writes).await {
         Ok(()) => Ok(()),
-        Err(StoreError::ConditionFailed { index: 0 }) => {
+        Err(StoreError::ConditionFailed { label: CODE_USED }) => {
             table
                 .transact(vec![log("fail").with("reason", "replay").write(id)])
                 .await?;
             attempt.failed(table, Some(lock_log())).await?;
-            Err(ApiError::forbidden(
-                "RateLimitedError",
-                "This code has already been used, please try again with a new code",
-            ))
+            Err(DomainError::RateLimited {
+                message: "This code has already been used, please try again with a new code",
+                retry_after: None,
+            })
         }
         Err(e) => Err(e.into()),
     }
@@ -485,29 +450,18 @@ fn totp_lock_entry(
         )
 }
 
-fn session_only(params: Map<String, Value>) -> ApiResult<Session> {
-    let mut v = Validator::new(params);
-    let session = v.session();
-    v.deny_unknown();
-    v.finish()?;
-    Ok(session)
-}
-
 /// `DELETE /users/{user}/2fa/totp`: turns TOTP off; other methods stay.
-pub async fn disable(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
-    let session = session_only(params)?;
+pub async fn disable(state: &AppState, id: &ObjectId, session: &Session) -> DomainResult<()> {
     change_profile(state, id, |user| {
         if !totp_enabled(user) {
-            return Err(ApiError::bad_request(
-                "TotpDisabled",
+            return Err(DomainError::TotpDisabled(
                 "Could not update user, check if 2FA TOTP is not already disabled",
             ));
         }
         user.enabled2fa.retain(|m| m != METHOD);
         user.totp = TotpSeeds::default();
-        Ok(vec![
-            AuthlogEntry::new("disable 2fa totp", None, &session, &state.config).write(id),
-        ])
+        let entry = AuthlogEntry::new("disable 2fa totp", None, session, &state.config);
+        Ok((vec![entry.write(id)], ()))
     })
     .await?;
     tracing::info!(user = %id, "TOTP disabled");
@@ -515,18 +469,12 @@ pub async fn disable(state: &AppState, id: &ObjectId, params: Map<String, Value>
 }
 
 /// `DELETE /users/{user}/2fa`: turns every 2FA method off.
-pub async fn disable_all(
-    state: &AppState,
-    id: &ObjectId,
-    params: Map<String, Value>,
-) -> ApiResult<()> {
-    let session = session_only(params)?;
+pub async fn disable_all(state: &AppState, id: &ObjectId, session: &Session) -> DomainResult<()> {
     change_profile(state, id, |user| {
         user.enabled2fa.clear();
         user.totp = TotpSeeds::default();
-        Ok(vec![
-            AuthlogEntry::new("disable 2fa", None, &session, &state.config).write(id),
-        ])
+        let entry = AuthlogEntry::new("disable 2fa", None, session, &state.config);
+        Ok((vec![entry.write(id)], ()))
     })
     .await?;
     tracing::info!(user = %id, "2FA disabled");

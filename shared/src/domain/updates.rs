@@ -40,16 +40,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use super::{keys, mailboxes};
 use crate::id::ObjectId;
-use crate::store::{
-    Condition, Item, Key, Page, Query, SortRange, StoreResult, Table, Update, Write,
-};
+use crate::store::decorate::{Call, Decorated, TableHooks};
+use crate::store::{Item, Key, Query, SortRange, StoreResult, Table, Write};
 
 /// The reconnection delay suggested to clients (`retry:`), in milliseconds.
 pub const RETRY_MS: u64 = 3000;
@@ -513,18 +511,38 @@ impl ChangeNotifier for LocalNotifier {
     }
 }
 
-/// The table with a hook: after a transaction that wrote journal events commits, the
-/// notifier wakes the streams of those users. Every journal write goes through
-/// [`Table::transact`] (a change and its events commit together), so wrapping the table
+/// The table hook of the local server: after a transaction that wrote journal events
+/// commits, the notifier wakes the streams of those users. Every journal write goes through
+/// [`Table::transact`] (a change and its events commit together), so watching the table
 /// catches them all, whichever domain module writes them.
-pub struct JournalWatch {
-    inner: Arc<dyn Table>,
+pub struct JournalHook {
     notifier: Arc<dyn ChangeNotifier>,
 }
 
-impl JournalWatch {
-    pub fn new(inner: Arc<dyn Table>, notifier: Arc<dyn ChangeNotifier>) -> JournalWatch {
-        JournalWatch { inner, notifier }
+/// The table wrapped with a [`JournalHook`].
+pub type JournalWatch = Decorated<JournalHook>;
+
+impl JournalHook {
+    pub fn watch(inner: Arc<dyn Table>, notifier: Arc<dyn ChangeNotifier>) -> JournalWatch {
+        Decorated::new(inner, JournalHook { notifier })
+    }
+}
+
+impl TableHooks for JournalHook {
+    /// The users whose journal a transaction adds to.
+    type Memo = Vec<ObjectId>;
+
+    fn before(&self, call: Call<'_>) -> StoreResult<Vec<ObjectId>> {
+        Ok(match call {
+            Call::Transact(writes) => journal_users(writes),
+            _ => Vec::new(),
+        })
+    }
+
+    fn after(&self, users: Vec<ObjectId>) {
+        for user in &users {
+            self.notifier.notify(user);
+        }
     }
 }
 
@@ -541,35 +559,6 @@ fn journal_users(writes: &[Write]) -> Vec<ObjectId> {
     users.sort();
     users.dedup();
     users
-}
-
-#[async_trait]
-impl Table for JournalWatch {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Key]) -> StoreResult<Vec<Item>> {
-        self.inner.get_many(keys).await
-    }
-    async fn query(&self, query: &Query) -> StoreResult<Page> {
-        self.inner.query(query).await
-    }
-    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
-        let users = journal_users(&writes);
-        self.inner.transact(writes).await?;
-        for user in &users {
-            self.notifier.notify(user);
-        }
-        Ok(())
-    }
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> StoreResult<Item> {
-        self.inner.update(key, update, condition).await
-    }
 }
 
 #[cfg(test)]
@@ -662,7 +651,7 @@ mod tests {
     async fn journal_watch_notifies_only_after_a_commit_with_journal_events() {
         let (_dir, inner) = table();
         let notifier = Arc::new(LocalNotifier::new());
-        let watched = JournalWatch::new(inner, notifier.clone());
+        let watched = JournalHook::watch(inner, notifier.clone());
         let user = ObjectId::new();
         let mut rx = notifier.subscribe(&user);
         watched
@@ -675,10 +664,11 @@ mod tests {
         rx.borrow_and_update();
         // A failed transaction wakes nobody.
         let event = journal::event_write(&Config::default(), &user, 2, json!({"command": "X"}));
-        let fails = Write::Check {
-            key: keys::user(&ObjectId::new()),
-            condition: Condition::Exists,
-        };
+        let fails = Write::check(
+            keys::user(&ObjectId::new()),
+            crate::store::Condition::Exists,
+            "user",
+        );
         assert!(watched.transact(vec![event, fails]).await.is_err());
         assert!(!rx.has_changed().unwrap());
     }

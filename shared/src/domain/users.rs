@@ -6,29 +6,35 @@
 //! default mailboxes, all written in one transaction. The profile's counters hold
 //! `storageUsed` and `version` (optimistic concurrency for profile changes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::addresses::{self, StoredAddress};
-use super::authlog::AuthlogEntry;
+use super::authlog::{AuthlogEntry, Session};
 use super::mailboxes::{CustomNames, default_mailboxes};
-use super::names::{self, USERNAME_PATTERN, normalize_address, uview};
-use super::pgp_key::{KeyInfo, parse_public_key};
-use super::{journal, keys, password, stats};
+use super::names::{self, normalize_address, uview};
+use super::paging::{PageRequest, PageResult, bucket_names, count_buckets, walk_buckets};
+use super::pgp_key::KeyInfo;
+use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
+use super::{AppState, DomainError, DomainResult, journal, keys, password, stats};
 use crate::config::Config;
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::http::paging::{PageRequest, bucket_names, count_buckets, walk_buckets};
-use crate::http::validate::{MAX_DATA_BYTES, Session, Str, Validator};
 use crate::id::ObjectId;
 use crate::store::{Condition, Index, Item, Key, StoreError, Update, Write};
 
 /// Most items in `tags`, `targets` and `fromWhitelist` (keeps a profile well inside one item,
 /// and a create with its per-target log entries inside one transaction).
 pub const MAX_LIST_ITEMS: usize = 50;
+
+/// Labels of the conditions on a user's items (see [`crate::store::Guard`]).
+/// The username claim is taken.
+pub const USERNAME_TAKEN: &str = "username taken";
+/// The profile is gone, or changed since it was read (its `version` moved on).
+pub const PROFILE_CHANGED: &str = "profile changed";
+/// The profile is gone (a counter change on a deleted user).
+pub const USER_GONE: &str = "user gone";
 
 /// Counter names on the profile item.
 pub const STORAGE_USED: &str = "storageUsed";
@@ -147,28 +153,31 @@ pub struct StoredUser {
     pub version: i64,
     /// The user's number of filters.
     pub filters: i64,
+    /// How many of the user's messages are in the archive.
+    pub archived: i64,
 }
 
 impl StoredUser {
-    fn from_item(item: &Item) -> ApiResult<StoredUser> {
+    pub fn from_item(item: &Item) -> DomainResult<StoredUser> {
         let user: User = serde_json::from_value(item.body.clone())
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("corrupt user {}: {e}", item.pk)))?;
+            .map_err(|e| DomainError::corrupt("user", &item.pk, e))?;
         Ok(StoredUser {
             user,
             storage_used: item.counter(STORAGE_USED),
             version: item.counter(VERSION),
             filters: item.counter(FILTER_COUNT).max(0),
+            archived: item.counter(ARCHIVED_COUNT).max(0),
         })
     }
 }
 
 /// Reads a user, or `UserNotFound`.
-pub async fn load(state: &AppState, id: &ObjectId) -> ApiResult<StoredUser> {
+pub async fn load(state: &AppState, id: &ObjectId) -> DomainResult<StoredUser> {
     let item = state
         .table
         .get(&keys::user(id))
         .await?
-        .ok_or_else(ApiError::user_not_found)?;
+        .ok_or_else(DomainError::user_not_found)?;
     StoredUser::from_item(&item)
 }
 
@@ -193,7 +202,9 @@ pub fn profile_update(stored: &StoredUser, user: &User) -> Write {
             ..Default::default()
         }
         .add(VERSION, 1),
-        condition: Some(Condition::CounterEquals(VERSION.into(), stored.version)),
+        guard: Some(
+            Condition::CounterEquals(VERSION.into(), stored.version).labeled(PROFILE_CHANGED),
+        ),
     }
 }
 
@@ -204,15 +215,149 @@ pub fn profile_touch(stored: &StoredUser) -> Write {
     Write::Update {
         key: keys::user(&stored.user.id),
         update: Update::default().add(VERSION, 1),
-        condition: Some(Condition::CounterEquals(VERSION.into(), stored.version)),
+        guard: Some(
+            Condition::CounterEquals(VERSION.into(), stored.version).labeled(PROFILE_CHANGED),
+        ),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Input shared by create and update
+// Profile changes shared by create and update
+
+/// The profile fields a request sets (`POST /users` and `PUT /users/{user}`); `None` leaves a
+/// field as it is. Validated at the edge: values here are final.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileChanges {
+    /// `Some(None)` clears the name.
+    pub name: Option<Option<String>>,
+    /// `Some(None)` clears the language.
+    pub language: Option<Option<String>>,
+    pub retention: Option<u64>,
+    pub targets: Option<Vec<String>>,
+    pub spam_level: Option<u8>,
+    pub limits: LimitChanges,
+    pub from_whitelist: Option<Vec<String>>,
+    /// Normalized with [`normalize_tags`].
+    pub tags: Option<Vec<String>>,
+    pub upload_sent_messages: Option<bool>,
+    pub disabled_scopes: Option<Vec<String>>,
+    /// JSON text of an object.
+    pub meta_data: Option<String>,
+    pub internal_data: Option<String>,
+    /// `Some(None)` removes the key; `Some(Some((armored, info)))` sets it.
+    pub pub_key: Option<Option<(String, KeyInfo)>>,
+    pub encrypt_messages: Option<bool>,
+    pub encrypt_forwarded: Option<bool>,
+    pub feature_flags: Option<BTreeMap<String, bool>>,
+    /// `PUT` only: turn every second factor off.
+    pub disable_2fa: bool,
+    pub disabled: Option<bool>,
+    pub suspended: Option<bool>,
+}
+
+/// New values of per-user limits; `None` keeps the current one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitChanges {
+    pub quota: Option<u64>,
+    pub recipients: Option<u64>,
+    pub forwards: Option<u64>,
+    pub filters: Option<u64>,
+    pub imap_max_upload: Option<u64>,
+    pub imap_max_download: Option<u64>,
+    pub pop3_max_download: Option<u64>,
+    pub pop3_max_messages: Option<u64>,
+    pub imap_max_connections: Option<u64>,
+    pub received_max: Option<u64>,
+}
+
+impl LimitChanges {
+    /// Applies the given limits; returns whether any was given.
+    fn apply(&self, limits: &mut Limits) -> bool {
+        let mut changed = false;
+        for (new, slot) in [
+            (self.quota, &mut limits.quota),
+            (self.recipients, &mut limits.recipients),
+            (self.forwards, &mut limits.forwards),
+            (self.filters, &mut limits.filters),
+            (self.imap_max_upload, &mut limits.imap_max_upload),
+            (self.imap_max_download, &mut limits.imap_max_download),
+            (self.pop3_max_download, &mut limits.pop3_max_download),
+            (self.pop3_max_messages, &mut limits.pop3_max_messages),
+            (self.imap_max_connections, &mut limits.imap_max_connections),
+            (self.received_max, &mut limits.received_max),
+        ] {
+            if let Some(n) = new {
+                *slot = n;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+fn set<T: Clone>(slot: &mut T, value: &Option<T>) -> bool {
+    match value {
+        Some(v) => {
+            *slot = v.clone();
+            true
+        }
+        None => false,
+    }
+}
+
+impl ProfileChanges {
+    /// Applies the changes onto `user`; returns whether the request gave any field at all
+    /// (WildDuck answers `NoUpdates` otherwise, even when the values are the current ones).
+    pub fn apply(&self, user: &mut User) -> bool {
+        let mut changed = false;
+        changed |= set(&mut user.name, &self.name);
+        changed |= set(&mut user.language, &self.language);
+        changed |= set(&mut user.retention, &self.retention);
+        changed |= set(&mut user.targets, &self.targets);
+        changed |= set(&mut user.spam_level, &self.spam_level);
+        changed |= self.limits.apply(&mut user.limits);
+        changed |= set(&mut user.from_whitelist, &self.from_whitelist);
+        changed |= set(&mut user.tags, &self.tags);
+        changed |= set(&mut user.upload_sent_messages, &self.upload_sent_messages);
+        changed |= set(&mut user.disabled_scopes, &self.disabled_scopes);
+        if let Some(meta) = &self.meta_data {
+            user.meta_data = Some(meta.clone());
+            changed = true;
+        }
+        if let Some(internal) = &self.internal_data {
+            user.internal_data = Some(internal.clone());
+            changed = true;
+        }
+        if let Some(key) = &self.pub_key {
+            user.key_info = key.as_ref().map(|(_, info)| info.clone());
+            user.pub_key = key.as_ref().map(|(text, _)| text.clone());
+            changed = true;
+        }
+        changed |= set(&mut user.encrypt_messages, &self.encrypt_messages);
+        changed |= set(&mut user.encrypt_forwarded, &self.encrypt_forwarded);
+        if let Some(flags) = &self.feature_flags {
+            user.feature_flags = flags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            changed = true;
+        }
+        if self.disable_2fa {
+            user.enabled2fa.clear();
+            user.totp = Default::default();
+            changed = true;
+        }
+        changed |= set(&mut user.disabled, &self.disabled);
+        if let Some(suspended) = self.suspended {
+            if suspended && !user.suspended {
+                user.auth_version += 1;
+            }
+            user.suspended = suspended;
+            changed = true;
+        }
+        changed
+    }
+}
 
 /// Tags: trimmed, de-duplicated case-insensitively (first spelling wins), sorted.
-fn normalize_tags(tags: Vec<String>) -> Vec<String> {
+pub fn normalize_tags(tags: Vec<String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut out: Vec<String> = tags
         .into_iter()
@@ -222,213 +367,16 @@ fn normalize_tags(tags: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Forward targets: an address, an `smtp(s)://` relay or an `http(s)://` URL.
-fn parse_targets(v: &mut Validator, field: &str) -> Option<Vec<String>> {
-    let targets = v.bounded_list(field, 1024, MAX_LIST_ITEMS)?;
-    let mut out = Vec::new();
-    for target in targets {
-        let lower = target.to_lowercase();
-        if ["smtp://", "smtps://", "http://", "https://"]
-            .iter()
-            .any(|p| lower.starts_with(p))
-        {
-            out.push(target);
-        } else if let Ok(address) = normalize_address(&target, false) {
-            out.push(address.address);
-        } else {
-            v.error(field, format!("Unknown target type \"{target}\""));
-            return None;
-        }
-    }
-    Some(out)
-}
-
-fn parse_scopes(v: &mut Validator) -> Option<Vec<String>> {
-    let scopes = v.string_list("disabledScopes", 16)?;
-    let mut out = BTreeSet::new();
-    for (i, scope) in scopes.into_iter().enumerate() {
-        let scope = scope.to_lowercase();
-        if !["imap", "pop3", "smtp"].contains(&scope.as_str()) {
-            v.error(
-                &format!("disabledScopes,{i}"),
-                format!("\"disabledScopes[{i}]\" must be one of [imap, pop3, smtp]"),
-            );
-            return None;
-        }
-        out.insert(scope);
-    }
-    Some(out.into_iter().collect())
-}
-
-fn parse_pub_key(v: &mut Validator) -> Option<Option<(String, KeyInfo)>> {
-    let key = v.string("pubKey", Str::max(65536).trim().allow_empty())?;
-    if key.is_empty() {
-        return Some(None);
-    }
-    if !key.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
-        v.error(
-            "pubKey",
-            "\"pubKey\" must be an ASCII-armored PGP public key",
-        );
-        return None;
-    }
-    match parse_public_key(&key) {
-        Ok(info) => Some(Some((key, info))),
-        Err(reason) => {
-            v.error("pubKey", format!("PGP key validation failed. {reason}"));
-            None
-        }
-    }
-}
-
-fn parse_feature_flags(v: &mut Validator) -> Option<Map<String, Value>> {
-    let flags = v.raw("featureFlags")?;
-    let Value::Object(flags) = flags else {
-        v.error("featureFlags", "\"featureFlags\" must be of type object");
-        return None;
-    };
-    let mut out = Map::new();
-    for (key, value) in flags {
-        if key != "indexing" {
-            v.error(
-                &format!("featureFlags.{key}"),
-                format!("\"featureFlags.{key}\" is not allowed"),
-            );
-            continue;
-        }
-        match crate::http::validate::parse_bool(&value) {
-            Some(b) => {
-                out.insert(key, json!(b));
-            }
-            None => v.error(
-                "featureFlags.indexing",
-                "\"featureFlags.indexing\" must be a boolean",
-            ),
-        }
-    }
-    Some(out)
-}
-
-/// The new value of `password`: `Some(None)` removes the password (`false` or `""`).
-fn parse_password(v: &mut Validator, field: &str) -> Option<Option<String>> {
-    match v.raw(field)? {
-        Value::Bool(false) => Some(None),
-        Value::String(s) if s.is_empty() => Some(None),
-        Value::String(_) => v.string(field, Str::max(256).allow_empty()).map(Some),
-        _ => {
-            v.error(field, format!("\"{field}\" must be a string"));
-            None
-        }
-    }
-}
-
-fn parse_limits(v: &mut Validator, limits: &mut Limits) -> bool {
-    let mut changed = false;
-    let mut set = |v: &mut Validator, field: &str, slot: &mut u64| {
-        if let Some(n) = v.count(field) {
-            *slot = n;
-            changed = true;
-        }
-    };
-    set(v, "quota", &mut limits.quota);
-    set(v, "recipients", &mut limits.recipients);
-    set(v, "forwards", &mut limits.forwards);
-    set(v, "filters", &mut limits.filters);
-    set(v, "imapMaxUpload", &mut limits.imap_max_upload);
-    set(v, "imapMaxDownload", &mut limits.imap_max_download);
-    set(v, "pop3MaxDownload", &mut limits.pop3_max_download);
-    set(v, "pop3MaxMessages", &mut limits.pop3_max_messages);
-    set(v, "imapMaxConnections", &mut limits.imap_max_connections);
-    set(v, "receivedMax", &mut limits.received_max);
-    changed
-}
-
-fn parse_whitelist(v: &mut Validator) -> Option<Vec<String>> {
-    let list = v.bounded_list("fromWhitelist", 128, MAX_LIST_ITEMS)?;
-    let mut seen = BTreeSet::new();
-    Some(
-        list.into_iter()
-            .map(|a| a.to_lowercase())
-            .filter(|a| seen.insert(a.clone()))
-            .collect(),
-    )
-}
-
-/// Fields POST and PUT share, applied onto `user`; returns whether anything was given.
-fn apply_common(v: &mut Validator, user: &mut User) -> bool {
-    let mut changed = false;
-    if let Some(language) = v.string("language", Str::max(20).trim().allow_empty()) {
-        user.language = Some(language).filter(|l| !l.is_empty());
-        changed = true;
-    }
-    if let Some(retention) = v.count("retention") {
-        user.retention = retention;
-        changed = true;
-    }
-    if let Some(targets) = parse_targets(v, "targets") {
-        user.targets = targets;
-        changed = true;
-    }
-    if let Some(level) = v.integer("spamLevel", 0, 100) {
-        user.spam_level = level as u8;
-        changed = true;
-    }
-    changed |= parse_limits(v, &mut user.limits);
-    if let Some(list) = parse_whitelist(v) {
-        user.from_whitelist = list;
-        changed = true;
-    }
-    if let Some(tags) = v.bounded_list("tags", 128, MAX_LIST_ITEMS) {
-        user.tags = normalize_tags(tags);
-        changed = true;
-    }
-    if let Some(b) = v.boolean("uploadSentMessages") {
-        user.upload_sent_messages = b;
-        changed = true;
-    }
-    if let Some(scopes) = parse_scopes(v) {
-        user.disabled_scopes = scopes;
-        changed = true;
-    }
-    if let Some(meta) = v.json_object("metaData", MAX_DATA_BYTES) {
-        user.meta_data = Some(meta);
-        changed = true;
-    }
-    if let Some(internal) = v.json_object("internalData", MAX_DATA_BYTES) {
-        user.internal_data = Some(internal);
-        changed = true;
-    }
-    if let Some(key) = parse_pub_key(v) {
-        user.key_info = key.as_ref().map(|(_, info)| info.clone());
-        user.pub_key = key.map(|(text, _)| text);
-        changed = true;
-    }
-    if let Some(b) = v.boolean("encryptMessages") {
-        user.encrypt_messages = b;
-        changed = true;
-    }
-    if let Some(b) = v.boolean("encryptForwarded") {
-        user.encrypt_forwarded = b;
-        changed = true;
-    }
-    if let Some(flags) = parse_feature_flags(v) {
-        user.feature_flags = flags;
-        changed = true;
-    }
-    changed
-}
-
 /// A password as it will be stored: hashed here, or given pre-hashed.
-async fn stored_password(value: Option<String>, pre_hashed: bool) -> ApiResult<Option<String>> {
+async fn stored_password(value: Option<String>, pre_hashed: bool) -> DomainResult<Option<String>> {
     match value {
         None => Ok(None),
         Some(hash) if pre_hashed => {
             if password::is_supported_hash(&hash) {
                 Ok(Some(hash))
             } else {
-                Err(ApiError::bad_request(
-                    "HashError",
-                    "Invalid algo: only argon2id PHC hashes are accepted",
+                Err(DomainError::UnsupportedHash(
+                    "Invalid algo: only argon2id PHC hashes are accepted".into(),
                 ))
             }
         }
@@ -439,101 +387,31 @@ async fn stored_password(value: Option<String>, pre_hashed: bool) -> ApiResult<O
 // ---------------------------------------------------------------------------------------------
 // Create
 
-/// A validated `POST /users` request.
+/// A `POST /users` request.
+#[derive(Debug, Clone)]
 pub struct NewUser {
-    user: User,
-    password: Option<String>,
-    hashed_password: bool,
-    require_password_change: bool,
-    address: Option<String>,
-    empty_address: bool,
-    add_tags_to_address: bool,
-    mailboxes: CustomNames,
-    session: Session,
+    /// Trimmed, lowercase, valid.
+    pub username: String,
+    pub password: Option<String>,
+    pub hashed_password: bool,
+    pub require_password_change: bool,
+    /// Valid (`*` refused); its `+label` is removed here.
+    pub address: Option<String>,
+    pub empty_address: bool,
+    pub add_tags_to_address: bool,
+    pub mailboxes: CustomNames,
+    pub profile: ProfileChanges,
+    pub session: Session,
 }
 
-fn parse_mailbox_names(v: &mut Validator) -> CustomNames {
-    let Some(value) = v.raw("mailboxes") else {
-        return CustomNames::default();
-    };
-    let Value::Object(fields) = value else {
-        v.error("mailboxes", "\"mailboxes\" must be of type object");
-        return CustomNames::default();
-    };
-    let mut names = CustomNames::default();
-    for (key, value) in fields {
-        let slot = match key.as_str() {
-            "sent" => &mut names.sent,
-            "trash" => &mut names.trash,
-            "drafts" => &mut names.drafts,
-            "junk" => &mut names.junk,
-            _ => {
-                v.error(
-                    &format!("mailboxes.{key}"),
-                    format!("\"mailboxes.{key}\" is not allowed"),
-                );
-                continue;
-            }
-        };
-        let field = format!("mailboxes.{key}");
-        match value.as_str().map(str::trim) {
-            Some("") | None if value.is_null() => {}
-            Some(name) if !name.is_empty() && name.len() <= 512 => {
-                if name.contains("//") || name.ends_with('/') || name.starts_with('/') {
-                    v.error(
-                        &field,
-                        format!("\"{field}\" with value {name:?} is not a valid path"),
-                    );
-                } else {
-                    *slot = Some(name.to_string());
-                }
-            }
-            _ => v.error(&field, format!("\"{field}\" must be a non-empty string")),
-        }
-    }
-    names
-}
-
-impl NewUser {
-    /// Validates a `POST /users` request (strict: unknown fields are refused).
-    pub fn parse(params: Map<String, Value>) -> ApiResult<NewUser> {
-        let mut v = Validator::new(params);
-        let username = v.required_string(
-            "username",
-            Str::max(128)
-                .min(1)
-                .trim()
-                .lowercase()
-                .pattern(&USERNAME_PATTERN, "username"),
-        );
-        let password = if v.has("password") {
-            parse_password(&mut v, "password")
-        } else {
-            v.error("password", "\"password\" is required");
-            None
-        };
-        let hashed_password = v.boolean("hashedPassword").unwrap_or(false);
-        v.boolean("allowUnsafe");
-        let address = v.string("address", Str::max(255).trim());
-        if address.as_deref().is_some_and(|a| a.contains('*')) {
-            v.error("address", "Invalid character in email address: *");
-        } else if let Some(a) = &address
-            && normalize_address(a, true).is_err()
-        {
-            v.error("address", "\"address\" must be a valid email");
-        }
-        let empty_address = v.boolean("emptyAddress").unwrap_or(false);
-        let name = v.string("name", Str::max(256).trim());
-        let require_password_change = v.boolean("requirePasswordChange").unwrap_or(false);
-        let add_tags_to_address = v.boolean("addTagsToAddress").unwrap_or(false);
-        let mailboxes = parse_mailbox_names(&mut v);
-        let session = v.session();
-        let username = username.unwrap_or_default();
-        let mut user = User {
+impl User {
+    /// A new account with WildDuck's defaults.
+    fn new(username: String) -> User {
+        User {
             id: ObjectId::new(),
             unameview: uview(&username),
             username,
-            name,
+            name: None,
             address: None,
             language: None,
             retention: 0,
@@ -562,51 +440,39 @@ impl NewUser {
             suspended: false,
             auth_version: 1,
             created: Utc::now(),
-        };
-        apply_common(&mut v, &mut user);
-        v.deny_unknown();
-        v.finish()?;
-        Ok(NewUser {
-            user,
-            password: password.flatten(),
-            hashed_password,
-            require_password_change,
-            address,
-            empty_address,
-            add_tags_to_address,
-            mailboxes,
-            session,
-        })
+        }
     }
 }
 
 /// The main address of a new user: the given one (its `+label` removed), else the username
 /// when it is an address, else `<username>@<EIDER_DOMAIN>`.
-fn main_address(input: &NewUser, config: &Config) -> ApiResult<Option<names::Address>> {
+fn main_address(input: &NewUser, config: &Config) -> DomainResult<Option<names::Address>> {
     if input.empty_address {
         return Ok(None);
     }
     let candidate = match &input.address {
         Some(a) => a.clone(),
-        None if names::is_address(&input.user.username) => input.user.username.clone(),
+        None if names::is_address(&input.username) => input.username.clone(),
         None => {
-            let local = input.user.username.split('@').next().unwrap_or_default();
+            let local = input.username.split('@').next().unwrap_or_default();
             format!("{local}@{}", config.domain)
         }
     };
     normalize_address(&candidate, true)
         .map(Some)
-        .map_err(|e| ApiError::invalid_field("address", e.message("address")))
+        .map_err(|e| DomainError::invalid("address", e.message("address")))
 }
 
 /// Creates a user with its main address and default mailboxes in one transaction.
-pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId> {
+pub async fn create(state: &AppState, mut input: NewUser) -> DomainResult<ObjectId> {
+    let mut user = User::new(input.username.clone());
+    input.profile.apply(&mut user);
     let address = main_address(&input, &state.config)?;
     let boxes = default_mailboxes(
-        &input.user.id,
-        input.user.language.as_deref(),
+        &user.id,
+        user.language.as_deref(),
         &input.mailboxes,
-        input.user.retention,
+        user.retention,
     );
     // Paths are case-sensitive (IMAP), except INBOX.
     let mut paths = BTreeSet::new();
@@ -617,7 +483,7 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
             mailbox.path.clone()
         };
         if !paths.insert(path) {
-            return Err(ApiError::invalid_field(
+            return Err(DomainError::invalid(
                 "mailboxes",
                 format!("Duplicate mailbox name: {}", mailbox.path),
             ));
@@ -625,7 +491,6 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
     }
 
     let hash = stored_password(input.password.take(), input.hashed_password).await?;
-    let user = &mut input.user;
     if input.require_password_change && hash.is_some() {
         let now = Utc::now();
         user.temp_password = Some(TempPassword {
@@ -638,10 +503,13 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
     }
     user.address = address.as_ref().map(|a| a.address.clone());
 
-    let mut writes = vec![Write::put_new(Item::new(
-        keys::username_claim(&user.unameview),
-        json!({ "user": user.id }),
-    ))];
+    let mut writes = vec![Write::put_new(
+        Item::new(
+            keys::username_claim(&user.unameview),
+            json!({ "user": user.id }),
+        ),
+        USERNAME_TAKEN,
+    )];
     if let Some(address) = &address {
         let tags = if input.add_tags_to_address {
             user.tags.clone()
@@ -651,8 +519,10 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
         let stored = StoredAddress::new(user.id, address, None, tags);
         writes.extend(stored.create_writes());
     }
+    // A new id: never taken, unless the id generator repeats itself.
     writes.push(Write::put_new(
-        profile_item(user, 0, 0).with_counter(MAILBOX_COUNT, boxes.len() as i64),
+        profile_item(&user, 0, 0).with_counter(MAILBOX_COUNT, boxes.len() as i64),
+        PROFILE_CHANGED,
     ));
     for mailbox in &boxes {
         writes.extend(mailbox.create_writes());
@@ -684,15 +554,17 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
             tracing::info!(user = %user.id, "user created");
             Ok(user.id)
         }
-        Err(StoreError::ConditionFailed { index: 0 }) => Err(ApiError::conflict(
-            "UserExistsError",
-            "This username already exists",
-        )
-        .with_extra("username", user.username.clone())),
-        Err(StoreError::ConditionFailed { index: 1 }) if address.is_some() => Err(
-            ApiError::conflict("AddressExistsError", "This address already exists")
-                .with_extra("username", user.username.clone()),
-        ),
+        Err(StoreError::ConditionFailed {
+            label: USERNAME_TAKEN,
+        }) => Err(DomainError::UserExists {
+            username: user.username.clone(),
+        }),
+        Err(StoreError::ConditionFailed {
+            label: addresses::ADDRESS_TAKEN,
+        }) => Err(DomainError::AddressExists {
+            message: "This address already exists",
+            username: Some(user.username.clone()),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -700,161 +572,54 @@ pub async fn create(state: &AppState, mut input: NewUser) -> ApiResult<ObjectId>
 // ---------------------------------------------------------------------------------------------
 // Read
 
-fn parsed_object(text: &Option<String>) -> Value {
-    text.as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_else(|| Value::Object(Map::new()))
-}
-
 /// WildDuck's defaults for limits a user has not set.
-const MAX_IMAP_TRANSFER: u64 = 10 * 1024 * 1024 * 1024;
-const MAX_POP3_MESSAGES: u64 = 250;
-const MAX_IMAP_CONNECTIONS: u64 = 15;
-const MAX_RECEIVED_PER_MINUTE: u64 = 60;
+pub const MAX_IMAP_TRANSFER: u64 = 10 * 1024 * 1024 * 1024;
+pub const MAX_POP3_MESSAGES: u64 = 250;
+pub const MAX_IMAP_CONNECTIONS: u64 = 15;
+pub const MAX_RECEIVED_PER_MINUTE: u64 = 60;
 pub const MAX_FILTERS: u64 = 400;
 
-fn or_default(value: u64, default: u64) -> u64 {
+/// `value`, or `default` when the user has not set it (0).
+pub fn or_default(value: u64, default: u64) -> u64 {
     if value > 0 { value } else { default }
 }
 
-fn quota_json(stored: &StoredUser, config: &Config) -> Value {
-    json!({
-        "allowed": or_default(stored.user.limits.quota, config.max_storage),
-        "used": stored.storage_used.max(0),
-    })
-}
-
-fn enabled2fa(user: &User) -> Vec<String> {
-    user.enabled2fa
-        .iter()
-        .filter(|m| m.as_str() != "u2f")
-        .cloned()
-        .collect()
-}
-
-/// `GET /users/{user}`: the documented shape.
-pub fn user_json(stored: &StoredUser, config: &Config) -> Value {
-    let user = &stored.user;
-    let limits = &user.limits;
-    let counter = |allowed: u64| json!({ "allowed": allowed, "used": 0, "ttl": false });
-    json!({
-        "success": true,
-        "id": user.id,
-        "username": user.username,
-        "name": user.name,
-        "address": user.address,
-        "language": user.language,
-        "retention": if user.retention > 0 { json!(user.retention) } else { json!(false) },
-        "enabled2fa": enabled2fa(user),
-        "autoreply": user.autoreply,
-        "encryptMessages": user.encrypt_messages,
-        "encryptForwarded": user.encrypt_forwarded,
-        "pubKey": user.pub_key.clone().unwrap_or_default(),
-        "spamLevel": user.spam_level,
-        "keyInfo": user.key_info.as_ref().map(|k| json!(k)).unwrap_or(json!(false)),
-        "metaData": parsed_object(&user.meta_data),
-        "internalData": parsed_object(&user.internal_data),
-        "targets": user.targets,
-        "limits": {
-            "quota": quota_json(stored, config),
-            "recipients": counter(or_default(limits.recipients, config.max_recipients)),
-            "forwards": counter(or_default(limits.forwards, config.max_forwards)),
-            "received": counter(or_default(limits.received_max, MAX_RECEIVED_PER_MINUTE)),
-            "filters": { "allowed": or_default(limits.filters, MAX_FILTERS), "used": stored.filters },
-            "imapUpload": counter(or_default(limits.imap_max_upload, MAX_IMAP_TRANSFER)),
-            "imapDownload": counter(or_default(limits.imap_max_download, MAX_IMAP_TRANSFER)),
-            "pop3Download": counter(or_default(limits.pop3_max_download, MAX_IMAP_TRANSFER)),
-            "pop3MaxMessages": { "allowed": or_default(limits.pop3_max_messages, MAX_POP3_MESSAGES) },
-            "imapMaxConnections": {
-                "allowed": or_default(limits.imap_max_connections, MAX_IMAP_CONNECTIONS),
-                "used": 0,
-            },
-        },
-        "tags": user.tags,
-        "fromWhitelist": user.from_whitelist,
-        "featureFlags": user.feature_flags,
-        "disabledScopes": user.disabled_scopes,
-        "hasPasswordSet": user.password.is_some() || user.temp_password.is_some(),
-        "activated": user.activated,
-        "disabled": user.disabled,
-        "suspended": user.suspended,
-    })
-}
-
-/// One entry of `GET /users`.
-fn list_entry_json(stored: &StoredUser, config: &Config, meta: bool, internal: bool) -> Value {
-    let user = &stored.user;
-    let mut entry = json!({
-        "id": user.id,
-        "username": user.username,
-        "name": user.name,
-        "address": user.address,
-        "tags": user.tags,
-        "targets": user.targets,
-        "enabled2fa": enabled2fa(user),
-        "autoreply": user.autoreply,
-        "encryptMessages": user.encrypt_messages,
-        "encryptForwarded": user.encrypt_forwarded,
-        "quota": quota_json(stored, config),
-        "hasPasswordSet": user.password.is_some() || user.temp_password.is_some(),
-        "activated": user.activated,
-        "disabled": user.disabled,
-        "suspended": user.suspended,
-    });
-    if meta {
-        entry["metaData"] = parsed_object(&user.meta_data);
+impl StoredUser {
+    /// The user's quota in bytes: their own, or the configured default.
+    pub fn quota(&self, config: &Config) -> u64 {
+        or_default(self.user.limits.quota, config.max_storage)
     }
-    if internal {
-        entry["internalData"] = parsed_object(&user.internal_data);
-    }
-    entry
 }
 
-/// A validated `GET /users` request.
+impl User {
+    /// The second factors that are enabled (WildDuck no longer has U2F).
+    pub fn enabled_2fa(&self) -> Vec<String> {
+        self.enabled2fa
+            .iter()
+            .filter(|m| m.as_str() != "u2f")
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a password (master or temporary) is set.
+    pub fn has_password(&self) -> bool {
+        self.password.is_some() || self.temp_password.is_some()
+    }
+}
+
+/// A `GET /users` request.
+#[derive(Debug, Clone)]
 pub struct ListUsers {
-    query: Option<String>,
-    tags: Vec<String>,
-    required_tags: Vec<String>,
-    meta_data: bool,
-    internal_data: bool,
-    page: PageRequest,
-}
-
-fn lower_tags(v: &mut Validator, field: &str) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    v.string_list(field, 1024)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.to_lowercase())
-        .filter(|t| seen.insert(t.clone()))
-        .collect()
+    /// Lowercase.
+    pub query: Option<String>,
+    /// Lowercase, none of `required_tags`.
+    pub tags: Vec<String>,
+    /// Lowercase.
+    pub required_tags: Vec<String>,
+    pub page: PageRequest,
 }
 
 impl ListUsers {
-    /// Validates `GET /users` (unknown parameters are allowed, as in WildDuck).
-    pub fn parse(params: Map<String, Value>) -> ApiResult<ListUsers> {
-        let mut v = Validator::new(params);
-        let query = v.string("query", Str::max(255).trim().lowercase());
-        let required_tags = lower_tags(&mut v, "requiredTags");
-        let tags = lower_tags(&mut v, "tags")
-            .into_iter()
-            .filter(|t| !required_tags.contains(t))
-            .collect();
-        let meta_data = v.boolean("metaData").unwrap_or(false);
-        let internal_data = v.boolean("internalData").unwrap_or(false);
-        v.session();
-        let page = PageRequest::from_params(&mut v);
-        v.finish()?;
-        Ok(ListUsers {
-            query,
-            tags,
-            required_tags,
-            meta_data,
-            internal_data,
-            page,
-        })
-    }
-
     fn is_filtered(&self) -> bool {
         self.query.is_some() || !self.tags.is_empty() || !self.required_tags.is_empty()
     }
@@ -878,8 +643,14 @@ impl ListUsers {
     }
 }
 
+/// A page of users, and how many match in all.
+pub struct UserListing {
+    pub total: u64,
+    pub page: PageResult<StoredUser>,
+}
+
 /// `GET /users`: users in username order, one bucketed index walk per page.
-pub async fn list(state: &AppState, request: ListUsers) -> ApiResult<Value> {
+pub async fn list(state: &AppState, request: &ListUsers) -> DomainResult<UserListing> {
     let buckets = bucket_names(keys::USERS_BUCKET_PREFIX);
     let keep = |item: &Item| {
         serde_json::from_value::<User>(item.body.clone()).is_ok_and(|u| request.matches(&u))
@@ -898,139 +669,29 @@ pub async fn list(state: &AppState, request: ListUsers) -> ApiResult<Value> {
     } else {
         stats::total(state.table.as_ref(), stats::USERS).await?
     };
-    let mut results = Vec::with_capacity(page.items.len());
-    for item in &page.items {
-        let stored = StoredUser::from_item(item)?;
-        results.push(list_entry_json(
-            &stored,
-            &state.config,
-            request.meta_data,
-            request.internal_data,
-        ));
-    }
-    let mut body = json!({ "success": true });
-    if let Some(q) = &request.query {
-        body["query"] = json!(q);
-    }
-    body["total"] = json!(total);
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, page.paging_json(&request.page))
-    {
-        out.extend(paging);
-    }
-    body["results"] = Value::Array(results);
-    Ok(body)
+    Ok(UserListing {
+        total,
+        page: page.decode(StoredUser::from_item)?,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Update
 
-/// A validated `PUT /users/{user}` request.
+/// A `PUT /users/{user}` request.
+#[derive(Debug, Clone)]
 pub struct UserChanges {
-    params: Map<String, Value>,
-    password: Option<Option<String>>,
-    hashed_password: bool,
-    existing_password: Option<String>,
-    session: Session,
+    pub profile: ProfileChanges,
+    /// `Some(None)` removes the password (`false` or `""`).
+    pub password: Option<Option<String>>,
+    pub hashed_password: bool,
+    pub existing_password: Option<String>,
+    pub session: Session,
 }
-
-impl UserChanges {
-    /// Validates `PUT /users/{user}` (strict). The changes themselves are applied onto the
-    /// current profile inside [`update`], re-read on every optimistic retry.
-    pub fn parse(params: Map<String, Value>) -> ApiResult<UserChanges> {
-        let mut v = Validator::new(params.clone());
-        let password = if v.has("password") {
-            parse_password(&mut v, "password")
-        } else {
-            None
-        };
-        let hashed_password = v.boolean("hashedPassword").unwrap_or(false);
-        v.boolean("allowUnsafe");
-        let existing_password = v.string("existingPassword", Str::max(256).min(1));
-        let session = v.session();
-        // Dry run of the remaining fields, for validation only.
-        let mut scratch = dummy_user();
-        apply_changes(&mut v, &mut scratch);
-        v.deny_unknown();
-        v.finish()?;
-        Ok(UserChanges {
-            params,
-            password,
-            hashed_password,
-            existing_password,
-            session,
-        })
-    }
-}
-
-fn dummy_user() -> User {
-    User {
-        id: ObjectId::new(),
-        username: String::new(),
-        unameview: String::new(),
-        name: None,
-        address: None,
-        language: None,
-        retention: 0,
-        password: None,
-        temp_password: None,
-        password_changed: None,
-        targets: Vec::new(),
-        spam_level: default_spam_level(),
-        limits: Limits::default(),
-        tags: Vec::new(),
-        from_whitelist: Vec::new(),
-        disabled_scopes: Vec::new(),
-        meta_data: None,
-        internal_data: None,
-        pub_key: None,
-        key_info: None,
-        encrypt_messages: false,
-        encrypt_forwarded: false,
-        feature_flags: Map::new(),
-        upload_sent_messages: false,
-        enabled2fa: Vec::new(),
-        totp: Default::default(),
-        autoreply: false,
-        activated: true,
-        disabled: false,
-        suspended: false,
-        auth_version: 1,
-        created: Utc::now(),
-    }
-}
-
-/// The PUT-only fields plus the common ones; returns whether anything was given.
-fn apply_changes(v: &mut Validator, user: &mut User) -> bool {
-    let mut changed = apply_common(v, user);
-    if let Some(name) = v.string("name", Str::max(256).trim().allow_empty()) {
-        user.name = Some(name).filter(|n| !n.is_empty());
-        changed = true;
-    }
-    if v.boolean("disable2fa") == Some(true) {
-        user.enabled2fa.clear();
-        user.totp = Default::default();
-        changed = true;
-    }
-    if let Some(disabled) = v.boolean("disabled") {
-        user.disabled = disabled;
-        changed = true;
-    }
-    if let Some(suspended) = v.boolean("suspended") {
-        if suspended && !user.suspended {
-            user.auth_version += 1;
-        }
-        user.suspended = suspended;
-        changed = true;
-    }
-    changed
-}
-
-const OPTIMISTIC_RETRIES: usize = 8;
 
 /// Applies `PUT /users/{user}`: only the given fields change; a password change is verified
 /// against `existingPassword` when given, logged, and ends the user's sessions.
-pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> ApiResult<()> {
+pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> DomainResult<()> {
     let current = load(state, id).await?;
     if let (Some(existing), Some(stored)) = (&changes.existing_password, &current.user.password)
         && !password::verify(existing.clone(), stored.clone()).await
@@ -1042,73 +703,72 @@ pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> Ap
             &state.config,
         );
         state.table.transact(vec![entry.write(id)]).await?;
-        return Err(ApiError::forbidden(
-            "AuthFail",
-            "Password verification failed",
-        ));
+        return Err(DomainError::WrongExistingPassword);
     }
     let new_password = match changes.password.clone() {
         Some(value) => Some(stored_password(value, changes.hashed_password).await?),
         None => None,
     };
 
-    let mut current = current;
-    for _ in 0..OPTIMISTIC_RETRIES {
-        let mut user = current.user.clone();
-        let mut v = Validator::new(changes.params.clone());
-        let mut changed = apply_changes(&mut v, &mut user);
-        let mut writes = Vec::new();
-        if let Some(hash) = &new_password {
-            user.password = hash.clone();
-            user.temp_password = None;
-            user.password_changed = Some(Utc::now());
-            user.auth_version += 1;
-            changed = true;
-            writes.push(
-                AuthlogEntry::new(
-                    "password change",
-                    Some("success"),
-                    &changes.session,
-                    &state.config,
-                )
-                .write(id),
-            );
-        }
-        if !changed {
-            return Err(ApiError::bad_request("NoUpdates", "Nothing was updated"));
-        }
-        for target in user
-            .targets
-            .iter()
-            .filter(|t| !current.user.targets.contains(t))
-        {
-            writes.push(
-                AuthlogEntry::new("user forward added", None, &changes.session, &state.config)
-                    .with("target", target.clone())
-                    .with("protocol", "API")
+    let mut read_before = Some(current);
+    retry_on_conflict(USER_CONTENDED, || {
+        let read_before = read_before.take();
+        let (changes, new_password) = (&changes, &new_password);
+        async move {
+            let current = match read_before {
+                Some(current) => current,
+                None => load(state, id).await?,
+            };
+            let mut user = current.user.clone();
+            let mut changed = changes.profile.apply(&mut user);
+            let mut writes = Vec::new();
+            if let Some(hash) = new_password {
+                user.password = hash.clone();
+                user.temp_password = None;
+                user.password_changed = Some(Utc::now());
+                user.auth_version += 1;
+                changed = true;
+                writes.push(
+                    AuthlogEntry::new(
+                        "password change",
+                        Some("success"),
+                        &changes.session,
+                        &state.config,
+                    )
                     .write(id),
-            );
-        }
-        writes.insert(0, profile_update(&current, &user));
-        match state.table.transact(writes).await {
-            Ok(()) => {
-                let ended_sessions = user.auth_version > current.user.auth_version;
-                if ended_sessions {
-                    let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
-                    journal::append(state.table.as_ref(), &state.config, id, event).await?;
-                }
-                return Ok(());
+                );
             }
-            Err(StoreError::ConditionFailed { index: 0 }) => {
-                current = load(state, id).await?;
+            if !changed {
+                return Err(DomainError::NoUpdates("Nothing was updated"));
             }
-            Err(e) => return Err(e.into()),
+            for target in user
+                .targets
+                .iter()
+                .filter(|t| !current.user.targets.contains(t))
+            {
+                writes.push(
+                    AuthlogEntry::new("user forward added", None, &changes.session, &state.config)
+                        .with("target", target.clone())
+                        .with("protocol", "API")
+                        .write(id),
+                );
+            }
+            writes.insert(0, profile_update(&current, &user));
+            match state.table.transact(writes).await {
+                Ok(()) => {}
+                Err(StoreError::ConditionFailed {
+                    label: PROFILE_CHANGED,
+                }) => return Ok(Attempt::Retry),
+                Err(e) => return Err(e.into()),
+            }
+            if user.auth_version > current.user.auth_version {
+                let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
+                journal::append(state.table.as_ref(), &state.config, id, event).await?;
+            }
+            Ok(Attempt::Done(()))
         }
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1121,49 +781,23 @@ pub struct Deleted {
     pub task: ObjectId,
 }
 
-/// A validated `DELETE /users/{user}` request.
+/// A `DELETE /users/{user}` request.
+#[derive(Debug, Clone)]
 pub struct DeleteUser {
-    delete_after: Option<DateTime<Utc>>,
-    session: Session,
-}
-
-impl DeleteUser {
-    pub fn parse(params: Map<String, Value>) -> ApiResult<DeleteUser> {
-        let mut v = Validator::new(params);
-        let delete_after = match v.raw("deleteAfter") {
-            None | Some(Value::Bool(false)) => None,
-            Some(Value::String(s)) if s.is_empty() || s == "false" => None,
-            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
-                Ok(d) => Some(d.with_timezone(&Utc)),
-                Err(_) => {
-                    v.error("deleteAfter", "\"deleteAfter\" must be a valid date");
-                    None
-                }
-            },
-            Some(_) => {
-                v.error("deleteAfter", "\"deleteAfter\" must be a valid date");
-                None
-            }
-        };
-        let session = v.session();
-        v.deny_unknown();
-        v.finish()?;
-        Ok(DeleteUser {
-            delete_after,
-            session,
-        })
-    }
+    pub delete_after: Option<DateTime<Utc>>,
+    pub session: Session,
 }
 
 /// Deletes a user at once: profile, username and every address are gone in the first
 /// transaction (addresses beyond what fits follow in further ones); the mailboxes and messages
 /// stay until the purge task (the janitor) runs after the configured delay.
-pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> ApiResult<Deleted> {
+pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> DomainResult<Deleted> {
     let retention = chrono::Duration::from_std(state.config.deleted_user_retention)
         .unwrap_or(chrono::Duration::days(2));
     let purge_after = request.delete_after.unwrap_or_else(Utc::now) + retention;
     let task = ObjectId::new();
-    for _ in 0..OPTIMISTIC_RETRIES {
+    let request = &request;
+    let addresses = retry_on_conflict(USER_CONTENDED, || async move {
         // The address list is read under the profile version: address changes bump it, so a
         // concurrent one makes this attempt fail and the list is read again.
         let current = load(state, id).await?;
@@ -1181,10 +815,10 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Api
         )
         .with_gsi1(keys::purge_task(purge_after.timestamp(), id));
         let mut first = vec![
-            Write::Delete {
-                key: keys::user(id),
-                condition: Some(Condition::CounterEquals(VERSION.into(), current.version)),
-            },
+            Write::delete(keys::user(id)).when(
+                Condition::CounterEquals(VERSION.into(), current.version),
+                PROFILE_CHANGED,
+            ),
             Write::delete(keys::username_claim(&current.user.unameview)),
             Write::put(tombstone),
             AuthlogEntry::new(
@@ -1210,7 +844,9 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Api
         ]));
         match state.table.transact(first).await {
             Ok(()) => {}
-            Err(StoreError::ConditionFailed { index: 0 }) => continue,
+            Err(StoreError::ConditionFailed {
+                label: PROFILE_CHANGED,
+            }) => return Ok(Attempt::Retry),
             Err(e) => return Err(e.into()),
         }
         for chunk in chunks {
@@ -1221,28 +857,21 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Api
             writes.push(stats::change(&[(stats::ADDRESSES, -(chunk.len() as i64))]));
             state.table.transact(writes).await?;
         }
-        let event = json!({"command": "LOGOUT", "reason": "Account was deleted"});
-        journal::append(state.table.as_ref(), &state.config, id, event).await?;
-        tracing::info!(user = %id, addresses = addresses.len(), "user deleted");
-        return Ok(Deleted {
-            addresses: addresses.len(),
-            purge_after,
-            task,
-        });
-    }
-    Err(ApiError::conflict(
-        "LockFail",
-        "The user was changed concurrently, try again",
-    ))
+        Ok(Attempt::Done(addresses.len()))
+    })
+    .await?;
+    let event = json!({"command": "LOGOUT", "reason": "Account was deleted"});
+    journal::append(state.table.as_ref(), &state.config, id, event).await?;
+    tracing::info!(user = %id, addresses, "user deleted");
+    Ok(Deleted {
+        addresses,
+        purge_after,
+        task,
+    })
 }
 
 /// `PUT /users/{user}/logout`: records a LOGOUT event for the updates stream.
-pub async fn logout(state: &AppState, id: &ObjectId, params: Map<String, Value>) -> ApiResult<()> {
-    let mut v = Validator::new(params);
-    let reason = v.string("reason", Str::max(128).allow_empty());
-    v.session();
-    v.deny_unknown();
-    v.finish()?;
+pub async fn logout(state: &AppState, id: &ObjectId, reason: Option<String>) -> DomainResult<()> {
     load(state, id).await?;
     let reason = reason
         .filter(|r| !r.is_empty())
@@ -1253,7 +882,7 @@ pub async fn logout(state: &AppState, id: &ObjectId, params: Map<String, Value>)
 }
 
 /// Reads the user id a username claim points to (for login by username).
-pub async fn id_by_username(state: &AppState, username: &str) -> ApiResult<Option<ObjectId>> {
+pub async fn id_by_username(state: &AppState, username: &str) -> DomainResult<Option<ObjectId>> {
     let claim = state
         .table
         .get(&keys::username_claim(&uview(username)))

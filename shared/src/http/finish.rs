@@ -15,8 +15,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use super::AppState;
+use super::error::ApiError;
 use super::params::ACCESS_TOKEN_PARAM;
-use crate::error::ApiError;
 
 /// Adds the shared layers and the JSON fallbacks to a router and binds its state.
 pub fn finish(router: Router<AppState>, state: AppState) -> Router {

@@ -1,51 +1,26 @@
 //! HTTP plumbing shared by every router: application state, the parameter extractor,
 //! validation with WildDuck's messages, paging, and the finishing layer.
 
+pub mod error;
+pub mod extract;
 pub mod finish;
 pub mod paging;
 pub mod params;
+pub mod routes;
 pub mod validate;
+pub mod wire;
 
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::domain::updates::{ChangeNotifier, JournalWatch};
-use crate::store::{BlobStore, Table};
+pub use crate::domain::AppState;
 
+pub use error::{ApiError, ApiResult};
+pub use extract::Ids;
 pub use finish::finish;
 pub use params::{Params, PathParam};
+pub use routes::Routes;
 pub use validate::{Str, Validator};
-
-/// What every handler gets: the storage ports and the configuration. Built once per process
-/// (per Lambda instance) and cloned cheaply into each request.
-#[derive(Clone)]
-pub struct AppState {
-    pub table: Arc<dyn Table>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub config: Arc<Config>,
-    /// Wakes waiting update streams when a journal write commits (the local server's
-    /// in-process notifier). `None` in Lambda, where streams poll the journal instead.
-    pub notifier: Option<Arc<dyn ChangeNotifier>>,
-}
-
-impl AppState {
-    pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, config: Config) -> Self {
-        AppState {
-            table,
-            blobs,
-            config: Arc::new(config),
-            notifier: None,
-        }
-    }
-
-    /// Update streams wait on `notifier` instead of polling, and the table is wrapped
-    /// ([`JournalWatch`]) so that every committed journal write notifies it.
-    pub fn with_notifier(mut self, notifier: Arc<dyn ChangeNotifier>) -> Self {
-        self.table = Arc::new(JournalWatch::new(self.table, notifier.clone()));
-        self.notifier = Some(notifier);
-        self
-    }
-}
 
 /// Logs through `tracing`: JSON lines in Lambda (CloudWatch), readable text locally.
 /// `RUST_LOG` sets the filter (default `info`).

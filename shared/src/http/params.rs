@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// Query parameters and body fields of a request, as one JSON object.
 #[derive(Debug, Default)]

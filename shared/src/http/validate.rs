@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use super::error::ApiError;
+pub use crate::domain::authlog::Session;
 use crate::id::ObjectId;
 
 /// Largest `metaData` / `internalData` JSON text (WildDuck allows 1 MB; a DynamoDB item holds
@@ -400,19 +402,31 @@ impl Validator {
     }
 }
 
-/// Validates the parameters of a call that takes nothing but `sess` and `ip`.
-pub fn session_only(params: Map<String, Value>) -> Result<(), ApiError> {
-    let mut v = Validator::new(params);
-    v.session();
-    v.deny_unknown();
-    v.finish()
+/// A date as WildDuck accepts it: RFC 3339, RFC 2822, a day (`2026-12-06`), or unix
+/// milliseconds.
+pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(d) = DateTime::parse_from_rfc3339(text) {
+        return Some(d.with_timezone(&Utc));
+    }
+    if let Ok(d) = DateTime::parse_from_rfc2822(text) {
+        return Some(d.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
+    }
+    text.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
 }
 
-/// Where a call came from, for the security log (`sess` and `ip` parameters).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Session {
-    pub sess: Option<String>,
-    pub ip: Option<String>,
+/// Validates the parameters of a call that takes nothing but `sess` and `ip`, and answers
+/// them (for the security log).
+pub fn session_only(params: Map<String, Value>) -> Result<Session, ApiError> {
+    let mut v = Validator::new(params);
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(session)
 }
 
 #[cfg(test)]

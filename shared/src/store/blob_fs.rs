@@ -15,10 +15,8 @@ use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::rules::check_blob_key;
 use super::{BlobStore, StoreError, StoreResult};
-
-/// S3's limit on key length (bytes).
-const MAX_KEY_BYTES: usize = 1024;
 
 /// Blobs as files under one root folder.
 #[derive(Debug, Clone)]
@@ -40,31 +38,6 @@ impl FsBlobStore {
         check_blob_key(key)?;
         Ok(self.root.join(key))
     }
-}
-
-/// Keys are relative paths of plain names: not empty, no leading `/`, no empty, `.` or `..`
-/// segment, no NUL, at most 1024 bytes. Both blob backends apply this rule.
-pub(crate) fn check_blob_key(key: &str) -> StoreResult<()> {
-    let invalid = |why: &str| Err(StoreError::Invalid(format!("blob key {key:?}: {why}")));
-    if key.is_empty() {
-        return invalid("empty");
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return invalid("longer than 1024 bytes");
-    }
-    if key.starts_with('/') {
-        return invalid("absolute");
-    }
-    if key.contains('\0') {
-        return invalid("contains NUL");
-    }
-    if key
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..")
-    {
-        return invalid("empty, `.` or `..` segment");
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -38,10 +38,10 @@ use serde_json::Value;
 
 pub use super::s3::aws_clients_from_env;
 
-use super::embedded::{apply_update, check_key, check_query, check_writes, condition_holds, now};
+use super::rules::{apply_update, check_key, check_query, check_writes, condition_holds, now};
 use super::{
-    Condition, Cursor, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError, StoreResult,
-    Table, Update, Write,
+    Condition, Cursor, Guard, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError,
+    StoreResult, Table, Update, Write,
 };
 
 const PK: &str = "pk";
@@ -423,7 +423,9 @@ impl Table for DynamoTable {
                 Err(Failure::Conditions(failed)) => {
                     for (index, old) in failed {
                         match judge(&writes[index], old, now)? {
-                            Verdict::Failed => return Err(StoreError::ConditionFailed { index }),
+                            Verdict::Failed(label) => {
+                                return Err(StoreError::ConditionFailed { label });
+                            }
                             Verdict::Replace(item, ttl) => {
                                 replacements.insert(index, (*item, ttl));
                             }
@@ -440,16 +442,11 @@ impl Table for DynamoTable {
         )))
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> StoreResult<Item> {
+    async fn update(&self, key: &Key, update: Update, guard: Option<Guard>) -> StoreResult<Item> {
         let write = Write::Update {
             key: key.clone(),
             update,
-            condition,
+            guard,
         };
         check_writes(std::slice::from_ref(&write))?;
         let mut replacement = None;
@@ -480,7 +477,9 @@ impl Table for DynamoTable {
                 Err(Failure::Conditions(failed)) => {
                     let old = failed.into_iter().next().and_then(|(_, old)| old);
                     match judge(&write, old, now)? {
-                        Verdict::Failed => return Err(StoreError::ConditionFailed { index: 0 }),
+                        Verdict::Failed(label) => {
+                            return Err(StoreError::ConditionFailed { label });
+                        }
                         Verdict::Replace(item, ttl) => replacement = Some((*item, ttl)),
                         Verdict::Retry => replacement = None,
                     }
@@ -511,8 +510,8 @@ enum Failure {
 
 /// What a failed condition expression means for the caller's write.
 enum Verdict {
-    /// The caller's condition does not hold: report it.
-    Failed,
+    /// The caller's condition does not hold: report it by its label.
+    Failed(&'static str),
     /// The caller's condition holds, but an expired item blocks the update: put this fresh
     /// item instead, as long as the expired item (with this `ttl`) is still there.
     Replace(Box<Item>, i64),
@@ -523,14 +522,10 @@ enum Verdict {
 /// Judges a failed write against `old`, the item as DynamoDB saw it.
 fn judge(write: &Write, old: Option<Item>, now: i64) -> StoreResult<Verdict> {
     let live = old.as_ref().filter(|i| !i.is_expired(now));
-    let condition = match write {
-        Write::Put { condition, .. }
-        | Write::Update { condition, .. }
-        | Write::Delete { condition, .. } => condition.as_ref(),
-        Write::Check { condition, .. } => Some(condition),
-    };
-    if condition.is_some_and(|c| !condition_holds(c, live)) {
-        return Ok(Verdict::Failed);
+    if let Some(guard) = write.guard()
+        && !condition_holds(&guard.condition, live)
+    {
+        return Ok(Verdict::Failed(guard.label));
     }
     match (write, &old) {
         (Write::Update { key, update, .. }, Some(old)) if live.is_none() => {
@@ -773,17 +768,14 @@ impl Op {
             }
             Plan::Write(write) => *write,
         };
-        let user = |e: &mut Expr, c: &Option<Condition>| c.as_ref().map(|c| e.condition(c, now));
+        let user =
+            |e: &mut Expr, g: &Option<Guard>| g.as_ref().map(|g| e.condition(&g.condition, now));
         let (action, condition) = match write {
-            Write::Put { item, condition: c } => {
-                (Action::Put(to_attributes(item)), user(&mut e, c))
-            }
+            Write::Put { item, guard: g } => (Action::Put(to_attributes(item)), user(&mut e, g)),
             Write::Update {
-                update,
-                condition: c,
-                ..
+                update, guard: g, ..
             } => {
-                let user = user(&mut e, c);
+                let user = user(&mut e, g);
                 // Never apply an update to an expired item's leftovers (see the module docs).
                 let guard = e.not_expired(now);
                 let condition = match user {
@@ -792,8 +784,8 @@ impl Op {
                 };
                 (Action::Update(e.update(update)), Some(condition))
             }
-            Write::Delete { condition: c, .. } => (Action::Delete, user(&mut e, c)),
-            Write::Check { condition: c, .. } => (Action::Check, Some(e.condition(c, now))),
+            Write::Delete { guard: g, .. } => (Action::Delete, user(&mut e, g)),
+            Write::Check { guard: g, .. } => (Action::Check, Some(e.condition(&g.condition, now))),
         };
         Ok(Op {
             key: key_attributes(&write.key()),

@@ -11,8 +11,8 @@
 //! Expired items stay in the file until [`EmbeddedTable::purge_expired`] removes them (the
 //! emulation of DynamoDB's TTL sweeper); until then every read hides them.
 //!
-//! It also holds the request rules both backends check the same way before touching storage
-//! (`check_*`), so a request the local server accepts is one DynamoDB accepts too.
+//! The request checks and condition semantics it shares with the DynamoDB backend are in
+//! [`super::rules`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -25,9 +25,13 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::rules::{
+    MAX_TRANSACTION_BYTES, apply_update, check_item, check_key, check_query, check_writes,
+    condition_holds, item_size, now,
+};
 use super::{
-    Condition, Cursor, Index, IndexKey, Item, Key, MAX_TRANSACTION_WRITES, Page, Query, SortRange,
-    StoreError, StoreResult, Table, Update, Write,
+    Cursor, Guard, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError, StoreResult,
+    Table, Update, Write,
 };
 
 /// `(pk, sk)`.
@@ -40,12 +44,6 @@ type IndexDef = TableDefinition<'static, IndexEntry, ()>;
 const ITEMS: ItemsDef = TableDefinition::new("items");
 const GSI1: IndexDef = TableDefinition::new("gsi1");
 const GSI2: IndexDef = TableDefinition::new("gsi2");
-
-/// DynamoDB's limits, enforced here so that local runs fail where the cloud would.
-const MAX_ITEM_BYTES: usize = 400 * 1024;
-const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
-const MAX_PARTITION_KEY_BYTES: usize = 2048;
-const MAX_SORT_KEY_BYTES: usize = 1024;
 
 /// The [`Table`] port on a redb file. Cheap to clone (the database is shared).
 #[derive(Clone)]
@@ -186,16 +184,11 @@ impl Table for EmbeddedTable {
         .await
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> StoreResult<Item> {
+    async fn update(&self, key: &Key, update: Update, guard: Option<Guard>) -> StoreResult<Item> {
         let write = Write::Update {
             key: key.clone(),
             update,
-            condition,
+            guard,
         };
         check_writes(std::slice::from_ref(&write))?;
         let key = key.clone();
@@ -248,13 +241,13 @@ fn in_write_txn<T>(
 fn apply_writes(tables: &mut Tables<'_>, writes: &[Write], now: i64) -> StoreResult<()> {
     // What is physically stored (to clean up index entries) for each write.
     let mut stored = Vec::with_capacity(writes.len());
-    for (index, write) in writes.iter().enumerate() {
+    for write in writes {
         let old = load(&tables.items, &write.key())?;
         let live = old.as_ref().filter(|item| !item.is_expired(now));
-        if let Some(condition) = write_condition(write)
-            && !condition_holds(condition, live)
+        if let Some(guard) = write.guard()
+            && !condition_holds(&guard.condition, live)
         {
-            return Err(StoreError::ConditionFailed { index });
+            return Err(StoreError::ConditionFailed { label: guard.label });
         }
         stored.push(old);
     }
@@ -286,51 +279,6 @@ fn apply_writes(tables: &mut Tables<'_>, writes: &[Write], now: i64) -> StoreRes
         write_item(tables, old, new.as_ref())?;
     }
     Ok(())
-}
-
-fn write_condition(write: &Write) -> Option<&Condition> {
-    match write {
-        Write::Put { condition, .. }
-        | Write::Update { condition, .. }
-        | Write::Delete { condition, .. } => condition.as_ref(),
-        Write::Check { condition, .. } => Some(condition),
-    }
-}
-
-/// Whether `condition` holds for the live item (`None`: no live item under the key).
-pub(crate) fn condition_holds(condition: &Condition, live: Option<&Item>) -> bool {
-    match condition {
-        Condition::NotExists => live.is_none(),
-        Condition::Exists => live.is_some(),
-        Condition::CounterEquals(name, value) => live.is_some_and(|i| i.counter(name) == *value),
-        Condition::CounterAtMost(name, value) => live.is_some_and(|i| i.counter(name) <= *value),
-    }
-}
-
-/// The item after `update`; a missing (or expired) item starts empty with a null body.
-pub(crate) fn apply_update(live: Option<&Item>, key: &Key, update: &Update) -> StoreResult<Item> {
-    let mut item = live
-        .cloned()
-        .unwrap_or_else(|| Item::new(key.clone(), Value::Null));
-    if let Some(body) = &update.body {
-        item.body = body.clone();
-    }
-    for (name, by) in &update.add {
-        let counter = item.counters.entry(name.clone()).or_insert(0);
-        *counter = counter
-            .checked_add(*by)
-            .ok_or_else(|| StoreError::Invalid(format!("counter {name} would overflow")))?;
-    }
-    if let Some(gsi1) = &update.gsi1 {
-        item.gsi1 = gsi1.clone();
-    }
-    if let Some(gsi2) = &update.gsi2 {
-        item.gsi2 = gsi2.clone();
-    }
-    if let Some(expires_at) = update.expires_at {
-        item.expires_at = expires_at;
-    }
-    Ok(item)
 }
 
 /// Replaces the stored `old` item by `new` (either may be absent), index entries included.
@@ -606,150 +554,6 @@ fn decode(pk: &str, sk: &str, bytes: &[u8]) -> StoreResult<Item> {
 
 fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(anyhow::Error::new(e.into()))
-}
-
-/// Unix time in seconds, the clock TTLs are compared with.
-pub(crate) fn now() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request rules shared by both backends.
-// ---------------------------------------------------------------------------------------------
-
-/// Checks a transaction's shape: at most [`MAX_TRANSACTION_WRITES`] writes, each item once,
-/// valid keys. (Item contents are checked when the new items are known.)
-pub(crate) fn check_writes(writes: &[Write]) -> StoreResult<()> {
-    if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(StoreError::Invalid(format!(
-            "a transaction carries at most {MAX_TRANSACTION_WRITES} writes, not {}",
-            writes.len()
-        )));
-    }
-    let mut seen = BTreeSet::new();
-    for write in writes {
-        let key = write.key();
-        check_key(&key)?;
-        if !seen.insert(key) {
-            let key = write.key();
-            return Err(StoreError::Invalid(format!(
-                "the item ({}, {}) appears twice in one transaction",
-                key.pk, key.sk
-            )));
-        }
-        match write {
-            Write::Put { item, .. } => check_item(item)?,
-            Write::Update { key, update, .. } => {
-                // Too large whatever the item holds (the size of the result is checked later).
-                if let Some(body) = &update.body
-                    && "body".len() + body.to_string().len() > MAX_ITEM_BYTES
-                {
-                    return Err(StoreError::Invalid(format!(
-                        "the item ({}, {}) would be larger than 400 KB",
-                        key.pk, key.sk
-                    )));
-                }
-                for key in [&update.gsi1, &update.gsi2].into_iter().flatten().flatten() {
-                    check_key_part("index partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
-                    check_key_part("index sort key", &key.sk, MAX_SORT_KEY_BYTES)?;
-                }
-            }
-            Write::Delete { .. } | Write::Check { .. } => {}
-        }
-    }
-    Ok(())
-}
-
-/// Keys are non-empty and within DynamoDB's sizes.
-pub(crate) fn check_key(key: &Key) -> StoreResult<()> {
-    check_key_part("partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
-    check_key_part("sort key", &key.sk, MAX_SORT_KEY_BYTES)
-}
-
-fn check_key_part(what: &str, value: &str, max: usize) -> StoreResult<()> {
-    if value.is_empty() {
-        return Err(StoreError::Invalid(format!("the {what} is empty")));
-    }
-    if value.len() > max {
-        return Err(StoreError::Invalid(format!(
-            "the {what} is longer than {max} bytes"
-        )));
-    }
-    Ok(())
-}
-
-/// A whole item: valid keys (its own and its index keys) and at most 400 KB.
-fn check_item(item: &Item) -> StoreResult<()> {
-    check_key(&item.key())?;
-    for key in [&item.gsi1, &item.gsi2].into_iter().flatten() {
-        check_key_part("index partition key", &key.pk, MAX_PARTITION_KEY_BYTES)?;
-        check_key_part("index sort key", &key.sk, MAX_SORT_KEY_BYTES)?;
-    }
-    if item_size(item) > MAX_ITEM_BYTES {
-        return Err(StoreError::Invalid(format!(
-            "the item ({}, {}) is larger than 400 KB",
-            item.pk, item.sk
-        )));
-    }
-    Ok(())
-}
-
-/// The item's size as DynamoDB counts it for the dynamo backend's attribute layout:
-/// attribute names plus values, numbers at about one byte per two digits.
-fn item_size(item: &Item) -> usize {
-    let number = |n: i64| n.unsigned_abs().to_string().len().div_ceil(2) + 1;
-    let mut size = "pk".len() + item.pk.len() + "sk".len() + item.sk.len();
-    size += "body".len() + item.body.to_string().len();
-    for (name, value) in &item.counters {
-        size += "c_".len() + name.len() + number(*value);
-    }
-    for key in [&item.gsi1, &item.gsi2].into_iter().flatten() {
-        size += "gsi1pk".len() + key.pk.len() + "gsi1sk".len() + key.sk.len();
-    }
-    if let Some(t) = item.expires_at {
-        size += "ttl".len() + number(t);
-    }
-    size
-}
-
-/// Checks a query: a partition key, a limit of at least one, an ordered `Between`, and a
-/// cursor that belongs to this query (same partition, sort key inside the range; DynamoDB
-/// rejects an `ExclusiveStartKey` outside the key condition).
-pub(crate) fn check_query(query: &Query) -> StoreResult<()> {
-    if query.pk.is_empty() {
-        return Err(StoreError::Invalid(
-            "the query's partition key is empty".into(),
-        ));
-    }
-    if query.limit == 0 {
-        return Err(StoreError::Invalid(
-            "the query's limit must be at least 1".into(),
-        ));
-    }
-    if let SortRange::Between(a, b) = &query.range
-        && a > b
-    {
-        return Err(StoreError::Invalid(format!("empty range: {a:?} > {b:?}")));
-    }
-    let Some(cursor) = &query.start_after else {
-        return Ok(());
-    };
-    let (pk, sk) = match (query.index, &cursor.index) {
-        (None, _) => (&cursor.pk, &cursor.sk),
-        (Some(_), Some((ipk, isk))) => (ipk, isk),
-        (Some(_), None) => {
-            return Err(StoreError::Invalid("the cursor lacks the index key".into()));
-        }
-    };
-    if *pk != query.pk || !query.range.contains(sk) {
-        return Err(StoreError::Invalid(
-            "the cursor does not belong to this query".into(),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

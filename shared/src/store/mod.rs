@@ -13,8 +13,10 @@
 //! (DynamoDB + S3). Both pass the same contract suite in `tests/`.
 
 pub mod blob_fs;
+pub mod decorate;
 pub mod dynamo;
 pub mod embedded;
+mod rules;
 pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,46 +139,85 @@ pub enum Condition {
     CounterAtMost(String, i64),
 }
 
+impl Condition {
+    /// This condition, reported as `label` when it fails.
+    pub fn labeled(self, label: &'static str) -> Guard {
+        Guard {
+            condition: self,
+            label,
+        }
+    }
+}
+
+/// A write's precondition and the name a failure reports it by
+/// ([`StoreError::ConditionFailed`]), so callers tell failures apart by meaning ("username",
+/// "quota") rather than by the write's position in a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guard {
+    pub condition: Condition,
+    pub label: &'static str,
+}
+
 /// One write inside [`Table::transact`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// Create or replace the whole item.
-    Put {
-        item: Item,
-        condition: Option<Condition>,
-    },
+    Put { item: Item, guard: Option<Guard> },
     /// Change parts of an existing item (or create it when no condition demands existence).
     Update {
         key: Key,
         update: Update,
-        condition: Option<Condition>,
+        guard: Option<Guard>,
     },
     /// Remove the item (no error when it is already gone, unless a condition says otherwise).
-    Delete {
-        key: Key,
-        condition: Option<Condition>,
-    },
+    Delete { key: Key, guard: Option<Guard> },
     /// Only check a condition on another item.
-    Check { key: Key, condition: Condition },
+    Check { key: Key, guard: Guard },
 }
 
 impl Write {
     pub fn put(item: Item) -> Self {
-        Write::Put {
-            item,
-            condition: None,
-        }
+        Write::Put { item, guard: None }
     }
-    pub fn put_new(item: Item) -> Self {
-        Write::Put {
-            item,
-            condition: Some(Condition::NotExists),
+    /// Puts `item` only where no live item is; reported as `label` otherwise.
+    pub fn put_new(item: Item, label: &'static str) -> Self {
+        Write::put(item).when(Condition::NotExists, label)
+    }
+    pub fn update(key: Key, update: Update) -> Self {
+        Write::Update {
+            key,
+            update,
+            guard: None,
         }
     }
     pub fn delete(key: Key) -> Self {
-        Write::Delete {
+        Write::Delete { key, guard: None }
+    }
+    /// Checks `condition` on the item under `key`, reported as `label` when it fails.
+    pub fn check(key: Key, condition: Condition, label: &'static str) -> Self {
+        Write::Check {
             key,
-            condition: None,
+            guard: condition.labeled(label),
+        }
+    }
+    /// This write, applied only when `condition` holds (replacing any condition it had).
+    pub fn when(self, condition: Condition, label: &'static str) -> Self {
+        let guard = condition.labeled(label);
+        match self {
+            Write::Put { item, .. } => Write::Put {
+                item,
+                guard: Some(guard),
+            },
+            Write::Update { key, update, .. } => Write::Update {
+                key,
+                update,
+                guard: Some(guard),
+            },
+            Write::Delete { key, .. } => Write::Delete {
+                key,
+                guard: Some(guard),
+            },
+            Write::Check { key, .. } => Write::Check { key, guard },
         }
     }
     pub fn key(&self) -> Key {
@@ -185,6 +226,15 @@ impl Write {
             Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
                 key.clone()
             }
+        }
+    }
+    /// The write's precondition, if it has one.
+    pub fn guard(&self) -> Option<&Guard> {
+        match self {
+            Write::Put { guard, .. }
+            | Write::Update { guard, .. }
+            | Write::Delete { guard, .. } => guard.as_ref(),
+            Write::Check { guard, .. } => Some(guard),
         }
     }
 }
@@ -321,10 +371,9 @@ pub struct Page {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A condition failed; `index` is the position of the failing write in the transaction
-    /// (0 for single-item operations).
-    #[error("condition failed on write {index}")]
-    ConditionFailed { index: usize },
+    /// A write's condition failed; `label` is its [`Guard`]'s label.
+    #[error("condition {label:?} failed")]
+    ConditionFailed { label: &'static str },
     /// The transaction names too many items, the same item twice, or an item is too large.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -369,13 +418,8 @@ pub trait Table: Send + Sync {
     }
 
     /// Applies one update and returns the item as it is afterwards (atomic counters: UIDs,
-    /// sequence numbers). With a failing condition: `ConditionFailed { index: 0 }`.
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> StoreResult<Item>;
+    /// sequence numbers). With a failing condition: `ConditionFailed` with the guard's label.
+    async fn update(&self, key: &Key, update: Update, guard: Option<Guard>) -> StoreResult<Item>;
 }
 
 /// Every item `query` matches, read page after page (its `limit` is the page size). For

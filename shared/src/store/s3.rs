@@ -20,7 +20,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 
-use super::blob_fs::check_blob_key;
+use super::rules::check_blob_key;
 use super::{BlobStore, StoreError, StoreResult};
 
 /// The [`BlobStore`] port on an S3 bucket.

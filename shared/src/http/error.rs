@@ -1,4 +1,5 @@
-//! The one error type of the API and its one mapping to an HTTP response.
+//! The error answers of the API: [`ApiError`], its one mapping to an HTTP response, and the
+//! one table from a [`DomainError`] to WildDuck's status and `code`.
 //!
 //! Every failure a handler can produce is an [`ApiError`]: a status, WildDuck's `code` string,
 //! a human message and, for validation failures, `details` per field. Internal faults are
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::domain::DomainError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -87,6 +89,74 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         ApiError::internal(err)
+    }
+}
+
+/// The one table from what a rule refused to WildDuck's status and `code`.
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        use DomainError as E;
+        use StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match err {
+            E::Invalid { field, message } => return ApiError::invalid_field(&field, message),
+            E::UserNotFound(_) => (S::NOT_FOUND, "UserNotFound"),
+            E::AddressNotFound(_) => (S::NOT_FOUND, "AddressNotFound"),
+            E::MailboxNotFound(_) => (S::NOT_FOUND, "NoSuchMailbox"),
+            E::MessageNotFound(_) => (S::NOT_FOUND, "MessageNotFound"),
+            E::AttachmentNotFound => (S::NOT_FOUND, "AttachmentNotFound"),
+            E::FilterNotFound(_) => (S::NOT_FOUND, "FilterNotFound"),
+            E::AspNotFound(_) => (S::NOT_FOUND, "AspNotFound"),
+            E::UserExists { username } => {
+                return ApiError::conflict("UserExistsError", message)
+                    .with_extra("username", username);
+            }
+            E::AddressExists { username, .. } => {
+                let error = ApiError::conflict("AddressExistsError", message);
+                return match username {
+                    Some(username) => error.with_extra("username", username),
+                    None => error,
+                };
+            }
+            E::MailboxExists(_) => (S::CONFLICT, "MailboxExistsError"),
+            E::Contended(_) => (S::CONFLICT, "LockFail"),
+            E::NoUpdates(_) => (S::BAD_REQUEST, "NoUpdates"),
+            E::NotPermitted(_) => (S::BAD_REQUEST, "NotPermitted"),
+            E::ChangeNotAllowed(_) => (S::BAD_REQUEST, "ChangeNotAllowed"),
+            E::WildcardNotPermitted => (S::BAD_REQUEST, "WildcardNotPermitted"),
+            E::MailboxMethodNotAllowed(_) => (S::BAD_REQUEST, "DisallowedMailboxMethod"),
+            E::UnsupportedHash(_) => (S::BAD_REQUEST, "HashError"),
+            E::OverQuota => (S::FORBIDDEN, "OverQuotaError"),
+            E::UserDisabled => (S::FORBIDDEN, "UserDisabled"),
+            E::TooMany { allowed, .. } => {
+                let error = ApiError::forbidden("TooMany", message);
+                return match allowed {
+                    Some(allowed) => error.with_extra("allowed", allowed),
+                    None => error,
+                };
+            }
+            E::WrongExistingPassword => (S::FORBIDDEN, "AuthFail"),
+            E::AuthFailed => (S::FORBIDDEN, "AuthFailed"),
+            E::ScopeRefused(_) => (S::FORBIDDEN, "InvalidAuthScope"),
+            E::ScopesInvalid(_) => (S::BAD_REQUEST, "InvalidAuthScope"),
+            E::TempPasswordNotYetValid => (S::FORBIDDEN, "TempPasswordNotYetValid"),
+            E::RateLimited { retry_after, .. } => {
+                let error = ApiError::forbidden("RateLimitedError", message);
+                return match retry_after {
+                    Some(seconds) => error.with_extra("retryAfter", seconds),
+                    None => error,
+                };
+            }
+            E::TotpEnabled(_) => (S::BAD_REQUEST, "TotpEnabled"),
+            E::TotpDisabled(_) => (S::BAD_REQUEST, "TotpDisabled"),
+            E::TotpTokenInvalid => (S::BAD_REQUEST, "InvalidToken"),
+            E::TotpRejected => (S::FORBIDDEN, "InvalidToken"),
+            E::SecretUnreadable(_) => (S::INTERNAL_SERVER_ERROR, "InternalConfigError"),
+            E::QrCode => (S::INTERNAL_SERVER_ERROR, "QRError"),
+            E::Store(e) => return ApiError::internal(e),
+            E::Internal(e) => return ApiError::internal(e),
+        };
+        ApiError::new(status, code, message)
     }
 }
 

@@ -1,0 +1,146 @@
+//! The one error type of WildDuck's rules: what went wrong, in the domain's words.
+//!
+//! Each variant is one situation a rule refuses (an unknown user, a name already taken, a
+//! quota exceeded ...). Which HTTP status and WildDuck `code` a situation gets is decided in
+//! one place, `crate::http::error`; callers outside HTTP (delivery, the janitor, LMTP) match
+//! the variants themselves.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// A value breaks a rule that needs the stored state to check (a duplicate mailbox name,
+    /// an address that does not parse for this domain); reported per field like validation.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+
+    #[error("{0}")]
+    UserNotFound(&'static str),
+    #[error("{0}")]
+    AddressNotFound(&'static str),
+    #[error("{0}")]
+    MailboxNotFound(&'static str),
+    #[error("{0}")]
+    MessageNotFound(&'static str),
+    #[error("This attachment does not exist")]
+    AttachmentNotFound,
+    #[error("{0}")]
+    FilterNotFound(&'static str),
+    #[error("{0}")]
+    AspNotFound(&'static str),
+
+    #[error("This username already exists")]
+    UserExists { username: String },
+    #[error("{message}")]
+    AddressExists {
+        message: &'static str,
+        /// The user being created, when the address was part of a new account.
+        username: Option<String>,
+    },
+    #[error("{0}")]
+    MailboxExists(&'static str),
+
+    /// Concurrent changes kept winning over this one: try again.
+    #[error("{0}")]
+    Contended(&'static str),
+    /// The request changes nothing.
+    #[error("{0}")]
+    NoUpdates(&'static str),
+    /// A rule forbids the change: deleting the main address, and the like.
+    #[error("{0}")]
+    NotPermitted(&'static str),
+    #[error("{0}")]
+    ChangeNotAllowed(&'static str),
+    #[error("Can not set wildcard address as default")]
+    WildcardNotPermitted,
+    /// A mailbox operation the mailbox does not allow (INBOX, special use, a count limit).
+    #[error("{0}")]
+    MailboxMethodNotAllowed(&'static str),
+    /// A pre-hashed password in a format Eider does not take.
+    #[error("{0}")]
+    UnsupportedHash(String),
+
+    #[error("User is over quota")]
+    OverQuota,
+    #[error("User account is disabled")]
+    UserDisabled,
+    /// A per-user limit reached (application passwords, filters).
+    #[error("{message}")]
+    TooMany {
+        message: &'static str,
+        allowed: Option<u64>,
+    },
+
+    /// `existingPassword` did not match on a password change.
+    #[error("Password verification failed")]
+    WrongExistingPassword,
+    /// A login that failed, for whatever reason (never more detail than this).
+    #[error("Authentication failed")]
+    AuthFailed,
+    /// A login for a scope the password or the account does not grant.
+    #[error("{0}")]
+    ScopeRefused(&'static str),
+    /// Request scopes that don't fit what is asked for (an ASP profile without imap/pop3).
+    #[error("{0}")]
+    ScopesInvalid(&'static str),
+    #[error("Temporary password is not yet activated")]
+    TempPasswordNotYetValid,
+    /// Too many attempts: refused for `retry_after` seconds, when known.
+    #[error("{message}")]
+    RateLimited {
+        message: &'static str,
+        retry_after: Option<i64>,
+    },
+
+    #[error("{0}")]
+    TotpEnabled(&'static str),
+    #[error("{0}")]
+    TotpDisabled(&'static str),
+    /// A TOTP code that is malformed for setup or enabling.
+    #[error("Invalid authentication token")]
+    TotpTokenInvalid,
+    /// A TOTP code that does not verify.
+    #[error("Failed to validate TOTP")]
+    TotpRejected,
+    /// A stored secret that can't be opened with the configured key.
+    #[error("{0}")]
+    SecretUnreadable(&'static str),
+    #[error("Failed to generate QR code")]
+    QrCode,
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;
+
+impl DomainError {
+    /// A rule broken by one field's value.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The usual "no such user".
+    pub fn user_not_found() -> Self {
+        DomainError::UserNotFound("This user does not exist")
+    }
+
+    /// A stored item that does not decode: a fault, never the client's.
+    pub fn corrupt(what: &str, key: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+        DomainError::Internal(anyhow::anyhow!("corrupt {what} {key}: {e}"))
+    }
+
+    /// What may be told outside (an LMTP reply, a recorded outcome): the message, except for
+    /// faults, whose details are logged only.
+    pub fn public_message(&self) -> String {
+        match self {
+            DomainError::Store(_) | DomainError::Internal(_) => "Internal server error".into(),
+            other => other.to_string(),
+        }
+    }
+}

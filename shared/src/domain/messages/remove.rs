@@ -1,0 +1,235 @@
+//! Removing messages: out of their mailbox (counters, quota and journal in one transaction
+//! per batch) and into the archive, drafts excepted; and draining a deleted mailbox.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::change::BATCH;
+use super::upload::unindex_terms;
+use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters};
+use crate::domain::mailboxes::{self, StoredMailbox};
+use crate::domain::users::{self, ARCHIVED_COUNT, STORAGE_USED};
+use crate::domain::{AppState, DomainError, DomainResult, journal, keys};
+use crate::id::ObjectId;
+use crate::store::{Condition, Item, Query, StoreError, Update, Write};
+
+/// An archived message: the message as it was, when it was archived, and when it goes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Archived {
+    pub message: Message,
+    pub archived: DateTime<Utc>,
+    pub purge_at: DateTime<Utc>,
+}
+
+impl Archived {
+    pub fn item(&self) -> Item {
+        let key = keys::archived(&self.message.user, &self.message.id);
+        Item::new(key.clone(), serde_json::to_value(self).unwrap_or_default())
+            .with_gsi2(keys::purge_entry(self.purge_at.timestamp(), &key))
+    }
+}
+
+/// Removes messages from their mailbox: counters, quota and journal in one transaction per
+/// batch; each goes to the archive unless it is a draft (or `archive` is false), in which case
+/// its blob is removed too.
+pub async fn remove_messages(
+    state: &AppState,
+    mailbox: &StoredMailbox,
+    messages: Vec<Message>,
+    archive: bool,
+) -> DomainResult<usize> {
+    let user = mailbox.mailbox.user;
+    let now = Utc::now();
+    let keep = chrono::Duration::from_std(state.config.archive_retention)
+        .unwrap_or(chrono::Duration::days(14));
+    let mut removed = 0;
+    for chunk in messages.chunks(BATCH / 2) {
+        let seq = journal::reserve(state.table.as_ref(), &user, chunk.len()).await?;
+        let mut writes = Vec::new();
+        let (mut total, mut unseen, mut size, mut archived) = (0, 0, 0, 0);
+        let mut gone_for_good = Vec::new();
+        for (i, message) in chunk.iter().enumerate() {
+            let (t, u, s) = message.counts();
+            total -= t;
+            unseen -= u;
+            size -= s;
+            writes.push(Write::delete(message.key()).when(Condition::Exists, MESSAGE_GONE));
+            writes.push(Write::delete(keys::message_pointer(&user, &message.id)));
+            writes.push(journal::event_write(
+                &state.config,
+                &user,
+                seq + i as i64,
+                message.expunge_event(),
+            ));
+            if archive && !message.draft {
+                let entry = Archived {
+                    message: message.clone(),
+                    archived: now,
+                    purge_at: now + keep,
+                };
+                writes.push(Write::put(entry.item()));
+                archived += 1;
+            } else {
+                gone_for_good.push(message);
+            }
+        }
+        writes.push(mailbox_counters(mailbox, total, unseen, size));
+        // Never recreate the profile of a user deleted meanwhile (the janitor purges the rest).
+        writes.push(Write::Update {
+            key: keys::user(&user),
+            update: Update::default()
+                .add(STORAGE_USED, size)
+                .add(ARCHIVED_COUNT, archived),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
+        });
+        match journal::commit(
+            state.table.as_ref(),
+            &state.config,
+            &user,
+            seq,
+            chunk.len(),
+            writes,
+        )
+        .await
+        {
+            Ok(()) => removed += chunk.len(),
+            Err(StoreError::ConditionFailed { .. }) if chunk.len() > 1 => {
+                for message in chunk {
+                    removed += Box::pin(remove_messages(
+                        state,
+                        mailbox,
+                        vec![message.clone()],
+                        archive,
+                    ))
+                    .await
+                    .unwrap_or(0);
+                }
+                continue;
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for message in chunk {
+            unindex_terms(state, &user, &message.id, &message.terms).await;
+        }
+        for message in gone_for_good {
+            if let Err(e) = state.blobs.delete(&message.blob).await {
+                tracing::warn!(error = %e, blob = %message.blob, "blob not removed; the janitor retries");
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// `DELETE /users/{user}/mailboxes/{mailbox}/messages/{message}`: into the archive.
+pub async fn delete(
+    state: &AppState,
+    user: &ObjectId,
+    mailbox_id: &ObjectId,
+    uid: u32,
+) -> DomainResult<()> {
+    let not_found = || DomainError::MessageNotFound("Message was not found");
+    let mailbox = mailboxes::load(state, user, mailbox_id).await?;
+    let message = load(state, user, mailbox_id, uid)
+        .await
+        .map_err(|_| not_found())?;
+    if remove_messages(state, &mailbox, vec![message], true).await? == 0 {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+/// Archives up to `budget` messages of a deleted mailbox (its item is gone; its messages
+/// remain in their partition until archived). Removes the janitor task once the mailbox is
+/// empty. Returns how many were archived.
+pub async fn drain_deleted_mailbox(
+    state: &AppState,
+    user: &ObjectId,
+    mailbox_id: &ObjectId,
+    budget: usize,
+) -> DomainResult<usize> {
+    if state
+        .table
+        .get(&keys::deleted_mailbox(user, mailbox_id))
+        .await?
+        .is_none()
+    {
+        return Ok(0);
+    }
+    let pk = keys::messages_pk(user, mailbox_id);
+    let mut done = 0;
+    while done < budget {
+        let page = state
+            .table
+            // Three writes per message (item, pointer, archive entry) plus the profile's:
+            // half a BATCH keeps the transaction within 100 writes.
+            .query(&Query::table(pk.clone()).limit((BATCH / 2).min(budget - done)))
+            .await?;
+        if page.items.is_empty() {
+            state
+                .table
+                .transact(vec![Write::delete(keys::deleted_mailbox(user, mailbox_id))])
+                .await?;
+            break;
+        }
+        let messages = page
+            .items
+            .iter()
+            .map(from_item)
+            .collect::<DomainResult<Vec<_>>>()?;
+        let removed = remove_deleted_mailbox_messages(state, user, messages).await?;
+        if removed == 0 {
+            break;
+        }
+        done += removed;
+    }
+    Ok(done)
+}
+
+/// Like [`remove_messages`] for a mailbox that is already gone: no mailbox counters or
+/// journal (its DELETE event said it all).
+async fn remove_deleted_mailbox_messages(
+    state: &AppState,
+    user: &ObjectId,
+    messages: Vec<Message>,
+) -> DomainResult<usize> {
+    let user = *user;
+    let now = Utc::now();
+    let keep = chrono::Duration::from_std(state.config.archive_retention)
+        .unwrap_or(chrono::Duration::days(14));
+    let mut writes = Vec::new();
+    let (mut size, mut archived) = (0, 0);
+    for message in &messages {
+        size -= message.size as i64;
+        writes.push(Write::delete(message.key()).when(Condition::Exists, MESSAGE_GONE));
+        writes.push(Write::delete(keys::message_pointer(&user, &message.id)));
+        if !message.draft {
+            let entry = Archived {
+                message: message.clone(),
+                archived: now,
+                purge_at: now + keep,
+            };
+            writes.push(Write::put(entry.item()));
+            archived += 1;
+        }
+    }
+    // A user deleted meanwhile has no quota to keep (and must not get a profile back).
+    if state.table.get(&keys::user(&user)).await?.is_some() {
+        writes.push(Write::Update {
+            key: keys::user(&user),
+            update: Update::default()
+                .add(STORAGE_USED, size)
+                .add(ARCHIVED_COUNT, archived),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
+        });
+    }
+    state.table.transact(writes).await?;
+    for message in &messages {
+        unindex_terms(state, &user, &message.id, &message.terms).await;
+        if message.draft {
+            let _ = state.blobs.delete(&message.blob).await;
+        }
+    }
+    Ok(messages.len())
+}

@@ -1,0 +1,223 @@
+//! Addresses on the wire: `GET /addresses` and `/users/{user}/addresses...` requests validated
+//! into the domain's commands, and addresses answered in WildDuck's shape.
+
+use serde_json::{Map, Value, json};
+
+use super::users::parsed_object;
+use crate::domain::addresses::{
+    AddressChanges, AddressListing, ListAddresses, NewAddress, OwnedAddress, StoredAddress,
+};
+use crate::domain::names::normalize_alias;
+use crate::domain::users::MAX_LIST_ITEMS;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::paging::{page_request, paging_json};
+use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
+
+/// Which optional fields a listing answers with.
+pub struct DataFields {
+    pub meta_data: bool,
+    pub internal_data: bool,
+}
+
+/// Validates `GET /users/{user}/addresses` (strict).
+pub fn list_for_user(params: Map<String, Value>) -> ApiResult<DataFields> {
+    let mut v = Validator::new(params);
+    let meta_data = v.boolean("metaData").unwrap_or(false);
+    let internal_data = v.boolean("internalData").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(DataFields {
+        meta_data,
+        internal_data,
+    })
+}
+
+/// Validates `POST /users/{user}/addresses` (strict).
+pub fn new_address(params: Map<String, Value>) -> ApiResult<NewAddress> {
+    let mut v = Validator::new(params);
+    let raw = v.required_string("address", Str::max(255).trim());
+    let name = v.string("name", Str::max(128).trim());
+    let main = v.boolean("main").unwrap_or(false);
+    let allow_wildcard = v.boolean("allowWildcard").unwrap_or(false);
+    let tags = v
+        .bounded_list("tags", 128, MAX_LIST_ITEMS)
+        .unwrap_or_default();
+    let meta_data = v.json_object("metaData", MAX_DATA_BYTES);
+    let internal_data = v.json_object("internalData", MAX_DATA_BYTES);
+    v.session();
+    let normalized = raw.as_deref().map(|a| normalize_alias(a, allow_wildcard));
+    if let Some(Err(e)) = &normalized {
+        v.error("address", e.message("address"));
+    }
+    if main
+        && normalized
+            .as_ref()
+            .is_some_and(|n| n.as_ref().is_ok_and(|a| a.wildcard))
+    {
+        v.error("main", "Main address can not contain *");
+    }
+    v.deny_unknown();
+    v.finish()?;
+    let Some(Ok(address)) = normalized else {
+        return Err(ApiError::invalid_field(
+            "address",
+            "\"address\" is required",
+        ));
+    };
+    Ok(NewAddress {
+        address,
+        name,
+        main,
+        tags,
+        meta_data,
+        internal_data,
+    })
+}
+
+/// Validates `PUT /users/{user}/addresses/{address}` (strict).
+pub fn address_changes(params: Map<String, Value>) -> ApiResult<AddressChanges> {
+    let mut v = Validator::new(params);
+    let name = v.string("name", Str::max(128).trim().allow_empty());
+    let rename = v.string("address", Str::max(255).trim());
+    let main = v.boolean("main");
+    let tags = v.bounded_list("tags", 128, MAX_LIST_ITEMS);
+    let meta_data = v.json_object("metaData", MAX_DATA_BYTES);
+    let internal_data = v.json_object("internalData", MAX_DATA_BYTES);
+    v.session();
+    if main == Some(false) {
+        v.error("main", "Cannot unset main status");
+    }
+    v.deny_unknown();
+    v.finish()?;
+    Ok(AddressChanges {
+        name: name.map(|n| Some(n).filter(|n| !n.is_empty())),
+        rename,
+        make_main: main == Some(true),
+        tags,
+        meta_data,
+        internal_data,
+    })
+}
+
+/// Validates `GET /addresses` (unknown parameters are allowed, as in WildDuck).
+pub fn list_addresses(params: Map<String, Value>) -> ApiResult<(ListAddresses, DataFields)> {
+    let mut v = Validator::new(params);
+    let query = v.string("query", Str::max(255).trim().lowercase());
+    let lower = |v: &mut Validator, f: &str| -> Vec<String> {
+        v.string_list(f, 1024)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.to_lowercase())
+            .collect()
+    };
+    let required_tags = lower(&mut v, "requiredTags");
+    let tags = lower(&mut v, "tags")
+        .into_iter()
+        .filter(|t| !required_tags.contains(t))
+        .collect();
+    let meta_data = v.boolean("metaData").unwrap_or(false);
+    let internal_data = v.boolean("internalData").unwrap_or(false);
+    let page = page_request(&mut v);
+    v.finish()?;
+    Ok((
+        ListAddresses {
+            query,
+            tags,
+            required_tags,
+            page,
+        },
+        DataFields {
+            meta_data,
+            internal_data,
+        },
+    ))
+}
+
+fn name_json(a: &StoredAddress) -> Value {
+    a.name
+        .clone()
+        .map(Value::String)
+        .unwrap_or(Value::Bool(false))
+}
+
+/// An address of a user, with `metaData` when `with_meta` (and `internalData` when stored).
+fn owned_json(owned: &OwnedAddress, with_meta: bool) -> Value {
+    let a = &owned.address;
+    let mut out = json!({
+        "id": a.id,
+        "name": name_json(a),
+        "address": a.address,
+        "main": owned.main,
+        "tags": a.tags,
+        "created": a.created,
+    });
+    if with_meta {
+        out["metaData"] = parsed_object(&a.meta_data);
+        if a.internal_data.is_some() {
+            out["internalData"] = parsed_object(&a.internal_data);
+        }
+    }
+    out
+}
+
+/// `GET /users/{user}/addresses`.
+pub fn user_list_json(addresses: &[OwnedAddress], fields: &DataFields) -> Value {
+    let results: Vec<Value> = addresses
+        .iter()
+        .map(|owned| {
+            let mut entry = owned_json(owned, fields.meta_data);
+            if fields.internal_data {
+                entry["internalData"] = parsed_object(&owned.address.internal_data);
+            }
+            entry
+        })
+        .collect();
+    json!({ "success": true, "results": results })
+}
+
+/// `GET /users/{user}/addresses/{address}`.
+pub fn address_json(owned: &OwnedAddress) -> Value {
+    let mut body = owned_json(owned, owned.address.meta_data.is_some());
+    body["success"] = json!(true);
+    body
+}
+
+/// `GET /addresses`.
+pub fn list_json(request: &ListAddresses, fields: &DataFields, listing: &AddressListing) -> Value {
+    let results: Vec<Value> = listing
+        .page
+        .items
+        .iter()
+        .map(|a| {
+            let mut entry = json!({
+                "id": a.id,
+                "name": name_json(a),
+                "address": a.address,
+                "user": a.user,
+                "forwarded": false,
+                "forwardedDisabled": false,
+                "tags": a.tags,
+            });
+            if fields.meta_data {
+                entry["metaData"] = parsed_object(&a.meta_data);
+            }
+            if fields.internal_data {
+                entry["internalData"] = parsed_object(&a.internal_data);
+            }
+            entry
+        })
+        .collect();
+    let mut body = json!({ "success": true });
+    if let Some(q) = &request.query {
+        body["query"] = json!(q);
+    }
+    body["total"] = json!(listing.total);
+    if let (Value::Object(out), Value::Object(paging)) =
+        (&mut body, paging_json(&listing.page, &request.page))
+    {
+        out.extend(paging);
+    }
+    body["results"] = Value::Array(results);
+    body
+}

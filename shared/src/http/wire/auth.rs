@@ -1,0 +1,277 @@
+//! Authentication on the wire: `POST /authenticate`, application-specific passwords, TOTP
+//! and the password reset, validated into the domain's commands and answered as WildDuck does.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::domain::asps::{self, Asp, Created, NewAsp, SCOPES as ASP_SCOPES};
+use crate::domain::auth::{AuthRequest, Authenticated, Reset, SCOPES};
+use crate::domain::authlog::Session;
+use crate::domain::names::{self, USERNAME_PATTERN};
+use crate::domain::totp::Setup;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::validate::{Str, Validator};
+
+/// Validates `POST /authenticate` (strict).
+pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
+    let mut v = Validator::new(params);
+    let username = v.required_string("username", Str::max(255).trim());
+    if let Some(name) = &username
+        && !USERNAME_PATTERN.is_match(&name.to_lowercase())
+        && !names::is_address(name)
+    {
+        v.error(
+            "username",
+            "\"username\" does not match any of the allowed types",
+        );
+    }
+    let password = v.required_string("password", Str::max(256));
+    let scope = v
+        .string("scope", Str::max(20).trim().lowercase())
+        .unwrap_or_else(|| "master".into());
+    if !SCOPES.contains(&scope.as_str()) {
+        v.error(
+            "scope",
+            "\"scope\" must be one of [master, imap, pop3, smtp]",
+        );
+    }
+    let protocol = v
+        .string("protocol", Str::max(100).trim())
+        .unwrap_or_else(|| "API".into());
+    let app_id = v.string("appId", Str::max(1024).trim());
+    if v.boolean("token") == Some(true) {
+        v.error(
+            "token",
+            "\"token\" is not supported: Eider does not issue user access tokens",
+        );
+    }
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(AuthRequest {
+        username: username.unwrap_or_default(),
+        password: password.unwrap_or_default(),
+        scope,
+        protocol,
+        app_id,
+        session,
+    })
+}
+
+/// `POST /authenticate`.
+pub fn authenticated_json(auth: &Authenticated) -> Value {
+    let require2fa = if auth.require_2fa.is_empty() {
+        json!(false)
+    } else {
+        json!(auth.require_2fa)
+    };
+    json!({
+        "success": true,
+        "id": auth.id,
+        "username": auth.username,
+        "address": auth.address,
+        "scope": auth.scope,
+        "require2fa": require2fa,
+        "requirePasswordChange": auth.require_password_change,
+    })
+}
+
+/// Validates `POST /users/{user}/password/reset` (strict): `validAfter`.
+pub fn reset_request(params: Map<String, Value>) -> ApiResult<(Option<DateTime<Utc>>, Session)> {
+    let mut v = Validator::new(params);
+    let valid_after = match v.raw("validAfter") {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::String(s)) if s.is_empty() || s == "false" => None,
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
+            Ok(d) => Some(d.with_timezone(&Utc)),
+            Err(_) => {
+                v.error("validAfter", "\"validAfter\" must be a valid date");
+                None
+            }
+        },
+        Some(_) => {
+            v.error("validAfter", "\"validAfter\" must be a valid date");
+            None
+        }
+    };
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((valid_after, session))
+}
+
+/// `POST /users/{user}/password/reset`.
+pub fn reset_json(reset: &Reset) -> Value {
+    json!({
+        "success": true,
+        "password": reset.password,
+        "validAfter": reset.valid_after,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Application-specific passwords
+
+/// Validates `GET /users/{user}/asps` (strict): `showAll`.
+pub fn list_asps(params: Map<String, Value>) -> ApiResult<bool> {
+    let mut v = Validator::new(params);
+    let show_all = v.boolean("showAll").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(show_all)
+}
+
+/// Scopes as given (array or comma-separated string): each known, none twice.
+fn asp_scopes(v: &mut Validator) -> Option<Vec<String>> {
+    let given = v.string_list("scopes", 8)?;
+    let mut out: Vec<String> = Vec::new();
+    for (i, scope) in given.into_iter().enumerate() {
+        let scope = scope.to_lowercase();
+        if scope != "*" && !ASP_SCOPES.contains(&scope.as_str()) {
+            v.error(
+                &format!("scopes,{i}"),
+                format!("\"scopes[{i}]\" must be one of [imap, pop3, smtp, *]"),
+            );
+            return None;
+        }
+        if out.contains(&scope) {
+            v.error(
+                &format!("scopes,{i}"),
+                format!("\"scopes[{i}]\" contains a duplicate value"),
+            );
+            return None;
+        }
+        out.push(scope);
+    }
+    Some(asps::normalize_scopes(out))
+}
+
+/// Validates `POST /users/{user}/asps` (strict).
+pub fn new_asp(params: Map<String, Value>) -> ApiResult<NewAsp> {
+    let mut v = Validator::new(params);
+    let description = v.required_string("description", Str::max(255).trim());
+    let scopes = asp_scopes(&mut v).unwrap_or_else(|| vec!["*".into()]);
+    let address = v.string("address", Str::max(255).trim());
+    if address
+        .as_deref()
+        .is_some_and(|a| names::normalize_address(a, true).is_err())
+    {
+        v.error("address", "\"address\" must be a valid email");
+    }
+    // A preset password; the message leaves the value out (it is a secret).
+    let password = v.string("password", Str::max(64));
+    if password
+        .as_deref()
+        .is_some_and(|p| p.len() != 16 || !p.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        v.error(
+            "password",
+            "\"password\" fails to match the password pattern (16 letters a-z)",
+        );
+    }
+    let generate_mobileconfig = v.boolean("generateMobileconfig").unwrap_or(false);
+    let ttl = v
+        .integer("ttl", 0, i64::from(u32::MAX))
+        .filter(|t| *t > 0)
+        .map(|t| t as u64);
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(NewAsp {
+        description: description.unwrap_or_default(),
+        scopes,
+        address,
+        password,
+        generate_mobileconfig,
+        ttl,
+        session,
+    })
+}
+
+/// One application-specific password, as listed.
+pub fn asp_json(asp: &Asp) -> Value {
+    let mut out = json!({
+        "id": asp.id,
+        "description": asp.description,
+        "scopes": asp.scopes,
+        "lastUse": {
+            "time": asp.used.map_or(json!(false), |t| json!(t)),
+            "event": asp.auth_event.map_or(json!(false), |e| json!(e)),
+        },
+        "created": asp.created,
+    });
+    if let Some(expires) = asp.expires {
+        out["expires"] = json!(expires);
+    }
+    out
+}
+
+/// `GET /users/{user}/asps`.
+pub fn asps_json(asps: &[Asp]) -> Value {
+    let results: Vec<Value> = asps.iter().map(asp_json).collect();
+    json!({ "success": true, "results": results })
+}
+
+/// `POST /users/{user}/asps`: the password in clear, once.
+pub fn created_asp_json(created: &Created) -> Value {
+    let mut body = json!({
+        "success": true,
+        "id": created.id,
+        "password": created.password,
+    });
+    if let Some(profile) = &created.mobileconfig {
+        body["name"] = json!(profile.name);
+        body["address"] = json!(profile.address);
+        body["mobileconfig"] = json!(profile.base64);
+    }
+    body
+}
+
+// ---------------------------------------------------------------------------------------------
+// TOTP
+
+/// Validates `POST /users/{user}/2fa/totp/setup` (strict).
+pub fn totp_setup(params: Map<String, Value>) -> ApiResult<(Option<String>, Option<String>, bool)> {
+    let mut v = Validator::new(params);
+    let issuer = v.string("issuer", Str::max(255).trim());
+    let label = v.string("label", Str::max(255).trim());
+    let fresh = v.boolean("fresh").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((issuer, label, fresh))
+}
+
+/// `POST /users/{user}/2fa/totp/setup`.
+pub fn setup_json(setup: &Setup) -> Value {
+    json!({
+        "success": true,
+        "seed": setup.seed_base32,
+        "qrcode": setup.qrcode,
+        "otpauthUrl": setup.otpauth_url,
+    })
+}
+
+/// Validates a request carrying a TOTP `token` (exactly 6 characters, as WildDuck checks it;
+/// Joi says "length must be 6 characters long" for both too short and too long).
+pub fn totp_token(params: Map<String, Value>) -> ApiResult<(String, Session)> {
+    let mut v = Validator::new(params);
+    let token = v.required_string("token", Str::max(6).min(6).trim());
+    if token.is_none() && !v.has_errors() {
+        v.error("token", "\"token\" length must be 6 characters long");
+    }
+    let session = v.session();
+    v.deny_unknown();
+    v.finish().map_err(|err| match err.details {
+        Some(mut details) if details.contains_key("token") => {
+            details.insert(
+                "token".into(),
+                "\"token\" length must be 6 characters long".into(),
+            );
+            ApiError::validation(details)
+        }
+        _ => err,
+    })?;
+    Ok((token.unwrap_or_default(), session))
+}

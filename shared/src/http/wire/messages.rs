@@ -1,0 +1,450 @@
+//! Messages on the wire: upload, listing, details, changes, the archive, search and the
+//! flagged listing, validated into the domain's commands and answered in WildDuck's shape.
+
+use base64::Engine;
+use chrono::DateTime;
+use serde_json::{Map, Value, json};
+
+use crate::domain::archive::{ArchiveListing, Recount};
+use crate::domain::messages::read::MessageEvent;
+use crate::domain::messages::{
+    Archived, Details, FlagChanges, ListMessages, MAX_MESSAGE_SIZE, Message, MessageListing,
+    MessageUpdate, Selector, StagedUpload, Stored, Updated, Upload,
+};
+use crate::domain::paging::PageRequest;
+use crate::domain::search::{SearchQuery, SearchResult, parse_q};
+use crate::http::error::ApiResult;
+use crate::http::paging::{page_request, paging_json};
+use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_date};
+use crate::id::ObjectId;
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// Validates `POST .../messages`: `raw` (base64) or the request body as message/rfc822,
+/// plus `unseen` (default false: uploads are stored seen), `flagged`, `draft`, `date`,
+/// `metaData`.
+pub fn upload(
+    params: Map<String, Value>,
+    body_raw: Option<Vec<u8>>,
+    idempotency_key: Option<String>,
+) -> ApiResult<Upload> {
+    let mut v = Validator::new(params);
+    let raw_text = v.string("raw", Str::max(MAX_MESSAGE_SIZE * 2));
+    let unseen = v.boolean("unseen").unwrap_or(false);
+    let flagged = v.boolean("flagged").unwrap_or(false);
+    let draft = v.boolean("draft").unwrap_or(false);
+    let date = match v.string("date", Str::max(64).trim()) {
+        Some(text) => match parse_date(&text) {
+            Some(d) => Some(d),
+            None => {
+                v.error("date", "\"date\" must be a valid date");
+                None
+            }
+        },
+        None => None,
+    };
+    let meta_data = v.json_object("metaData", MAX_DATA_BYTES);
+    let staged = v.id("upload");
+    v.session();
+    let raw = match (body_raw, raw_text) {
+        (Some(raw), _) => Some(raw),
+        (None, None) if staged.is_some() => None,
+        (None, Some(text)) => {
+            let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            match base64::engine::general_purpose::STANDARD.decode(cleaned.as_bytes()) {
+                Ok(raw) => Some(raw),
+                Err(_) => {
+                    v.error("raw", "\"raw\" must be a base64 encoded message");
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            v.error("raw", "\"raw\" is required");
+            None
+        }
+    };
+    if let Some(raw) = &raw {
+        if raw.is_empty() {
+            v.error("raw", "\"raw\" is not allowed to be empty");
+        } else if raw.len() > MAX_MESSAGE_SIZE {
+            v.error(
+                "raw",
+                format!("\"raw\" must be at most {MAX_MESSAGE_SIZE} bytes"),
+            );
+        }
+    }
+    if let Some(key) = &idempotency_key
+        && (key.is_empty() || key.len() > 255)
+    {
+        v.error(
+            "Idempotency-Key",
+            "\"Idempotency-Key\" must be 1 to 255 characters",
+        );
+    }
+    v.deny_unknown();
+    v.finish()?;
+    Ok(Upload {
+        raw: raw.unwrap_or_default(),
+        staged,
+        seen: !unseen,
+        flagged,
+        draft,
+        date,
+        meta_data,
+        idempotency_key,
+        source: "API",
+        ..Default::default()
+    })
+}
+
+/// Validates `GET .../messages` (unknown parameters are allowed, as in WildDuck); also
+/// whether `metaData` is to be answered.
+pub fn list_messages(params: Map<String, Value>) -> ApiResult<(ListMessages, bool)> {
+    let mut v = Validator::new(params);
+    let unseen_only = v.boolean("unseen").unwrap_or(false);
+    let ascending = ascending(&mut v);
+    let meta_data = v.boolean("metaData").unwrap_or(false);
+    v.session();
+    let page = page_request(&mut v);
+    v.finish()?;
+    Ok((
+        ListMessages {
+            unseen_only,
+            ascending,
+            page,
+        },
+        meta_data,
+    ))
+}
+
+/// `order=asc` (oldest first); anything else is newest first.
+fn ascending(v: &mut Validator) -> bool {
+    v.string("order", Str::max(4).trim().lowercase()).as_deref() == Some("asc")
+}
+
+/// Validates `GET .../messages/{message}` (strict): whether to mark it seen.
+pub fn get_message(params: Map<String, Value>) -> ApiResult<bool> {
+    let mut v = Validator::new(params);
+    let mark_seen = v.boolean("markAsSeen").unwrap_or(false);
+    v.boolean("replaceCidLinks");
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(mark_seen)
+}
+
+/// Validates `PUT .../messages/{message}` (strict): `message` is a UID, a list or a range.
+pub fn message_update(message: &str, params: Map<String, Value>) -> ApiResult<MessageUpdate> {
+    let mut v = Validator::new(params);
+    let selector = Selector::parse(message);
+    if selector.is_none() {
+        v.error("message", format!("\"message\" with value {message:?} fails to match the required pattern: /^\\d+(,\\d+)*$|^\\d+:(\\d+|\\*)$/"));
+    }
+    let move_to = v.id("moveTo");
+    let expires = match v.raw("expires") {
+        None => None,
+        Some(Value::Bool(false)) => Some(None),
+        Some(Value::String(s)) if s == "false" || s.is_empty() => Some(None),
+        Some(Value::String(s)) => match parse_date(&s) {
+            Some(d) => Some(Some(d)),
+            None => {
+                v.error("expires", "\"expires\" must be one of [date, boolean]");
+                None
+            }
+        },
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(DateTime::from_timestamp_millis)
+            .map(Some),
+        Some(_) => {
+            v.error("expires", "\"expires\" must be one of [date, boolean]");
+            None
+        }
+    };
+    let changes = FlagChanges {
+        seen: v.boolean("seen"),
+        flagged: v.boolean("flagged"),
+        draft: v.boolean("draft"),
+        deleted: v.boolean("deleted"),
+        expires,
+        meta_data: v.json_object("metaData", MAX_DATA_BYTES),
+    };
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(MessageUpdate {
+        selector: selector.unwrap_or(Selector::List(Vec::new())),
+        move_to,
+        changes,
+    })
+}
+
+/// Validates a listing that takes `order` and paging (the archive, flagged messages).
+pub fn ordered_page(params: Map<String, Value>) -> ApiResult<(bool, PageRequest)> {
+    let mut v = Validator::new(params);
+    let ascending = ascending(&mut v);
+    v.session();
+    let page = page_request(&mut v);
+    v.finish()?;
+    Ok((ascending, page))
+}
+
+/// Validates `POST /users/{user}/archived/{message}/restore` (strict): the target `mailbox`.
+pub fn restore(params: Map<String, Value>) -> ApiResult<Option<ObjectId>> {
+    let mut v = Validator::new(params);
+    let target = v.id("mailbox");
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(target)
+}
+
+/// The search parameters (unknown parameters are allowed, as in WildDuck).
+fn search_query(v: &mut Validator) -> SearchQuery {
+    let mut query = SearchQuery::default();
+    if let Some(text) = v.string("query", Str::max(255).trim()) {
+        query.add_query(text);
+    }
+    if let Some(q) = v.string("q", Str::max(1024).trim()) {
+        parse_q(&q, &mut query);
+    }
+    query.mailbox = v.id("mailbox");
+    query.thread = v.id("thread");
+    for (field, slot) in [
+        ("from", &mut query.from),
+        ("to", &mut query.to),
+        ("subject", &mut query.subject),
+    ] {
+        if let Some(text) = v.string(field, Str::max(255).trim()) {
+            *slot = Some(text.to_lowercase());
+        }
+    }
+    let date = |v: &mut Validator, field: &str| {
+        let text = v.string(field, Str::max(64).trim())?;
+        let parsed = parse_date(&text);
+        if parsed.is_none() {
+            v.error(field, format!("\"{field}\" must be a valid date"));
+        }
+        parsed
+    };
+    query.date_start = date(v, "datestart");
+    query.date_end = date(v, "dateend");
+    query.min_size = v.count("minSize");
+    query.max_size = v.count("maxSize");
+    query.attachments = v.boolean("attachments").or(query.attachments);
+    query.flagged = v.boolean("flagged").or(query.flagged);
+    query.unseen = v.boolean("unseen").or(query.unseen);
+    query.searchable = v.boolean("searchable");
+    query.finish()
+}
+
+/// Validates `GET /users/{user}/search`: the query, `order` and paging.
+pub fn search(params: Map<String, Value>) -> ApiResult<(SearchQuery, bool, PageRequest)> {
+    let mut v = Validator::new(params);
+    let query = search_query(&mut v);
+    let ascending = ascending(&mut v);
+    v.session();
+    let page = page_request(&mut v);
+    v.finish()?;
+    Ok((query, ascending, page))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+
+/// The fields every listing shows (spec "List existing messages" plus WildDuck's extras).
+pub fn message_json(message: &Message) -> Value {
+    json!({
+        "id": message.uid,
+        "mailbox": message.mailbox,
+        "thread": message.thread,
+        "from": message.from,
+        "to": message.to,
+        "cc": message.cc,
+        "bcc": message.bcc,
+        "messageId": message.message_id,
+        "subject": message.subject,
+        "date": message.date,
+        "idate": message.idate,
+        "intro": message.intro,
+        "attachments": message.has_attachments,
+        "size": message.size,
+        "seen": message.seen,
+        "deleted": message.deleted,
+        "flagged": message.flagged,
+        "draft": message.draft,
+        "answered": message.answered && !message.forwarded,
+        "forwarded": message.forwarded,
+        "references": message.references,
+        "encrypted": message.encrypted,
+    })
+}
+
+/// `POST .../messages`.
+pub fn stored_json(stored: &Stored) -> Value {
+    json!({
+        "success": true,
+        "message": { "id": stored.uid, "mailbox": stored.mailbox, "size": stored.size },
+    })
+}
+
+/// `GET .../messages`.
+pub fn list_json(request: &ListMessages, meta_data: bool, listing: &MessageListing) -> Value {
+    let results: Vec<Value> = listing
+        .page
+        .items
+        .iter()
+        .map(|message| {
+            let mut entry = message_json(message);
+            if meta_data && let Some(m) = &message.meta_data {
+                entry["metaData"] = serde_json::from_str(m).unwrap_or(Value::Null);
+            }
+            entry
+        })
+        .collect();
+    let mut body = json!({ "success": true, "total": listing.total });
+    if let (Value::Object(out), Value::Object(paging)) =
+        (&mut body, paging_json(&listing.page, &request.page))
+    {
+        out.extend(paging);
+    }
+    body["specialUse"] = json!(listing.special_use);
+    body["results"] = Value::Array(results);
+    body
+}
+
+/// The detailed shape of a message (`GET .../messages/{message}` and archived messages):
+/// listing fields plus text and HTML parsed from the stored source.
+pub fn details_json(details: &Details) -> Value {
+    let message = &details.message;
+    let mut out = message_json(message);
+    out["user"] = json!(message.user);
+    out["replyTo"] = json!(message.reply_to);
+    out["html"] = json!(details.html);
+    out["text"] = json!(details.text);
+    out["attachments"] = json!(message.attachments);
+    out["hasAttachments"] = json!(message.has_attachments);
+    out["metaData"] = message
+        .meta_data
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_else(|| json!({}));
+    if let Some(expires) = message.expires {
+        out["expires"] = json!(expires);
+    }
+    if message.list_id.is_some() || message.list_unsubscribe.is_some() {
+        out["list"] = json!({ "id": message.list_id, "unsubscribe": message.list_unsubscribe });
+    }
+    out
+}
+
+/// `PUT .../messages/{message}`.
+pub fn updated_json(updated: &Updated) -> Value {
+    match updated {
+        Updated::Flags(n) => json!({ "success": true, "updated": n }),
+        Updated::Moved { mailbox, uids } => {
+            let pairs: Vec<Value> = uids.iter().map(|(a, b)| json!([a, b])).collect();
+            json!({ "success": true, "mailbox": mailbox, "id": pairs })
+        }
+    }
+}
+
+/// `GET .../messages/{message}/events`.
+pub fn events_json(id: &ObjectId, events: &[MessageEvent]) -> Value {
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let mut fields = e.fields.clone();
+            fields.insert("id".into(), json!(e.id));
+            Value::Object(fields)
+        })
+        .collect();
+    json!({ "success": true, "id": id, "events": events })
+}
+
+/// `POST /users/{user}/uploads`.
+pub fn staged_upload_json(upload: &StagedUpload) -> Value {
+    json!({
+        "success": true,
+        "id": upload.id,
+        "url": upload.url,
+        "method": "PUT",
+        "expires": upload.expires,
+        "maxSize": MAX_MESSAGE_SIZE,
+    })
+}
+
+/// An archived message as listed: a listing entry whose `id` is the hex message id.
+fn archived_entry(archived: &Archived, mut entry: Value) -> Value {
+    entry["id"] = json!(archived.message.id);
+    entry["uid"] = json!(archived.message.uid);
+    entry["archived"] = json!(archived.archived);
+    entry["expires"] = json!(archived.purge_at);
+    entry
+}
+
+/// `GET /users/{user}/archived`.
+pub fn archive_json(page: &PageRequest, listing: &ArchiveListing) -> Value {
+    let results: Vec<Value> = listing
+        .page
+        .items
+        .iter()
+        .map(|a| archived_entry(a, message_json(&a.message)))
+        .collect();
+    let mut body = json!({ "success": true, "total": listing.total });
+    if let (Value::Object(out), Value::Object(paging)) =
+        (&mut body, paging_json(&listing.page, page))
+    {
+        out.extend(paging);
+    }
+    body["results"] = Value::Array(results);
+    body
+}
+
+/// `GET /users/{user}/archived/{message}`.
+pub fn archived_json(archived: &Archived, details: &Details) -> Value {
+    let mut body = archived_entry(archived, details_json(details));
+    body["success"] = json!(true);
+    body
+}
+
+/// `POST /users/{user}/archived/{message}/restore`: the new UID, as `uid` (the spec) and `id`
+/// (WildDuck).
+pub fn restored_json(message: &Message) -> Value {
+    json!({
+        "success": true,
+        "mailbox": message.mailbox,
+        "uid": message.uid,
+        "id": message.uid,
+    })
+}
+
+/// `POST /users/{user}/quota/reset`.
+pub fn recount_json(recount: &Recount) -> Value {
+    json!({
+        "success": true,
+        "storageUsed": recount.storage_used,
+        "previousStorageUsed": recount.previous,
+    })
+}
+
+/// `GET /users/{user}/search` and `/flagged`.
+pub fn search_json(
+    page: &PageRequest,
+    result: &SearchResult,
+    query: Option<&SearchQuery>,
+) -> Value {
+    let mut body = json!({ "success": true, "total": result.total });
+    if let (Value::Object(out), Value::Object(paging)) =
+        (&mut body, paging_json(&result.page, page))
+    {
+        out.extend(paging);
+    }
+    body["results"] = result.page.items.iter().map(message_json).collect();
+    if let Some(echo) = query.and_then(|q| q.echo.as_ref()) {
+        body["query"] = json!(echo);
+    }
+    body
+}

@@ -1,0 +1,11 @@
+//! WildDuck's wire format, one module per aggregate: requests validated into the domain's
+//! commands (with WildDuck's messages), and the domain's results answered as WildDuck's JSON.
+
+pub mod addresses;
+pub mod auth;
+pub mod authlog;
+pub mod autoreply;
+pub mod filters;
+pub mod mailboxes;
+pub mod messages;
+pub mod users;
