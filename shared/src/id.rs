@@ -28,6 +28,9 @@ fn process_unique() -> &'static ([u8; 5], AtomicU32) {
 
 impl ObjectId {
     /// A new id for the current time.
+    // No `Default`: a "default" id would be a fresh random one, which reads like a placeholder
+    // and hides a missing value; every new id is asked for by name.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let secs = chrono::Utc::now().timestamp() as u32;
         let (random, counter) = process_unique();
@@ -42,12 +45,6 @@ impl ObjectId {
     /// Unix seconds the id was made at.
     pub fn timestamp(&self) -> i64 {
         i64::from(u32::from_be_bytes(self.0[..4].try_into().expect("4 bytes")))
-    }
-}
-
-impl Default for ObjectId {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

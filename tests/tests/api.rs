@@ -330,7 +330,7 @@ async fn create_user_rejects_invalid_input_with_400_and_changes_nothing(app: Tes
 }
 
 async fn create_user_with_pub_key_reports_key_info(app: TestApp) {
-    let key = include_str!("../../shared/src/domain/testdata/rsa.asc");
+    let key = include_str!("../../shared/src/mail/testdata/rsa.asc");
     let id = app
         .create_user(json!({"username": "pgp", "password": "pw", "pubKey": key}))
         .await;
@@ -346,7 +346,7 @@ async fn create_user_with_pub_key_reports_key_info(app: TestApp) {
             .unwrap()
             .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     );
-    let sign_only = include_str!("../../shared/src/domain/testdata/ed25519-sign-only.asc");
+    let sign_only = include_str!("../../shared/src/mail/testdata/ed25519-sign-only.asc");
     let (status, body) = app
         .post(
             "/users",

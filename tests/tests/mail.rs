@@ -984,7 +984,7 @@ async fn large_messages_use_staged_uploads_and_stream_or_redirect(app: TestApp) 
 }
 
 async fn encrypted_users_get_pgp_mime_and_messages_still_list(app: TestApp) {
-    let key = include_str!("../../shared/src/domain/testdata/rsa.asc");
+    let key = include_str!("../../shared/src/mail/testdata/rsa.asc");
     let user = app
         .create_user(
             json!({"username": "secret", "password": "pw", "pubKey": key, "encryptMessages": true}),

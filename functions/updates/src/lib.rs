@@ -27,6 +27,7 @@ use eider_shared::domain::updates::{self, JournalReader};
 use eider_shared::domain::users;
 use eider_shared::http::error::{ApiError, ApiResult};
 use eider_shared::http::extract::UserId;
+use eider_shared::http::wire::updates as frames;
 use eider_shared::http::{AppState, Ids, Params, Routes, Validator, finish};
 use eider_shared::id::ObjectId;
 use eider_shared::store::StoreError;
@@ -194,13 +195,10 @@ impl UpdateStream {
             ends_at = ends_at.min(now + left.saturating_sub(margin));
         }
         let mut out = VecDeque::new();
-        out.push_back(Bytes::from(updates::open_frame(reader.position())));
+        out.push_back(Bytes::from(frames::open_frame(reader.position())));
         if let Some(resync) = &resync {
             tracing::info!(user = %reader.user(), code = resync.code, "updates stream asks for a resync");
-            out.push_back(Bytes::from(updates::resync_frame(
-                resync,
-                reader.position(),
-            )));
+            out.push_back(Bytes::from(frames::resync_frame(resync, reader.position())));
         }
         UpdateStream {
             state,
@@ -258,7 +256,7 @@ impl UpdateStream {
             {
                 touched.push(mailbox);
             }
-            self.push(updates::event_frame(event.seq, &event.payload()));
+            self.push(frames::event_frame(event.seq, &event.payload()));
             // As WildDuck: the sessions of this user are over, and so is the stream.
             if event.command() == "LOGOUT" {
                 self.done = true;
@@ -285,7 +283,7 @@ impl UpdateStream {
             Ok(payloads) => {
                 let position = self.reader.position();
                 for payload in payloads {
-                    self.push(updates::event_frame(position, &payload));
+                    self.push(frames::event_frame(position, &payload));
                 }
             }
             // The counters are a convenience; the stream goes on without them.
@@ -299,7 +297,7 @@ impl UpdateStream {
             error = %error_chain(&error),
             "updates stream could not read the journal"
         );
-        self.push(updates::error_frame(
+        self.push(frames::error_frame(
             "InternalDatabaseError",
             "Failed to read the change journal",
         ));
@@ -343,7 +341,7 @@ impl UpdateStream {
                 }
                 if now >= keepalive_at && now < self.ends_at {
                     self.idle += 1;
-                    let comment = updates::comment_frame(&format!("idling {}", self.idle));
+                    let comment = frames::comment_frame(&format!("idling {}", self.idle));
                     self.push(comment);
                 }
             }

@@ -22,7 +22,8 @@ use eider_shared::domain::connections::{self, Connection};
 use eider_shared::domain::users;
 use eider_shared::http::AppState;
 use eider_shared::http::error::{ApiError, ApiResult};
-use eider_shared::http::finish::token_matches;
+use eider_shared::http::finish::check_access_token;
+use eider_shared::http::params::ACCESS_TOKEN_PARAM;
 use eider_shared::id::{IdError, ObjectId};
 use serde_json::json;
 
@@ -67,25 +68,16 @@ fn response(status: StatusCode, body: String) -> ApiGatewayProxyResponse {
 
 /// `$connect`: the access token, the user, then the connection is recorded.
 async fn connect(state: &AppState, event: &ApiGatewayWebsocketProxyRequest) -> ApiResult<()> {
-    if let Some(expected) = state.config.access_token.as_deref() {
-        match presented_token(event) {
-            None => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "InvalidToken",
-                    "Access token is required",
-                ));
-            }
-            // Constant time, as every HTTP route compares it.
-            Some(token) if token_matches(&token, expected) => {}
-            Some(_) => {
-                return Err(ApiError::forbidden(
-                    "InvalidToken",
-                    "Invalid accessToken value",
-                ));
-            }
-        }
-    }
+    // The same check, in constant time, as every HTTP route's.
+    let from_query = event
+        .query_string_parameters
+        .first(ACCESS_TOKEN_PARAM)
+        .map(str::to_string);
+    check_access_token(
+        state.config.access_token.as_deref(),
+        from_query,
+        &event.headers,
+    )?;
     let Some(raw_user) = event.query_string_parameters.first("user") else {
         return Err(ApiError::invalid_field("user", "\"user\" is required"));
     };
@@ -120,25 +112,4 @@ fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> ApiResult<&str> {
         .as_deref()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::bad_request("InputValidationError", "No connection id"))
-}
-
-/// The token of a `$connect`: query `accessToken`, header `X-Access-Token`, or
-/// `Authorization: Bearer`.
-fn presented_token(event: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
-    let header = |name: &str| {
-        event
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    event
-        .query_string_parameters
-        .first("accessToken")
-        .map(str::to_string)
-        .or_else(|| header("x-access-token"))
-        .or_else(|| {
-            header("authorization")
-                .and_then(|a| a.strip_prefix("Bearer ").map(|t| t.trim().to_string()))
-        })
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authlog;
 pub mod autoreply;
 pub mod connections;
+#[cfg(feature = "delivery")]
 pub mod delivery;
 pub mod error;
 pub mod filters;
@@ -20,7 +21,6 @@ pub mod messages;
 pub mod names;
 pub mod paging;
 pub mod password;
-pub mod pgp_key;
 pub mod ratelimit;
 pub mod retry;
 pub mod search;

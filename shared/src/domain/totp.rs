@@ -192,6 +192,7 @@ pub fn otpauth_url(seed_base32: &str, issuer: &str, label: &str) -> String {
 }
 
 /// A PNG QR code of `text`, as a `data:` URL.
+#[cfg(feature = "qr")]
 pub fn qr_data_url(text: &str) -> DomainResult<String> {
     let qr_error = |e: String| {
         tracing::error!(error = e, "QR code rendering failed");
@@ -211,6 +212,13 @@ pub fn qr_data_url(text: &str) -> DomainResult<String> {
         "data:image/png;base64,{}",
         STANDARD.encode(png.into_inner())
     ))
+}
+
+/// Without `qr` (functions that never set up TOTP) there is no QR code to render.
+#[cfg(not(feature = "qr"))]
+pub fn qr_data_url(_text: &str) -> DomainResult<String> {
+    tracing::error!("this function was built without QR code support");
+    Err(DomainError::QrCode)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ use super::authlog::{AuthlogEntry, Session};
 use super::mailboxes::{CustomNames, default_mailboxes};
 use super::names::{self, normalize_address, uview};
 use super::paging::{PageRequest, PageResult, bucket_names, count_buckets, walk_buckets};
-use super::pgp_key::KeyInfo;
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::{AppState, DomainError, DomainResult, journal, keys, password, stats};
 use crate::config::Config;
 use crate::id::ObjectId;
+use crate::mail::KeyInfo;
 use crate::store::{Condition, Index, Item, Key, StoreError, Update, Write};
 
 /// Most items in `tags`, `targets` and `fromWhitelist` (keeps a profile well inside one item,

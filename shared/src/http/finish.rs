@@ -66,6 +66,12 @@ fn presented_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
             .find(|(k, _)| k == ACCESS_TOKEN_PARAM)
             .map(|(_, v)| v.into_owned())
     });
+    token_from(from_query, headers)
+}
+
+/// The token of a request whose `accessToken` query parameter (if any) is `from_query`: that
+/// one, else header `X-Access-Token`, else `Authorization: Bearer`.
+fn token_from(from_query: Option<String>, headers: &HeaderMap) -> Option<String> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -85,19 +91,38 @@ pub fn token_matches(presented: &str, expected: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
-async fn require_access_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = state.config.access_token.as_deref() else {
-        return next.run(req).await;
+/// Checks the configured access token (when there is one) against what a request presents:
+/// missing is 401, wrong is 403, both `InvalidToken`. `from_query` is the request's
+/// `accessToken` parameter; the headers are looked at when it is absent. Also the WebSocket
+/// API's `$connect` check.
+pub fn check_access_token(
+    expected: Option<&str>,
+    from_query: Option<String>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
     };
-    match presented_token(req.uri(), req.headers()) {
-        None => ApiError::new(
+    match token_from(from_query, headers) {
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "InvalidToken",
             "Access token is required",
-        )
-        .into_response(),
-        Some(token) if token_matches(&token, expected) => next.run(req).await,
-        Some(_) => ApiError::forbidden("InvalidToken", "Invalid accessToken value").into_response(),
+        )),
+        Some(token) if token_matches(&token, expected) => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "InvalidToken",
+            "Invalid accessToken value",
+        )),
+    }
+}
+
+async fn require_access_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let expected = state.config.access_token.as_deref();
+    let from_query = presented_token(req.uri(), &HeaderMap::new());
+    match check_access_token(expected, from_query, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -8,7 +8,7 @@
 //! OpenPGP message. What is encrypted is the original MIME entity: its
 //! content fields, the blank line and the body, byte for byte. The key and
 //! the cipher are picked as OpenPGP.js picks them (see
-//! [`crate::domain::pgp_key`]), and the OpenPGP message is what OpenPGP.js
+//! [`crate::mail::pgp_key`]), and the OpenPGP message is what OpenPGP.js
 //! writes for WildDuck: SEIPD v1, uncompressed, unsigned, a binary literal.
 //!
 //! Where this differs from WildDuck, on purpose:
@@ -30,7 +30,7 @@
 
 use thiserror::Error;
 
-use crate::domain::pgp_key;
+use crate::mail::pgp_key;
 
 /// How an ASCII-armored OpenPGP message starts.
 const ARMORED_MESSAGE: &[u8] = b"-----BEGIN PGP MESSAGE-----";
@@ -372,14 +372,14 @@ mod tests {
 
     use super::*;
 
-    // Fixture public keys shared with `domain::pgp_key`'s tests; their
+    // Fixture public keys shared with `pgp_key`'s tests; their
     // secret halves were thrown away, so only encryption can be checked.
-    const RSA: &str = include_str!("../domain/testdata/rsa.asc");
-    const RSA_SIGN_ONLY: &str = include_str!("../domain/testdata/rsa-sign-only.asc");
-    const ED25519: &str = include_str!("../domain/testdata/ed25519.asc");
-    const ED25519_SIGN_ONLY: &str = include_str!("../domain/testdata/ed25519-sign-only.asc");
-    const EXPIRED: &str = include_str!("../domain/testdata/expired.asc");
-    const REVOKED: &str = include_str!("../domain/testdata/revoked.asc");
+    const RSA: &str = include_str!("testdata/rsa.asc");
+    const RSA_SIGN_ONLY: &str = include_str!("testdata/rsa-sign-only.asc");
+    const ED25519: &str = include_str!("testdata/ed25519.asc");
+    const ED25519_SIGN_ONLY: &str = include_str!("testdata/ed25519-sign-only.asc");
+    const EXPIRED: &str = include_str!("testdata/expired.asc");
+    const REVOKED: &str = include_str!("testdata/revoked.asc");
 
     const CONTENT_FIELDS: &str = "Content-Type: multipart/alternative;\r\n\tboundary=\"b1\"\r\n\
          Content-Transfer-Encoding: 7bit\r\n";

@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::rules::{
-    MAX_TRANSACTION_BYTES, apply_update, check_item, check_key, check_query, check_writes,
-    condition_holds, item_size, now,
+    apply_update, check_item, check_key, check_query, check_writes, condition_holds, item_size, now,
 };
 use super::{
     Cursor, Guard, Index, IndexKey, Item, Key, Page, Query, SortRange, StoreError, StoreResult,
@@ -44,6 +43,10 @@ type IndexDef = TableDefinition<'static, IndexEntry, ()>;
 const ITEMS: ItemsDef = TableDefinition::new("items");
 const GSI1: IndexDef = TableDefinition::new("gsi1");
 const GSI2: IndexDef = TableDefinition::new("gsi2");
+
+/// DynamoDB's limit on a transaction's items, enforced here when the new items are known
+/// (DynamoDB enforces it itself).
+const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 
 /// The [`Table`] port on a redb file. Cheap to clone (the database is shared).
 #[derive(Clone)]

@@ -15,6 +15,7 @@
 pub mod blob_fs;
 pub mod decorate;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 mod rules;
 pub mod s3;

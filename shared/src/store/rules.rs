@@ -12,7 +12,6 @@ use super::{
 
 /// DynamoDB's limits, enforced on both backends so that local runs fail where the cloud would.
 pub(crate) const MAX_ITEM_BYTES: usize = 400 * 1024;
-pub(crate) const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
 const MAX_SORT_KEY_BYTES: usize = 1024;
 /// Longest blob key (S3 allows 1024 bytes).

@@ -368,6 +368,7 @@ fn encrypt_if_wanted(
 ) -> DomainResult<Vec<u8>> {
     let wanted = owner.user.encrypt_messages || mailbox.mailbox.encrypt_messages;
     match (&owner.user.pub_key, wanted) {
+        #[cfg(feature = "pgp")]
         (Some(key), true) => match crate::mail::encrypt::encrypt_message(&raw, key) {
             Ok(Some(encrypted)) => Ok(encrypted),
             Ok(None) => Ok(raw),
@@ -375,6 +376,11 @@ fn encrypt_if_wanted(
                 "encryption failed: {e}"
             ))),
         },
+        // Every function that stores messages is built with `pgp` (see shared/Cargo.toml).
+        #[cfg(not(feature = "pgp"))]
+        (Some(_), true) => Err(DomainError::Internal(anyhow::anyhow!(
+            "this function was built without PGP support and can't encrypt"
+        ))),
         _ => Ok(raw),
     }
 }

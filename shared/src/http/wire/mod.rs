@@ -8,4 +8,5 @@ pub mod autoreply;
 pub mod filters;
 pub mod mailboxes;
 pub mod messages;
+pub mod updates;
 pub mod users;

@@ -9,7 +9,6 @@ use serde_json::{Map, Value, json};
 use crate::config::Config;
 use crate::domain::mailboxes::CustomNames;
 use crate::domain::names::{USERNAME_PATTERN, normalize_address};
-use crate::domain::pgp_key::{KeyInfo, parse_public_key};
 use crate::domain::users::{
     self, DeleteUser, Deleted, LimitChanges, ListUsers, MAX_FILTERS, MAX_IMAP_CONNECTIONS,
     MAX_IMAP_TRANSFER, MAX_LIST_ITEMS, MAX_POP3_MESSAGES, MAX_RECEIVED_PER_MINUTE, NewUser,
@@ -19,6 +18,7 @@ use crate::http::error::ApiResult;
 use crate::http::paging::{page_request, paging_json};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_bool};
 use crate::id::ObjectId;
+use crate::mail::KeyInfo;
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -73,7 +73,11 @@ fn pub_key(v: &mut Validator) -> Option<Option<(String, KeyInfo)>> {
         );
         return None;
     }
-    match parse_public_key(&key) {
+    #[cfg(feature = "pgp")]
+    let checked = crate::mail::pgp_key::parse_public_key(&key);
+    #[cfg(not(feature = "pgp"))]
+    let checked: Result<KeyInfo, String> = Err("this function can't read PGP keys".into());
+    match checked {
         Ok(info) => Some(Some((key, info))),
         Err(reason) => {
             v.error("pubKey", format!("PGP key validation failed. {reason}"));

@@ -22,16 +22,7 @@ use pgp::{
 };
 use unicode_normalization::UnicodeNormalization;
 
-/// What WildDuck reports about a stored key (`keyInfo` in GET /users/:id).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KeyInfo {
-    /// Display name from the key's first user ID; may be empty.
-    pub name: String,
-    /// Normalized e-mail address from the key's first user ID; may be empty.
-    pub address: String,
-    /// Primary key fingerprint, lowercase hex without separators.
-    pub fingerprint: String,
-}
+pub use super::KeyInfo;
 
 /// The armor line a `pubKey` value must start with.
 const PUBLIC_KEY_HEADER: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
