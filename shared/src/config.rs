@@ -46,6 +46,34 @@ pub struct Config {
     pub imap: MailServer,
     pub pop3: MailServer,
     pub smtp: MailServer,
+    /// `EIDER_TOKEN_*`, `EIDER_STRICT_2FA`: user access tokens (`POST /authenticate` with
+    /// `token: true`).
+    pub tokens: TokenConfig,
+}
+
+/// User access tokens, as WildDuck issues them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// `EIDER_TOKEN_TTL_DAYS`: a token unused this long expires (each use renews it).
+    pub ttl: Duration,
+    /// `EIDER_TOKEN_LIFETIME_DAYS`: a token expires this long after it was issued, used or not.
+    pub lifetime: Duration,
+    /// `EIDER_STRICT_2FA`: with 2FA enabled, `token: true` answers a `totpNonce` and no token;
+    /// the token comes from `POST /users/{user}/2fa/totp/check` with that nonce (WildDuck's
+    /// newest default). Off by default: WildDuck's web client expects the token at once and
+    /// checks the second factor in its own session.
+    pub strict_2fa: bool,
+}
+
+impl Default for TokenConfig {
+    /// WildDuck's `tokenTTL` (14 days) and `tokenLifetime` (180 days).
+    fn default() -> Self {
+        TokenConfig {
+            ttl: Duration::from_secs(14 * 24 * 3600),
+            lifetime: Duration::from_secs(180 * 24 * 3600),
+            strict_2fa: false,
+        }
+    }
 }
 
 /// Timing of the updates stream.
@@ -219,6 +247,7 @@ impl Default for Config {
                 port: 465,
                 secure: true,
             },
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -239,6 +268,18 @@ where
             .parse()
             .map(Some)
             .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}")),
+    }
+}
+
+/// `true`/`false` (or 1/0, yes/no, on/off).
+fn flag(name: &str) -> anyhow::Result<Option<bool>> {
+    match var(name) {
+        None => Ok(None),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            _ => bail!("{name}={v:?} is not valid: expected true or false"),
+        },
     }
 }
 
@@ -322,6 +363,15 @@ impl Config {
             imap: MailServer::from_env("EIDER_IMAP", &domain, 993)?,
             pop3: MailServer::from_env("EIDER_POP3", &domain, 995)?,
             smtp: MailServer::from_env("EIDER_SMTP", &domain, 465)?,
+            tokens: TokenConfig {
+                ttl: positive("EIDER_TOKEN_TTL_DAYS")?
+                    .map(|d| Duration::from_secs(d * 24 * 3600))
+                    .unwrap_or(defaults.tokens.ttl),
+                lifetime: positive("EIDER_TOKEN_LIFETIME_DAYS")?
+                    .map(|d| Duration::from_secs(d * 24 * 3600))
+                    .unwrap_or(defaults.tokens.lifetime),
+                strict_2fa: flag("EIDER_STRICT_2FA")?.unwrap_or(defaults.tokens.strict_2fa),
+            },
             domain,
         })
     }
@@ -367,7 +417,14 @@ pub struct DeliveryConfig {
     pub incoming_prefix: String,
     /// `EIDER_SES_CONFIGURATION_SET` (unset): the SES configuration set outgoing mail uses.
     pub ses_configuration_set: Option<String>,
+    /// `EIDER_SPAM_HEADERS` (`X-Rspamd-Spam,X-Spam-Flag,X-Spam-Status`): headers an upstream
+    /// filter marks spam with; a message where one of them says `yes` is spam (Junk), unless
+    /// a filter decided otherwise or the user's `spamLevel` is 100. Empty: none.
+    pub spam_headers: Vec<String>,
 }
+
+/// The spam headers of rspamd and SpamAssassin.
+const SPAM_HEADERS: [&str; 3] = ["X-Rspamd-Spam", "X-Spam-Flag", "X-Spam-Status"];
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
@@ -377,6 +434,7 @@ impl Default for DeliveryConfig {
             smtp_relay: None,
             incoming_prefix: "incoming/".into(),
             ses_configuration_set: None,
+            spam_headers: SPAM_HEADERS.iter().map(|h| h.to_string()).collect(),
         }
     }
 }
@@ -401,6 +459,14 @@ impl DeliveryConfig {
             smtp_relay: relay,
             incoming_prefix: var("EIDER_INCOMING_PREFIX").unwrap_or(defaults.incoming_prefix),
             ses_configuration_set: var("EIDER_SES_CONFIGURATION_SET"),
+            spam_headers: match std::env::var("EIDER_SPAM_HEADERS") {
+                Ok(list) => list
+                    .split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                Err(_) => defaults.spam_headers,
+            },
         })
     }
 }

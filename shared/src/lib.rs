@@ -5,7 +5,8 @@
 //! * [`domain`]: WildDuck's rules, written once above the port (users, addresses, ...).
 //! * [`http`]: the HTTP plumbing every router uses: state, parameters, validation, errors,
 //!   the finishing layer (access token, tracing, body limit, JSON 404).
-//! * [`config`]: configuration read once from the environment.
+//! * [`config`]: configuration read once from the environment; [`time`]: timestamps as
+//!   WildDuck's clients read them.
 
 pub mod config;
 pub mod domain;
@@ -13,3 +14,4 @@ pub mod http;
 pub mod id;
 pub mod mail;
 pub mod store;
+pub mod time;

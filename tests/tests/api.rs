@@ -472,11 +472,21 @@ async fn list_users_refuses_bad_limits_and_cursors(app: TestApp) {
         assert_eq!(body["code"], "InputValidationError");
     }
     // A well-formed cursor that points outside the listing is refused too.
-    let foreign = eider_shared::http::paging::encode_cursor(&eider_shared::store::Cursor {
-        pk: "USER#x".into(),
-        sk: "PROFILE".into(),
-        index: Some(("JOURNAL#x".into(), "1".into())),
-    });
+    let positions = eider_shared::domain::paging::Positions {
+        index: Some(eider_shared::store::Index::Gsi1),
+        pk: None,
+    };
+    let foreign = eider_shared::domain::paging::encode_cursor(
+        app.state.table.as_ref(),
+        positions,
+        &eider_shared::store::Cursor {
+            pk: "USER#x".into(),
+            sk: "PROFILE".into(),
+            index: Some(("JOURNAL#x".into(), "1".into())),
+        },
+    )
+    .await
+    .unwrap();
     let (status, body) = app.get(&format!("/users?next={foreign}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(

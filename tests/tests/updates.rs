@@ -172,6 +172,17 @@ async fn next_event(reader: &mut SseReader) -> Frame {
     frame
 }
 
+/// The next event that is not `COUNTERS`; those are collected in `counters`.
+async fn next_change(reader: &mut SseReader, counters: &mut Vec<Value>) -> Frame {
+    loop {
+        let frame = next_event(reader).await;
+        if frame.command() != "COUNTERS" {
+            return frame;
+        }
+        counters.push(frame.json());
+    }
+}
+
 /// No frame with data arrives within `wait` (comments are fine).
 async fn assert_quiet(reader: &mut SseReader, wait: Duration) {
     let until = tokio::time::Instant::now() + wait;
@@ -212,6 +223,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
     let mut last = first.seq();
 
     let mut events = Vec::new();
+    let mut counters = Vec::new();
     let mut expect = |frame: Frame, command: &str, fields: &[&str]| {
         assert_eq!(frame.command(), command, "{frame:?}");
         assert_eq!(
@@ -229,7 +241,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
 
     let work = live.mailbox(&user, "Work").await;
     let create = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "CREATE",
         &["command", "mailbox", "path", "name"],
     );
@@ -240,7 +252,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
 
     live.upload(&user, &inbox).await;
     let exists = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "EXISTS",
         &["command", "uid", "message", "idate", "thread", "mailbox"],
     );
@@ -253,7 +265,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
     live.ok("PUT", &path, Some(json!({"seen": true, "flagged": true})))
         .await;
     let fetch = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "FETCH",
         &["command", "uid", "flags", "thread", "message", "mailbox"],
     );
@@ -268,7 +280,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
 
     live.ok("PUT", &path, Some(json!({ "moveTo": work }))).await;
     let gone = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "EXPUNGE",
         &["command", "uid", "message", "thread", "mailbox"],
     );
@@ -277,7 +289,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
         (Some(&*inbox), Some(1))
     );
     let moved = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "EXISTS",
         &["command", "uid", "message", "idate", "thread", "mailbox"],
     );
@@ -290,7 +302,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
     )
     .await;
     let rename = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "RENAME",
         &["command", "mailbox", "path"],
     );
@@ -306,14 +318,14 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
     )
     .await;
     expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "EXPUNGE",
         &["command", "uid", "message", "thread", "mailbox"],
     );
     live.ok("DELETE", &format!("/users/{user}/mailboxes/{work}"), None)
         .await;
     let delete = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "DELETE",
         &["command", "mailbox"],
     );
@@ -326,7 +338,7 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
     )
     .await;
     let logout = expect(
-        next_event(&mut reader).await,
+        next_change(&mut reader, &mut counters).await,
         "LOGOUT",
         &["command", "reason"],
     );
@@ -334,6 +346,13 @@ async fn stream_delivers_api_changes_in_order_with_wildduck_fields(backend: Back
     // As in WildDuck, a LOGOUT ends the stream.
     assert_eq!(reader.next_frame(WAIT).await, None);
     assert_eq!(events.len(), 9);
+    // Counters followed the changes of both mailboxes' contents.
+    for mailbox in [&inbox, &work] {
+        assert!(
+            counters.iter().any(|c| c["mailbox"] == mailbox.as_str()),
+            "{counters:?}"
+        );
+    }
 }
 
 async fn reconnecting_with_last_event_id_delivers_each_change_exactly_once(backend: Backend) {
@@ -488,9 +507,37 @@ async fn replay_ends_with_counters_of_the_touched_mailboxes(backend: Backend) {
         "the id of the last replayed event"
     );
     assert_quiet(&mut reader, Duration::from_millis(300)).await;
-    // Live events are not followed by counters.
+
+    // Live changes are followed by counters too, with the id of the change.
+    let unseen = |mailbox: &Value| mailbox["unseen"].as_i64().unwrap();
     live.upload(&user, &inbox).await;
-    assert_eq!(next_event(&mut reader).await.command(), "EXISTS");
+    let exists = next_event(&mut reader).await;
+    assert_eq!(exists.command(), "EXISTS");
+    let counters = next_event(&mut reader).await;
+    assert_eq!(counters.json()["command"], "COUNTERS");
+    assert_eq!(counters.json()["total"], 3);
+    assert_eq!(counters.seq(), exists.seq());
+    assert_quiet(&mut reader, Duration::from_millis(300)).await;
+
+    // A flag change that leaves \Seen alone changes no counter: no COUNTERS.
+    let message = format!("/users/{user}/mailboxes/{inbox}/messages/3");
+    live.ok("PUT", &message, Some(json!({"flagged": true})))
+        .await;
+    assert_eq!(next_event(&mut reader).await.command(), "FETCH");
+    assert_quiet(&mut reader, Duration::from_millis(300)).await;
+
+    // Marking a message unread does.
+    live.ok("PUT", &message, Some(json!({"seen": false}))).await;
+    assert_eq!(next_event(&mut reader).await.command(), "FETCH");
+    let counters = next_event(&mut reader).await;
+    let mailbox = live
+        .ok("GET", &format!("/users/{user}/mailboxes/{inbox}"), None)
+        .await;
+    assert_eq!(
+        counters.json(),
+        json!({"command": "COUNTERS", "mailbox": inbox, "total": 3, "unseen": unseen(&mailbox)})
+    );
+    assert_eq!(unseen(&mailbox), 1);
     assert_quiet(&mut reader, Duration::from_millis(300)).await;
 }
 

@@ -118,14 +118,7 @@ async fn stream_updates(
         .await
         .map_err(ApiError::from)?;
     let deadline = request.extensions().get::<StreamDeadline>().copied();
-    let stream = UpdateStream::new(
-        state,
-        reader,
-        resync,
-        last_event_id.is_some(),
-        wake,
-        deadline,
-    );
+    let stream = UpdateStream::new(state, reader, resync, wake, deadline);
     tracing::debug!(%user, position = stream.reader.position(), "updates stream opened");
 
     let body = Body::from_stream(futures::stream::unfold(stream, |mut stream| async move {
@@ -170,9 +163,9 @@ struct UpdateStream {
     next_poll: Option<Instant>,
     /// A missing journal number holds back later events until then.
     hold_until: Option<Instant>,
-    /// While replaying after `Last-Event-ID`: the mailboxes whose counters changed, for
-    /// WildDuck's COUNTERS events at the end of the replay.
-    replay: Option<Vec<ObjectId>>,
+    /// The mailboxes whose counters the events of the current read changed, for WildDuck's
+    /// COUNTERS events at the end of the read (after a replay, and while live).
+    touched: Vec<ObjectId>,
     done: bool,
 }
 
@@ -181,7 +174,6 @@ impl UpdateStream {
         state: AppState,
         reader: JournalReader,
         resync: Option<updates::Resync>,
-        resumed: bool,
         wake: Option<watch::Receiver<u64>>,
         deadline: Option<StreamDeadline>,
     ) -> UpdateStream {
@@ -211,7 +203,7 @@ impl UpdateStream {
             read_now: true,
             next_poll: None,
             hold_until: None,
-            replay: (resumed && resync.is_none()).then(Vec::new),
+            touched: Vec::new(),
             done: false,
         }
     }
@@ -251,10 +243,10 @@ impl UpdateStream {
             Err(e) => return self.fail(e),
         };
         for event in &batch.events {
-            if let (Some(touched), Some(mailbox)) = (&mut self.replay, event.counted_mailbox())
-                && !touched.contains(&mailbox)
+            if let Some(mailbox) = event.counted_mailbox()
+                && !self.touched.contains(&mailbox)
             {
-                touched.push(mailbox);
+                self.touched.push(mailbox);
             }
             self.push(frames::event_frame(event.seq, &event.payload()));
             // As WildDuck: the sessions of this user are over, and so is the stream.
@@ -268,7 +260,8 @@ impl UpdateStream {
             return;
         }
         self.hold_until = batch.hold_until.map(instant_of);
-        if let Some(touched) = self.replay.take() {
+        if !self.touched.is_empty() {
+            let touched = std::mem::take(&mut self.touched);
             self.send_counters(&touched).await;
         }
         if self.wake.is_none() {
@@ -276,7 +269,7 @@ impl UpdateStream {
         }
     }
 
-    /// WildDuck's COUNTERS events after a replay, with the id of the last replayed event.
+    /// WildDuck's COUNTERS events at the end of a read, with the id of its last event.
     async fn send_counters(&mut self, touched: &[ObjectId]) {
         let table = self.state.table.clone();
         match updates::counters(table.as_ref(), self.reader.user(), touched).await {

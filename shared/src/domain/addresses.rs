@@ -396,8 +396,7 @@ pub async fn list_all(state: &AppState, request: &ListAddresses) -> DomainResult
         &request.page,
         &keep,
     )
-    .await?
-    .ok_or_else(|| request.page.invalid_cursor())?;
+    .await?;
     let total = if request.is_filtered() {
         count_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &keep).await?
     } else {

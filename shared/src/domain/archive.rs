@@ -46,9 +46,7 @@ pub async fn list(
 ) -> DomainResult<ArchiveListing> {
     let owner = users::load(state, user).await?;
     let pk = keys::archive_pk(user);
-    let result = walk_partition(state.table.as_ref(), &pk, "", !ascending, page, &|_| true)
-        .await?
-        .ok_or_else(|| page.invalid_cursor())?;
+    let result = walk_partition(state.table.as_ref(), &pk, "", !ascending, page, &|_| true).await?;
     Ok(ArchiveListing {
         total: owner.archived,
         page: result.decode(from_item)?,
@@ -144,13 +142,7 @@ async fn restore_into(
                 .add(ARCHIVED_COUNT, -1),
             guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         },
-        journal::event_write(
-            &state.config,
-            &user,
-            seq,
-            json!({"command": "EXISTS", "uid": message.uid, "message": message.id,
-                   "idate": message.idate, "thread": message.thread, "mailbox": message.mailbox}),
-        ),
+        journal::event_write(&state.config, &user, seq, message.exists_event()),
     ];
     match journal::commit(state.table.as_ref(), &state.config, &user, seq, 1, writes).await {
         Ok(()) => {}

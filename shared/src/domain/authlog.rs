@@ -131,8 +131,7 @@ pub async fn list(
         &request.page,
         &keep,
     )
-    .await?
-    .ok_or_else(|| request.page.invalid_cursor())?;
+    .await?;
     let total = count_partition(table, &pk, keys::AUTHLOG_SK_PREFIX, &keep).await?;
     let page = page.decode(|item| {
         serde_json::from_value(item.body.clone())

@@ -216,6 +216,18 @@ impl Decision {
     }
 }
 
+/// 100 (certainly spam) when one of `spam_headers` says `yes` (`X-Rspamd-Spam: Yes`,
+/// `X-Spam-Flag: YES`, `X-Spam-Status: Yes, score=...`): an upstream filter's verdict.
+fn spam_header_score(headers: &[(String, String)], spam_headers: &[String]) -> Option<u8> {
+    headers
+        .iter()
+        .any(|(name, value)| {
+            spam_headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+                && value.trim_start().to_ascii_lowercase().starts_with("yes")
+        })
+        .then_some(100)
+}
+
 impl Delivery {
     pub fn new(state: AppState, outbound: Outbound, config: DeliveryConfig) -> Delivery {
         Delivery {
@@ -367,7 +379,11 @@ impl Delivery {
                 decision.take(filter);
             }
         }
-        decision.apply_spam_level(owner.user.spam_level, incoming.spam_score);
+        let score = incoming.spam_score.max(spam_header_score(
+            &parsed.headers,
+            &self.config.spam_headers,
+        ));
+        decision.apply_spam_level(owner.user.spam_level, score);
 
         let (outcome, stored_id) = if decision.delete == Some(true) {
             let filters = decision.filters.clone();

@@ -301,6 +301,11 @@ pub fn delivery(user: &ObjectId, delivery_hash: &str) -> Key {
     Key::new(format!("DELIVERY#{user}#{delivery_hash}"), "DELIVERY")
 }
 
+/// A listing position too long for a cursor token, kept a day (`domain::paging`).
+pub fn stored_cursor(name: &str) -> Key {
+    Key::new(format!("CURSOR#{name}"), "CURSOR")
+}
+
 // ---------------------------------------------------------------------------------------------
 // The janitor's queues
 

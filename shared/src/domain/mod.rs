@@ -26,6 +26,7 @@ pub mod retry;
 pub mod search;
 pub mod state;
 pub mod stats;
+pub mod tokens;
 pub mod totp;
 pub mod updates;
 pub mod users;

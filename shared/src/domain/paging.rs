@@ -1,13 +1,33 @@
-//! Paging over the table: which page a listing asks for, and the walks that fetch one page
-//! (one partition, or several index partitions in a fixed order) with the cursors to move on.
-//! The wire format (`limit`, `next`, `previous`, cursor strings) is `crate::http::paging`'s.
+//! Paging over the table: which page a listing asks for, the walks that fetch one page (one
+//! partition, or several index partitions in a fixed order), and the cursors to move on.
 //!
 //! Listings that span several partitions (every user, every address) are served by
 //! [`walk_buckets`]: the index partitions are visited in a fixed order, each as a key range,
 //! so a page costs one query per partition it touches and never a table scan.
+//!
+//! # Cursors
+//!
+//! A client holds a position as a token of `[A-Za-z0-9_-]`, at most 100 characters
+//! (WildDuck's web client refuses longer ones). The token holds only what the listing's
+//! partition does not fix: the sort key within a message listing, say, but not the user and
+//! mailbox (those come from the request's path), as base64url JSON after a `c`. So a token
+//! can never lead into another partition, and stays short. A position that would still be
+//! longer (a long username in the user listing) is stored for a day
+//! ([`keys::stored_cursor`]) and the token is `s` and its name.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::error::{DomainError, DomainResult};
-use crate::store::{Cursor, Index, Item, Query, SortRange, StoreResult, Table};
+use super::keys;
+use crate::store::{Cursor, Index, Item, Query, SortRange, StoreResult, Table, Write};
+
+/// The longest cursor token a listing answers.
+pub const MAX_TOKEN_CHARS: usize = 100;
+/// How long a stored cursor lasts.
+const STORED_CURSOR_SECONDS: i64 = 24 * 3600;
 
 /// Which page a listing asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,11 +38,13 @@ pub struct PageRequest {
     pub page: u64,
 }
 
+/// Where a page starts: at the beginning, or after / before a position the client holds (a
+/// token, see the module's comment).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Direction {
     First,
-    After(Cursor),
-    Before(Cursor),
+    After(String),
+    Before(String),
 }
 
 impl PageRequest {
@@ -36,12 +58,12 @@ impl PageRequest {
     }
 }
 
-/// A page of results with the cursors to move on.
+/// A page of results with the cursor tokens to move on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageResult<T = Item> {
     pub items: Vec<T>,
-    pub next: Option<Cursor>,
-    pub previous: Option<Cursor>,
+    pub next: Option<String>,
+    pub previous: Option<String>,
 }
 
 impl PageResult {
@@ -58,9 +80,117 @@ impl PageResult {
     }
 }
 
-/// Turns a fetched window into a page with WildDuck's flags: `fetched` holds up to `limit + 1`
-/// items in display order, already reversed for a `Before` request.
-fn finish_page(mut fetched: Vec<Item>, request: &PageRequest, index: Option<Index>) -> PageResult {
+/// The partition a listing's positions are written relative to: one partition of the table
+/// or of `index` (`pk`), or, when `pk` is `None`, several partitions of `index` (each token then
+/// names its own, and the walk checks it is one of the listing's).
+#[derive(Debug, Clone, Copy)]
+pub struct Positions<'a> {
+    pub index: Option<Index>,
+    pub pk: Option<&'a str>,
+}
+
+/// The token of `cursor` (see the module's comment).
+pub async fn encode_cursor(
+    table: &dyn Table,
+    positions: Positions<'_>,
+    cursor: &Cursor,
+) -> StoreResult<String> {
+    let parts = match (&cursor.index, positions.pk) {
+        (None, _) => json!([cursor.sk]),
+        (Some((_, isk)), Some(_)) => json!([isk, cursor.pk, cursor.sk]),
+        (Some((ipk, isk)), None) => json!([ipk, isk, cursor.pk, cursor.sk]),
+    };
+    let compact = URL_SAFE_NO_PAD.encode(parts.to_string());
+    if compact.len() < MAX_TOKEN_CHARS {
+        return Ok(format!("c{compact}"));
+    }
+    let full = serde_json::to_string(cursor).unwrap_or_default();
+    let digest = Sha256::digest(format!("{}\n{full}", positions.pk.unwrap_or("")).as_bytes());
+    let name = URL_SAFE_NO_PAD.encode(&digest[..18]);
+    let item = Item::new(
+        keys::stored_cursor(&name),
+        json!({ "partition": positions.pk, "cursor": cursor }),
+    )
+    .with_expiry(super::unix_now() + STORED_CURSOR_SECONDS);
+    table.transact(vec![Write::put(item)]).await?;
+    Ok(format!("s{name}"))
+}
+
+/// The position a token names, or `None` when it is not a token of this listing.
+pub async fn decode_cursor(
+    table: &dyn Table,
+    positions: Positions<'_>,
+    token: &str,
+) -> StoreResult<Option<Cursor>> {
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    if let Some(name) = token.strip_prefix('s') {
+        if name.is_empty() || name.len() > 64 {
+            return Ok(None);
+        }
+        let Some(item) = table.get(&keys::stored_cursor(name)).await? else {
+            return Ok(None);
+        };
+        if item.body["partition"].as_str() != positions.pk {
+            return Ok(None);
+        }
+        return Ok(serde_json::from_value(item.body["cursor"].clone()).ok());
+    }
+    let Some(parts) = token
+        .strip_prefix('c')
+        .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
+        .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).ok())
+    else {
+        return Ok(None);
+    };
+    let parts: Option<Vec<String>> = parts.iter().map(text).collect();
+    Ok(match (parts.as_deref(), positions.index, positions.pk) {
+        (Some([sk]), None, Some(pk)) => Some(Cursor {
+            pk: pk.to_string(),
+            sk: sk.clone(),
+            index: None,
+        }),
+        (Some([isk, pk, sk]), Some(_), Some(ipk)) => Some(Cursor {
+            pk: pk.clone(),
+            sk: sk.clone(),
+            index: Some((ipk.to_string(), isk.clone())),
+        }),
+        (Some([ipk, isk, pk, sk]), Some(_), None) => Some(Cursor {
+            pk: pk.clone(),
+            sk: sk.clone(),
+            index: Some((ipk.clone(), isk.clone())),
+        }),
+        _ => None,
+    })
+}
+
+impl PageRequest {
+    /// Where the page starts (`None`: at the beginning) and whether it walks backwards; an
+    /// error when the token is not one of this listing's.
+    pub async fn start(
+        &self,
+        table: &dyn Table,
+        positions: Positions<'_>,
+    ) -> DomainResult<(Option<Cursor>, bool)> {
+        let (token, backwards) = match &self.direction {
+            Direction::First => return Ok((None, false)),
+            Direction::After(t) => (t, false),
+            Direction::Before(t) => (t, true),
+        };
+        match decode_cursor(table, positions, token).await? {
+            Some(cursor) => Ok((Some(cursor), backwards)),
+            None => Err(self.invalid_cursor()),
+        }
+    }
+}
+
+/// A fetched window as a page with WildDuck's flags: `fetched` holds up to `limit + 1` items
+/// in display order, already reversed for a `Before` request.
+pub async fn finish_page(
+    table: &dyn Table,
+    positions: Positions<'_>,
+    mut fetched: Vec<Item>,
+    request: &PageRequest,
+) -> StoreResult<PageResult> {
     let more = fetched.len() > request.limit;
     if more {
         match request.direction {
@@ -76,45 +206,50 @@ fn finish_page(mut fetched: Vec<Item>, request: &PageRequest, index: Option<Inde
         Direction::After(_) => (more, true),
         Direction::Before(_) => (true, more),
     };
-    let next = fetched
-        .last()
-        .filter(|_| has_next)
-        .map(|i| Cursor::of(i, index));
-    let previous = fetched
-        .first()
-        .filter(|_| has_previous)
-        .map(|i| Cursor::of(i, index));
-    PageResult {
+    let token = |item: Option<&Item>| {
+        let cursor = item.map(|i| Cursor::of(i, positions.index));
+        async move {
+            match cursor {
+                Some(c) => encode_cursor(table, positions, &c).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    let next = token(fetched.last().filter(|_| has_next)).await?;
+    let previous = token(fetched.first().filter(|_| has_previous)).await?;
+    Ok(PageResult {
         items: fetched,
         next,
         previous,
-    }
+    })
 }
 
 /// One page of a listing over several index partitions (`buckets`, in display order), keeping
-/// only items that pass `keep`. A cursor naming a partition not in `buckets` is refused (the
-/// caller answers 400), so a cursor can never reach other data.
+/// only items that pass `keep`. A cursor naming a partition not in `buckets` is refused, so a
+/// cursor can never reach other data.
 pub async fn walk_buckets(
     table: &dyn Table,
     index: Index,
     buckets: &[String],
     request: &PageRequest,
     keep: &(dyn Fn(&Item) -> bool + Sync),
-) -> StoreResult<Option<PageResult>> {
-    let (start, forward) = match &request.direction {
-        Direction::First => (None, true),
-        Direction::After(c) => (Some(c), true),
-        Direction::Before(c) => (Some(c), false),
+) -> DomainResult<PageResult> {
+    let positions = Positions {
+        index: Some(index),
+        pk: None,
     };
-    let start_bucket = match start {
+    let (start, backwards) = request.start(table, positions).await?;
+    let forward = !backwards;
+    let start_bucket = match &start {
         None => 0,
         Some(cursor) => {
-            let Some((pk, _)) = &cursor.index else {
-                return Ok(None);
-            };
-            match buckets.iter().position(|b| b == pk) {
+            let bucket = cursor
+                .index
+                .as_ref()
+                .and_then(|(pk, _)| buckets.iter().position(|b| b == pk));
+            match bucket {
                 Some(i) => i,
-                None => return Ok(None),
+                None => return Err(request.invalid_cursor()),
             }
         }
     };
@@ -126,7 +261,7 @@ pub async fn walk_buckets(
     let want = request.limit + 1;
     let mut fetched = Vec::new();
     'buckets: for (n, bucket) in order.into_iter().enumerate() {
-        let mut after = if n == 0 { start.cloned() } else { None };
+        let mut after = if n == 0 { start.clone() } else { None };
         loop {
             let query = Query::index(index, buckets[bucket].clone())
                 .range(SortRange::All)
@@ -151,13 +286,13 @@ pub async fn walk_buckets(
     if !forward {
         fetched.reverse();
     }
-    Ok(Some(finish_page(fetched, request, Some(index))))
+    Ok(finish_page(table, positions, fetched, request).await?)
 }
 
 /// One page of a listing inside one partition of the table: the items of `pk` whose sort key
 /// starts with `prefix`, in sort-key order (`descending`: newest first for time-ordered ids),
-/// keeping only items that pass `keep`. A cursor outside that range is refused (`None`; the
-/// caller answers 400), so a cursor can never reach another partition.
+/// keeping only items that pass `keep`. A cursor outside that range is refused, so a cursor
+/// can never reach another partition.
 pub async fn walk_partition(
     table: &dyn Table,
     pk: &str,
@@ -165,22 +300,20 @@ pub async fn walk_partition(
     descending: bool,
     request: &PageRequest,
     keep: &(dyn Fn(&Item) -> bool + Sync),
-) -> StoreResult<Option<PageResult>> {
-    let (start, backwards) = match &request.direction {
-        Direction::First => (None, false),
-        Direction::After(c) => (Some(c), false),
-        Direction::Before(c) => (Some(c), true),
+) -> DomainResult<PageResult> {
+    let positions = Positions {
+        index: None,
+        pk: Some(pk),
     };
-    if let Some(cursor) = start
-        && (cursor.index.is_some() || cursor.pk != pk || !cursor.sk.starts_with(prefix))
-    {
-        return Ok(None);
+    let (start, backwards) = request.start(table, positions).await?;
+    if start.as_ref().is_some_and(|c| !c.sk.starts_with(prefix)) {
+        return Err(request.invalid_cursor());
     }
     // Walking backwards through the display order is walking the other way through the keys.
     let forward = descending == backwards;
     let want = request.limit + 1;
     let mut fetched = Vec::new();
-    let mut after = start.cloned();
+    let mut after = start;
     loop {
         let query = Query::table(pk)
             .range(SortRange::BeginsWith(prefix.to_string()))
@@ -204,7 +337,24 @@ pub async fn walk_partition(
     if backwards {
         fetched.reverse();
     }
-    Ok(Some(finish_page(fetched, request, None)))
+    Ok(finish_page(table, positions, fetched, request).await?)
+}
+
+/// Counts the items `query` reaches (every page) that pass `keep`.
+async fn count_matching(
+    table: &dyn Table,
+    mut query: Query,
+    keep: &(dyn Fn(&Item) -> bool + Sync),
+) -> StoreResult<u64> {
+    let mut total = 0;
+    loop {
+        let page = table.query(&query).await?;
+        total += page.items.iter().filter(|i| keep(i)).count() as u64;
+        match page.next {
+            Some(next) => query = query.start_after(Some(next)),
+            None => return Ok(total),
+        }
+    }
 }
 
 /// Counts the items of one partition range that pass `keep` (the `total` of a listing that
@@ -215,21 +365,10 @@ pub async fn count_partition(
     prefix: &str,
     keep: &(dyn Fn(&Item) -> bool + Sync),
 ) -> StoreResult<u64> {
-    let mut total = 0;
-    let mut after = None;
-    loop {
-        let query = Query::table(pk)
-            .range(SortRange::BeginsWith(prefix.to_string()))
-            .limit(500)
-            .start_after(after.take());
-        let page = table.query(&query).await?;
-        total += page.items.iter().filter(|i| keep(i)).count() as u64;
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    Ok(total)
+    let query = Query::table(pk)
+        .range(SortRange::BeginsWith(prefix.to_string()))
+        .limit(500);
+    count_matching(table, query, keep).await
 }
 
 /// Counts the items of every bucket that pass `keep` (the `total` of a filtered listing: it
@@ -242,18 +381,8 @@ pub async fn count_buckets(
 ) -> StoreResult<u64> {
     let mut total = 0;
     for bucket in buckets {
-        let mut after = None;
-        loop {
-            let query = Query::index(index, bucket.clone())
-                .limit(500)
-                .start_after(after.take());
-            let page = table.query(&query).await?;
-            total += page.items.iter().filter(|i| keep(i)).count() as u64;
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        total +=
+            count_matching(table, Query::index(index, bucket.clone()).limit(500), keep).await?;
     }
     Ok(total)
 }

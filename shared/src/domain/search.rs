@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::mailboxes::{self, StoredMailbox};
 use super::messages::{Message, from_item, resolve_ids};
-use super::paging::{Direction, PageRequest, PageResult};
+use super::paging::{Direction, PageRequest, PageResult, Positions, encode_cursor};
 use super::{AppState, DomainError, DomainResult, keys, users};
 use crate::id::ObjectId;
 use crate::mail::parse::{Address, search_terms};
@@ -195,15 +195,18 @@ impl Driver {
         }
     }
 
-    /// A cursor from the client must point into this partition.
-    fn owns(&self, cursor: &Cursor) -> bool {
+    /// What the search's cursors are relative to: the driver's partition, so a cursor from
+    /// the client can never point elsewhere.
+    fn positions(&self) -> Positions<'_> {
         match self {
-            Driver::Ids { pk } | Driver::Messages { pk } => {
-                cursor.pk == *pk && cursor.index.is_none()
-            }
-            Driver::IndexMessages { pk, .. } => {
-                cursor.index.as_ref().is_some_and(|(ipk, _)| ipk == pk)
-            }
+            Driver::Ids { pk } | Driver::Messages { pk } => Positions {
+                index: None,
+                pk: Some(pk),
+            },
+            Driver::IndexMessages { index, pk } => Positions {
+                index: Some(*index),
+                pk: Some(pk),
+            },
         }
     }
 }
@@ -308,14 +311,9 @@ async fn run(
         .into_iter()
         .map(|m| (m.mailbox.id, m))
         .collect();
-    let (start, backwards) = match &page.direction {
-        Direction::First => (None, false),
-        Direction::After(c) => (Some(c.clone()), false),
-        Direction::Before(c) => (Some(c.clone()), true),
-    };
-    if start.as_ref().is_some_and(|c| !driver.owns(c)) {
-        return Err(page.invalid_cursor());
-    }
+    let table = state.table.as_ref();
+    let positions = driver.positions();
+    let (start, backwards) = page.start(table, positions).await?;
     let forward = newest_first == backwards;
     let want = page.limit + 1;
     let mut hits = Vec::new();
@@ -348,11 +346,17 @@ async fn run(
         Direction::After(_) => (more, true),
         Direction::Before(_) => (true, more),
     };
-    let next = hits.last().filter(|_| has_next).map(|h| h.cursor.clone());
-    let previous = hits
-        .first()
-        .filter(|_| has_previous)
-        .map(|h| h.cursor.clone());
+    let token = |hit: Option<&Hit>| {
+        let cursor = hit.map(|h| h.cursor.clone());
+        async move {
+            match cursor {
+                Some(c) => encode_cursor(table, positions, &c).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    let next = token(hits.last().filter(|_| has_next)).await?;
+    let previous = token(hits.first().filter(|_| has_previous)).await?;
     let total = count(state, user, driver, query, &boxes).await?;
     Ok(SearchResult {
         total,

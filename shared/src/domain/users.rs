@@ -662,8 +662,7 @@ pub async fn list(state: &AppState, request: &ListUsers) -> DomainResult<UserLis
         &request.page,
         &keep,
     )
-    .await?
-    .ok_or_else(|| request.page.invalid_cursor())?;
+    .await?;
     let total = if request.is_filtered() {
         count_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &keep).await?
     } else {

@@ -1,6 +1,6 @@
 //! Typed path parameters: `Ids<(UserId, MailboxId, MessageUid)>` takes `{user}`, `{mailbox}`
 //! and `{message}` from the path, validates each with WildDuck's message, and reports every
-//! bad one at once as a 400 `InputValidationError`.
+//! bad one at once as a 400 `InputValidationError`. A user token's `me` stands for its user.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -8,6 +8,7 @@ use std::ops::Deref;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 
+use super::access::{Caller, ME, USER_PARAM};
 use super::error::ApiError;
 use super::validate::Validator;
 use crate::id::ObjectId;
@@ -75,9 +76,15 @@ impl<S: Send + Sync, T: PathParts> FromRequestParts<S> for Ids<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(path) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        let Path(mut path) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request("InputValidationError", e.body_text()))?;
+        // `me` names the user of the calling user token (WildDuck's substitution).
+        if let Some(Caller::User(grant)) = parts.extensions.get::<Caller>()
+            && path.get(USER_PARAM).is_some_and(|u| u == ME)
+        {
+            path.insert(USER_PARAM.to_string(), grant.user.to_string());
+        }
         let mut v = Validator::new(Default::default());
         let parsed = T::parse(&mut v, &path);
         v.finish()?;

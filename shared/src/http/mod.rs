@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every router: application state, the parameter extractor,
 //! validation with WildDuck's messages, paging, and the finishing layer.
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod finish;

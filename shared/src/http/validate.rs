@@ -113,6 +113,11 @@ impl Validator {
         !self.errors.is_empty()
     }
 
+    /// Whether `field` was found bad already.
+    pub fn has_error(&self, field: &str) -> bool {
+        self.errors.contains_key(field)
+    }
+
     /// Whether the request carries `field` at all (even empty).
     pub fn has(&self, field: &str) -> bool {
         self.params.contains_key(field)
@@ -364,6 +369,26 @@ impl Validator {
             return None;
         }
         Some(text)
+    }
+
+    /// An optional RFC 3339 date where `false` and `""` also mean "not given"
+    /// (`deleteAfter`, `validAfter`).
+    pub fn date_or_false(&mut self, field: &str) -> Option<DateTime<Utc>> {
+        match self.raw(field) {
+            None | Some(Value::Bool(false)) => None,
+            Some(Value::String(s)) if s.is_empty() || s == "false" => None,
+            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
+                Ok(d) => Some(d.with_timezone(&Utc)),
+                Err(_) => {
+                    self.error(field, format!("{} must be a valid date", quoted(field)));
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(field, format!("{} must be a valid date", quoted(field)));
+                None
+            }
+        }
     }
 
     /// `sess` and `ip`: accepted on most calls, recorded in the security log only.

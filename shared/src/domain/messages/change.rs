@@ -179,7 +179,7 @@ pub(super) async fn apply_flags(
                 &state.config,
                 &user,
                 seq + i as i64,
-                changed.fetch_event(),
+                changed.fetch_event(changed.seen != message.seen),
             ));
         }
         writes.push(mailbox_counters(mailbox, 0, unseen_delta, 0));

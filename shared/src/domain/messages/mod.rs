@@ -48,6 +48,7 @@ use super::{AppState, DomainError, DomainResult, keys};
 use crate::id::ObjectId;
 use crate::mail::parse::{Address, AttachmentInfo};
 use crate::store::{Condition, Item, Key, StoreError, Update, Write};
+use crate::time::iso;
 
 /// Largest message accepted (WildDuck's 64 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -133,6 +134,9 @@ pub struct Message {
     /// Where the message came from: `API`, `LMTP`, `SES`.
     #[serde(default)]
     pub source: String,
+    /// The SMTP envelope it was delivered with (none for uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Envelope>,
 }
 
 impl Message {
@@ -182,7 +186,7 @@ impl Message {
             "command": "EXISTS",
             "uid": self.uid,
             "message": self.id,
-            "idate": self.idate,
+            "idate": iso(&self.idate),
             "thread": self.thread,
             "mailbox": self.mailbox,
             "unseen": !self.seen,
@@ -200,7 +204,9 @@ impl Message {
         })
     }
 
-    pub(crate) fn fetch_event(&self) -> Value {
+    /// The journal event of this message's flags changing; `unseen_changed` tells whether
+    /// \Seen did (the stream then sends the mailbox's counters; clients never see the field).
+    pub(crate) fn fetch_event(&self, unseen_changed: bool) -> Value {
         json!({
             "command": "FETCH",
             "uid": self.uid,
@@ -208,6 +214,7 @@ impl Message {
             "thread": self.thread,
             "message": self.id,
             "mailbox": self.mailbox,
+            "unseenChange": unseen_changed,
         })
     }
 }

@@ -77,8 +77,7 @@ pub async fn list(
         &request.page,
         &keep,
     )
-    .await?
-    .ok_or_else(|| request.page.invalid_cursor())?;
+    .await?;
     let total = if unseen_only {
         mailbox.unseen
     } else {

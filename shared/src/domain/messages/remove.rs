@@ -23,6 +23,15 @@ pub struct Archived {
 }
 
 impl Archived {
+    /// `message` archived at `now`, kept for `keep`.
+    fn new(message: &Message, now: DateTime<Utc>, keep: chrono::Duration) -> Archived {
+        Archived {
+            message: message.clone(),
+            archived: now,
+            purge_at: now + keep,
+        }
+    }
+
     pub fn item(&self) -> Item {
         let key = keys::archived(&self.message.user, &self.message.id);
         Item::new(key.clone(), serde_json::to_value(self).unwrap_or_default())
@@ -63,12 +72,7 @@ pub async fn remove_messages(
                 message.expunge_event(),
             ));
             if archive && !message.draft {
-                let entry = Archived {
-                    message: message.clone(),
-                    archived: now,
-                    purge_at: now + keep,
-                };
-                writes.push(Write::put(entry.item()));
+                writes.push(Write::put(Archived::new(message, now, keep).item()));
                 archived += 1;
             } else {
                 gone_for_good.push(message);
@@ -205,12 +209,7 @@ async fn remove_deleted_mailbox_messages(
         writes.push(Write::delete(message.key()).when(Condition::Exists, MESSAGE_GONE));
         writes.push(Write::delete(keys::message_pointer(&user, &message.id)));
         if !message.draft {
-            let entry = Archived {
-                message: message.clone(),
-                archived: now,
-                purge_at: now + keep,
-            };
-            writes.push(Write::put(entry.item()));
+            writes.push(Write::put(Archived::new(message, now, keep).item()));
             archived += 1;
         }
     }

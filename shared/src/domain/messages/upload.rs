@@ -273,6 +273,7 @@ async fn commit_new_message(
         terms: parsed.search_terms.clone(),
         meta_data: upload.meta_data.clone(),
         source: upload.source.to_string(),
+        envelope: upload.envelope.clone(),
     };
     let stored = Stored {
         id,
@@ -394,16 +395,8 @@ pub(super) async fn index_terms(
     id: &ObjectId,
     terms: &[String],
 ) {
-    for chunk in terms.chunks(crate::store::MAX_TRANSACTION_WRITES) {
-        let writes = chunk
-            .iter()
-            .map(|t| Write::put(Item::new(keys::search_term(user, t, id), Value::Null)))
-            .collect();
-        if let Err(e) = state.table.transact(writes).await {
-            tracing::warn!(error = %e, message = %id, "search terms not indexed");
-            return;
-        }
-    }
+    let put = |key| Write::put(Item::new(key, Value::Null));
+    write_terms(state, user, id, terms, put, "search terms not indexed").await;
 }
 
 /// Removes a message's search terms (best effort: a stale term only costs a lookup).
@@ -413,13 +406,34 @@ pub(super) async fn unindex_terms(
     id: &ObjectId,
     terms: &[String],
 ) {
+    write_terms(
+        state,
+        user,
+        id,
+        terms,
+        Write::delete,
+        "search terms not removed",
+    )
+    .await;
+}
+
+/// One `write` per term item of message `id`, in transactions of the largest size; stops at
+/// the first failure, logged as `failed`.
+async fn write_terms(
+    state: &AppState,
+    user: &ObjectId,
+    id: &ObjectId,
+    terms: &[String],
+    write: impl Fn(Key) -> Write,
+    failed: &str,
+) {
     for chunk in terms.chunks(crate::store::MAX_TRANSACTION_WRITES) {
         let writes = chunk
             .iter()
-            .map(|t| Write::delete(keys::search_term(user, t, id)))
+            .map(|t| write(keys::search_term(user, t, id)))
             .collect();
         if let Err(e) = state.table.transact(writes).await {
-            tracing::warn!(error = %e, message = %id, "search terms not removed");
+            tracing::warn!(error = %e, message = %id, "{failed}");
             return;
         }
     }

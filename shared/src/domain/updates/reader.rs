@@ -68,7 +68,12 @@ impl JournalEvent {
     /// COUNTERS events after a replay.
     pub fn counted_mailbox(&self) -> Option<ObjectId> {
         match self.command() {
-            "EXISTS" | "EXPUNGE" | "FETCH" => self.body["mailbox"].as_str()?.parse().ok(),
+            "EXISTS" | "EXPUNGE" => self.body["mailbox"].as_str()?.parse().ok(),
+            // A flag change counts when \Seen changed (events written before the field was
+            // recorded count too).
+            "FETCH" if self.body["unseenChange"] != false => {
+                self.body["mailbox"].as_str()?.parse().ok()
+            }
             _ => None,
         }
     }

@@ -10,8 +10,9 @@ use crate::domain::addresses::{
 use crate::domain::names::normalize_alias;
 use crate::domain::users::MAX_LIST_ITEMS;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging::{page_request, paging_json};
+use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
+use crate::time::iso;
 
 /// Which optional fields a listing answers with.
 pub struct DataFields {
@@ -150,7 +151,7 @@ fn owned_json(owned: &OwnedAddress, with_meta: bool) -> Value {
         "address": a.address,
         "main": owned.main,
         "tags": a.tags,
-        "created": a.created,
+        "created": iso(&a.created),
     });
     if with_meta {
         out["metaData"] = parsed_object(&a.meta_data);
@@ -213,11 +214,7 @@ pub fn list_json(request: &ListAddresses, fields: &DataFields, listing: &Address
         body["query"] = json!(q);
     }
     body["total"] = json!(listing.total);
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, paging_json(&listing.page, &request.page))
-    {
-        out.extend(paging);
-    }
+    add_paging(&mut body, &listing.page, &request.page);
     body["results"] = Value::Array(results);
     body
 }

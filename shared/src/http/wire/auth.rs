@@ -11,6 +11,7 @@ use crate::domain::names::{self, USERNAME_PATTERN};
 use crate::domain::totp::Setup;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::validate::{Str, Validator};
+use crate::time::{iso, iso_or_false};
 
 /// Validates `POST /authenticate` (strict).
 pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
@@ -79,21 +80,7 @@ pub fn authenticated_json(auth: &Authenticated) -> Value {
 /// Validates `POST /users/{user}/password/reset` (strict): `validAfter`.
 pub fn reset_request(params: Map<String, Value>) -> ApiResult<(Option<DateTime<Utc>>, Session)> {
     let mut v = Validator::new(params);
-    let valid_after = match v.raw("validAfter") {
-        None | Some(Value::Bool(false)) => None,
-        Some(Value::String(s)) if s.is_empty() || s == "false" => None,
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(d) => Some(d.with_timezone(&Utc)),
-            Err(_) => {
-                v.error("validAfter", "\"validAfter\" must be a valid date");
-                None
-            }
-        },
-        Some(_) => {
-            v.error("validAfter", "\"validAfter\" must be a valid date");
-            None
-        }
-    };
+    let valid_after = v.date_or_false("validAfter");
     let session = v.session();
     v.deny_unknown();
     v.finish()?;
@@ -105,7 +92,7 @@ pub fn reset_json(reset: &Reset) -> Value {
     json!({
         "success": true,
         "password": reset.password,
-        "validAfter": reset.valid_after,
+        "validAfter": iso(&reset.valid_after),
     })
 }
 
@@ -196,13 +183,13 @@ pub fn asp_json(asp: &Asp) -> Value {
         "description": asp.description,
         "scopes": asp.scopes,
         "lastUse": {
-            "time": asp.used.map_or(json!(false), |t| json!(t)),
+            "time": iso_or_false(asp.used.as_ref()),
             "event": asp.auth_event.map_or(json!(false), |e| json!(e)),
         },
-        "created": asp.created,
+        "created": iso(&asp.created),
     });
     if let Some(expires) = asp.expires {
-        out["expires"] = json!(expires);
+        out["expires"] = json!(iso(&expires));
     }
     out
 }

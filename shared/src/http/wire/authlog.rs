@@ -4,8 +4,9 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::authlog::{AuthlogEntry, AuthlogListing, ListAuthlog, Session};
 use crate::http::error::ApiResult;
-use crate::http::paging::{page_request, paging_json};
+use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{Str, Validator};
+use crate::time::iso;
 
 /// Validates `GET /users/{user}/authlog` (strict).
 pub fn list_authlog(params: Map<String, Value>) -> ApiResult<ListAuthlog> {
@@ -38,9 +39,10 @@ pub fn list_authlog(params: Map<String, Value>) -> ApiResult<ListAuthlog> {
 fn entry_json(entry: &AuthlogEntry) -> Value {
     let mut out = serde_json::to_value(entry).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut out {
+        fields.insert("created".into(), json!(iso(&entry.created)));
+        fields.insert("expires".into(), json!(iso(&entry.expires)));
         fields.entry("events").or_insert(Value::from(1));
-        let created = fields.get("created").cloned().unwrap_or(Value::Null);
-        fields.entry("last").or_insert(created);
+        fields.insert("last".into(), json!(iso(&entry.created)));
     }
     out
 }
@@ -52,11 +54,7 @@ pub fn list_json(request: &ListAuthlog, listing: &AuthlogListing) -> Value {
         body["action"] = json!(action);
     }
     body["total"] = json!(listing.total);
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, paging_json(&listing.page, &request.page))
-    {
-        out.extend(paging);
-    }
+    add_paging(&mut body, &listing.page, &request.page);
     body["results"] = Value::Array(listing.page.items.iter().map(entry_json).collect());
     body
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::domain::autoreply::{Autoreply, AutoreplyChanges};
 use crate::http::error::ApiResult;
 use crate::http::validate::{Str, Validator, parse_date};
+use crate::time::{iso, iso_or_false};
 
 /// A bound: `Some(None)` clears it (`false`), `Some(Some(d))` sets it, `None` leaves it.
 fn bound(v: &mut Validator, field: &str) -> Option<Option<DateTime<Utc>>> {
@@ -63,7 +64,7 @@ pub fn autoreply_changes(params: Map<String, Value>) -> ApiResult<AutoreplyChang
 /// `GET /users/{user}/autoreply`: WildDuck's keys, plus the spec's `message` (the same as
 /// `text`). Defaults when none was set.
 pub fn autoreply_json(reply: Option<&Autoreply>) -> Value {
-    let date = |d: Option<DateTime<Utc>>| d.map_or(json!(false), |d| json!(d));
+    let date = |d: Option<DateTime<Utc>>| iso_or_false(d.as_ref());
     match reply {
         Some(r) => json!({
             "success": true,
@@ -75,7 +76,7 @@ pub fn autoreply_json(reply: Option<&Autoreply>) -> Value {
             "html": r.html,
             "start": date(r.start),
             "end": date(r.end),
-            "created": r.created,
+            "created": iso(&r.created),
         }),
         None => json!({
             "success": true, "status": false, "name": "", "subject": "", "text": "",

@@ -11,6 +11,7 @@ use crate::domain::filters::{
 use crate::http::error::ApiResult;
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
 use crate::id::ObjectId;
+use crate::time::iso;
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -323,7 +324,7 @@ pub fn details_json(filter: &Filter) -> Value {
     out.insert("action".into(), action_json(filter));
     flat_json(filter, &mut out);
     out.insert("disabled".into(), json!(filter.disabled));
-    out.insert("created".into(), json!(filter.created));
+    out.insert("created".into(), json!(iso(&filter.created)));
     out.insert("metaData".into(), meta_json(filter));
     Value::Object(out)
 }
@@ -342,7 +343,7 @@ pub fn list_json(list: &FilterList, meta: bool) -> Value {
             entry.insert("action".into(), json!(action));
             flat_json(f, &mut entry);
             entry.insert("disabled".into(), json!(f.disabled));
-            entry.insert("created".into(), json!(f.created));
+            entry.insert("created".into(), json!(iso(&f.created)));
             if meta && f.meta_data.is_some() {
                 entry.insert("metaData".into(), meta_json(f));
             }

@@ -6,6 +6,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use crate::domain::archive::{ArchiveListing, Recount};
+use crate::domain::messages::Envelope;
 use crate::domain::messages::read::MessageEvent;
 use crate::domain::messages::{
     Archived, Details, FlagChanges, ListMessages, MAX_MESSAGE_SIZE, Message, MessageListing,
@@ -14,23 +15,83 @@ use crate::domain::messages::{
 use crate::domain::paging::PageRequest;
 use crate::domain::search::{SearchQuery, SearchResult, parse_q};
 use crate::http::error::ApiResult;
-use crate::http::paging::{page_request, paging_json};
+use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_date};
 use crate::id::ObjectId;
+use crate::mail::parse::AttachmentInfo;
+use crate::time::iso;
 
 // ---------------------------------------------------------------------------------------------
 // Requests
 
-/// Validates `POST .../messages`: `raw` (base64) or the request body as message/rfc822,
-/// plus `unseen` (default false: uploads are stored seen), `flagged`, `draft`, `date`,
-/// `metaData`.
+/// Whether `text` starts with a header line (`Name: value`): then it is a message as text. A
+/// base64 string never does (its alphabet has no `:`).
+fn starts_with_header(text: &str) -> bool {
+    let first = text.split(['\r', '\n']).next().unwrap_or("");
+    match first.split_once(':') {
+        Some((name, _)) => {
+            !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+        }
+        None => false,
+    }
+}
+
+/// The bytes of `raw` as WildDuck reads it: a JSON string is the message itself (its UTF-8
+/// bytes), a Node Buffer object (`{"type": "Buffer", "data": [...]}`) its bytes. A string
+/// without a header line that is valid base64 is decoded, as earlier versions of this API
+/// documented (WildDuck's own documentation still says base64).
+fn raw_bytes(v: &mut Validator) -> Option<Vec<u8>> {
+    let value = v.raw("raw")?;
+    match value {
+        Value::String(text) if text.is_empty() => None,
+        Value::String(text) if text.len() > MAX_MESSAGE_SIZE * 2 => {
+            v.error(
+                "raw",
+                format!("\"raw\" must be at most {MAX_MESSAGE_SIZE} bytes"),
+            );
+            None
+        }
+        Value::String(text) => {
+            if !starts_with_header(&text) {
+                let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+                if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(cleaned) {
+                    return Some(raw);
+                }
+            }
+            Some(text.into_bytes())
+        }
+        Value::Object(buffer) if buffer.get("type").and_then(Value::as_str) == Some("Buffer") => {
+            let bytes: Option<Vec<u8>> =
+                buffer
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .and_then(|data| {
+                        data.iter()
+                            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                            .collect()
+                    });
+            if bytes.is_none() {
+                v.error("raw", "\"raw\" must be a buffer of byte values");
+            }
+            bytes
+        }
+        _ => {
+            v.error("raw", "\"raw\" must be a string or a buffer");
+            None
+        }
+    }
+}
+
+/// Validates `POST .../messages`: `raw` (the message as text, a Buffer object, or base64), or
+/// the request body as message/rfc822, plus `unseen` (default false: uploads are stored
+/// seen), `flagged`, `draft`, `date`, `metaData`.
 pub fn upload(
     params: Map<String, Value>,
     body_raw: Option<Vec<u8>>,
     idempotency_key: Option<String>,
 ) -> ApiResult<Upload> {
     let mut v = Validator::new(params);
-    let raw_text = v.string("raw", Str::max(MAX_MESSAGE_SIZE * 2));
+    let raw_given = raw_bytes(&mut v);
     let unseen = v.boolean("unseen").unwrap_or(false);
     let flagged = v.boolean("flagged").unwrap_or(false);
     let draft = v.boolean("draft").unwrap_or(false);
@@ -47,19 +108,10 @@ pub fn upload(
     let meta_data = v.json_object("metaData", MAX_DATA_BYTES);
     let staged = v.id("upload");
     v.session();
-    let raw = match (body_raw, raw_text) {
+    let raw = match (body_raw, raw_given) {
         (Some(raw), _) => Some(raw),
-        (None, None) if staged.is_some() => None,
-        (None, Some(text)) => {
-            let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-            match base64::engine::general_purpose::STANDARD.decode(cleaned.as_bytes()) {
-                Ok(raw) => Some(raw),
-                Err(_) => {
-                    v.error("raw", "\"raw\" must be a base64 encoded message");
-                    None
-                }
-            }
-        }
+        (None, Some(raw)) => Some(raw),
+        (None, None) if staged.is_some() || v.has_error("raw") => None,
         (None, None) => {
             v.error("raw", "\"raw\" is required");
             None
@@ -266,8 +318,8 @@ pub fn message_json(message: &Message) -> Value {
         "bcc": message.bcc,
         "messageId": message.message_id,
         "subject": message.subject,
-        "date": message.date,
-        "idate": message.idate,
+        "date": iso(&message.date),
+        "idate": iso(&message.idate),
         "intro": message.intro,
         "attachments": message.has_attachments,
         "size": message.size,
@@ -305,11 +357,7 @@ pub fn list_json(request: &ListMessages, meta_data: bool, listing: &MessageListi
         })
         .collect();
     let mut body = json!({ "success": true, "total": listing.total });
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, paging_json(&listing.page, &request.page))
-    {
-        out.extend(paging);
-    }
+    add_paging(&mut body, &listing.page, &request.page);
     body["specialUse"] = json!(listing.special_use);
     body["results"] = Value::Array(results);
     body
@@ -317,14 +365,60 @@ pub fn list_json(request: &ListMessages, meta_data: bool, listing: &MessageListi
 
 /// The detailed shape of a message (`GET .../messages/{message}` and archived messages):
 /// listing fields plus text and HTML parsed from the stored source.
+/// As WildDuck answers them: `size` is the stored (still transfer-encoded) size, `sizeKb`
+/// the decoded one in KiB.
+fn attachment_json(a: &AttachmentInfo) -> Value {
+    json!({
+        "id": a.id,
+        "filename": a.filename,
+        "contentType": a.content_type,
+        "disposition": a.disposition,
+        "transferEncoding": a.transfer_encoding,
+        "related": a.related,
+        "cid": a.cid,
+        "size": a.body_end.saturating_sub(a.body_start),
+        "sizeKb": a.size_kb,
+        "hash": a.hash,
+        "fileContentHash": a.file_content_hash,
+    })
+}
+
+/// The SMTP envelope of a message: MAIL FROM and RCPT TO for deliveries, empty for uploads.
+fn envelope_json(envelope: Option<&Envelope>) -> Value {
+    match envelope {
+        Some(e) => json!({
+            "from": e.from,
+            "rcpt": [{ "value": e.to, "formatted": e.to }],
+        }),
+        None => json!({ "from": "", "rcpt": [] }),
+    }
+}
+
 pub fn details_json(details: &Details) -> Value {
     let message = &details.message;
     let mut out = message_json(message);
     out["user"] = json!(message.user);
-    out["replyTo"] = json!(message.reply_to);
-    out["html"] = json!(details.html);
+    out["envelope"] = envelope_json(message.envelope.as_ref());
+    // Address lists only when the header exists, as WildDuck (clients show empty rows else).
+    for (key, list) in [
+        ("to", &message.to),
+        ("cc", &message.cc),
+        ("bcc", &message.bcc),
+        ("replyTo", &message.reply_to),
+    ] {
+        if list.is_empty() {
+            if let Value::Object(fields) = &mut out {
+                fields.remove(key);
+            }
+        } else {
+            out[key] = json!(list);
+        }
+    }
+    if !details.html.is_empty() {
+        out["html"] = json!(details.html);
+    }
     out["text"] = json!(details.text);
-    out["attachments"] = json!(message.attachments);
+    out["attachments"] = message.attachments.iter().map(attachment_json).collect();
     out["hasAttachments"] = json!(message.has_attachments);
     out["metaData"] = message
         .meta_data
@@ -332,7 +426,7 @@ pub fn details_json(details: &Details) -> Value {
         .and_then(|m| serde_json::from_str(m).ok())
         .unwrap_or_else(|| json!({}));
     if let Some(expires) = message.expires {
-        out["expires"] = json!(expires);
+        out["expires"] = json!(iso(&expires));
     }
     if message.list_id.is_some() || message.list_unsubscribe.is_some() {
         out["list"] = json!({ "id": message.list_id, "unsubscribe": message.list_unsubscribe });
@@ -371,7 +465,7 @@ pub fn staged_upload_json(upload: &StagedUpload) -> Value {
         "id": upload.id,
         "url": upload.url,
         "method": "PUT",
-        "expires": upload.expires,
+        "expires": iso(&upload.expires),
         "maxSize": MAX_MESSAGE_SIZE,
     })
 }
@@ -380,8 +474,8 @@ pub fn staged_upload_json(upload: &StagedUpload) -> Value {
 fn archived_entry(archived: &Archived, mut entry: Value) -> Value {
     entry["id"] = json!(archived.message.id);
     entry["uid"] = json!(archived.message.uid);
-    entry["archived"] = json!(archived.archived);
-    entry["expires"] = json!(archived.purge_at);
+    entry["archived"] = json!(iso(&archived.archived));
+    entry["expires"] = json!(iso(&archived.purge_at));
     entry
 }
 
@@ -394,11 +488,7 @@ pub fn archive_json(page: &PageRequest, listing: &ArchiveListing) -> Value {
         .map(|a| archived_entry(a, message_json(&a.message)))
         .collect();
     let mut body = json!({ "success": true, "total": listing.total });
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, paging_json(&listing.page, page))
-    {
-        out.extend(paging);
-    }
+    add_paging(&mut body, &listing.page, page);
     body["results"] = Value::Array(results);
     body
 }
@@ -437,11 +527,7 @@ pub fn search_json(
     query: Option<&SearchQuery>,
 ) -> Value {
     let mut body = json!({ "success": true, "total": result.total });
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, paging_json(&result.page, page))
-    {
-        out.extend(paging);
-    }
+    add_paging(&mut body, &result.page, page);
     body["results"] = result.page.items.iter().map(message_json).collect();
     if let Some(echo) = query.and_then(|q| q.echo.as_ref()) {
         body["query"] = json!(echo);

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
@@ -15,10 +14,11 @@ use crate::domain::users::{
     ProfileChanges, StoredUser, User, UserChanges, UserListing, or_default,
 };
 use crate::http::error::ApiResult;
-use crate::http::paging::{page_request, paging_json};
+use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_bool};
 use crate::id::ObjectId;
 use crate::mail::KeyInfo;
+use crate::time::iso;
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -364,21 +364,7 @@ pub fn user_changes(params: Map<String, Value>) -> ApiResult<UserChanges> {
 /// Validates `DELETE /users/{user}` (strict).
 pub fn delete_user(params: Map<String, Value>) -> ApiResult<DeleteUser> {
     let mut v = Validator::new(params);
-    let delete_after = match v.raw("deleteAfter") {
-        None | Some(Value::Bool(false)) => None,
-        Some(Value::String(s)) if s.is_empty() || s == "false" => None,
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(d) => Some(d.with_timezone(&Utc)),
-            Err(_) => {
-                v.error("deleteAfter", "\"deleteAfter\" must be a valid date");
-                None
-            }
-        },
-        Some(_) => {
-            v.error("deleteAfter", "\"deleteAfter\" must be a valid date");
-            None
-        }
-    };
+    let delete_after = v.date_or_false("deleteAfter");
     let session = v.session();
     v.deny_unknown();
     v.finish()?;
@@ -505,11 +491,7 @@ pub fn list_json(
         body["query"] = json!(q);
     }
     body["total"] = json!(listing.total);
-    if let (Value::Object(out), Value::Object(paging)) =
-        (&mut body, paging_json(&listing.page, &request.page))
-    {
-        out.extend(paging);
-    }
+    add_paging(&mut body, &listing.page, &request.page);
     body["results"] = listing
         .page
         .items
@@ -526,7 +508,7 @@ pub fn deleted_json(user: &ObjectId, deleted: &Deleted) -> Value {
         "code": "TaskScheduled",
         "user": user,
         "addresses": { "deleted": deleted.addresses },
-        "deleteAfter": deleted.purge_after,
+        "deleteAfter": iso(&deleted.purge_after),
         "task": deleted.task,
     })
 }

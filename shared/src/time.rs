@@ -1,0 +1,32 @@
+//! Timestamps as WildDuck's clients read them: JavaScript's `Date.prototype.toISOString()`,
+//! always 24 characters (`2026-12-06T12:35:54.000Z`, milliseconds included). Its web client
+//! formats only values of exactly that shape and shows any other one raw.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// `t` in `toISOString()` form.
+pub fn iso(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// `t` as a JSON string in `toISOString()` form, or `false` when absent (WildDuck's way of
+/// saying "never").
+pub fn iso_or_false(t: Option<&DateTime<Utc>>) -> Value {
+    t.map_or(Value::Bool(false), |t| Value::String(iso(t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_timestamp_has_24_characters_with_milliseconds() {
+        let whole: DateTime<Utc> = "2026-12-06T12:35:54Z".parse().unwrap();
+        assert_eq!(iso(&whole), "2026-12-06T12:35:54.000Z");
+        let nanos: DateTime<Utc> = "2026-12-06T12:35:54.392288110Z".parse().unwrap();
+        assert_eq!(iso(&nanos), "2026-12-06T12:35:54.392Z");
+        assert_eq!(iso(&Utc::now()).len(), 24);
+        assert_eq!(iso_or_false(None), Value::Bool(false));
+    }
+}
