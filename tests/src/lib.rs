@@ -9,6 +9,7 @@ pub mod lmtp_client;
 pub mod moto;
 pub mod sinks;
 pub mod sse;
+pub mod totp;
 
 /// Runs each named `async fn` twice, as `embedded::<name>` and `moto::<name>`: with a fresh
 /// [`app::TestApp`] on each backend, or with `backend:` first, a fresh [`backends::Backend`].

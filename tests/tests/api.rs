@@ -617,7 +617,7 @@ async fn update_user_answers_404_and_400_for_unknown_user_and_no_changes(app: Te
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
-        json!({"error": "This user does not exist", "code": "UserNotFound"})
+        json!({"error": "This user does not exist", "code": "UserNotFound", "message": "This user does not exist"})
     );
     let id = app
         .create_user(json!({"username": "same", "password": "pw"}))
@@ -936,7 +936,7 @@ async fn delete_address_refuses_main_and_frees_aliases(app: TestApp) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
-        json!({"error": "Can not delete main address", "code": "NotPermitted"})
+        json!({"error": "Can not delete main address", "code": "NotPermitted", "message": "Can not delete main address"})
     );
     let (_, created) = app
         .post(

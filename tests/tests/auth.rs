@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use eider_shared::config::{AuthLimit, Config};
 use eider_tests::app::{TestApp, test_config};
-use hmac::{Hmac, Mac};
+use eider_tests::totp::{base32_decode, enable_totp, now, totp_code, wait_for_step_margin};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -39,51 +39,6 @@ eider_tests::on_both_backends!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// RFC 4648 base32 (no padding), decoded here rather than by the server's library.
-fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bits = 0u64;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.trim_end_matches('=').bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c).expect("base32") as u64;
-        bits = (bits << 5) | v;
-        count += 5;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    out
-}
-
-/// RFC 6238 with HMAC-SHA-1, 6 digits, 30-second steps.
-fn totp_code(seed_base32: &str, unix: u64) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&base32_decode(seed_base32)).unwrap();
-    mac.update(&(unix / 30).to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = (digest[19] & 0x0f) as usize;
-    let value = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", value % 1_000_000)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Waits, if needed, until the current 30 s step has at least `margin` seconds left, so a code
-/// computed now is still "now" when the server checks it.
-async fn wait_for_step_margin(margin: u64) {
-    let left = 30 - now() % 30;
-    if left < margin {
-        tokio::time::sleep(Duration::from_secs(left + 1)).await;
-    }
-}
-
 async fn auth(app: &TestApp, body: Value) -> (StatusCode, Value) {
     app.post("/authenticate", body).await
 }
@@ -103,27 +58,6 @@ async fn new_asp(app: &TestApp, user: &str, body: Value) -> (String, String) {
         created["id"].as_str().unwrap().to_string(),
         created["password"].as_str().unwrap().to_string(),
     )
-}
-
-/// Sets up and enables TOTP; returns the seed.
-async fn enable_totp(app: &TestApp, user: &str) -> String {
-    let (status, setup) = app
-        .post(
-            &format!("/users/{user}/2fa/totp/setup"),
-            json!({"issuer": "Eider"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{setup}");
-    let seed = setup["seed"].as_str().unwrap().to_string();
-    wait_for_step_margin(3).await;
-    let (status, body) = app
-        .post(
-            &format!("/users/{user}/2fa/totp/enable"),
-            json!({"token": totp_code(&seed, now())}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    seed
 }
 
 async fn authlog(app: &TestApp, user: &str, query: &str) -> Value {
@@ -188,6 +122,7 @@ async fn authenticate_by_username_or_any_address_answers_the_documented_shape(ap
             "address": "testuser@example.com",
             "scope": "pop3",
             "require2fa": false,
+            "require2faEnabled": false,
             "requirePasswordChange": false,
         })
     );
@@ -281,10 +216,14 @@ async fn authenticate_validates_its_input(app: TestApp) {
     assert!(details["ip"].is_string());
     let (status, _) = auth(
         &app,
-        json!({"username": "a", "password": "x", "token": true}),
+        json!({"username": "a", "password": "x", "scope": "imap", "token": true}),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a token only for scope master"
+    );
 }
 
 async fn master_password_scopes_follow_wildducks_rules(app: TestApp) {

@@ -26,6 +26,7 @@ eider_tests::on_both_backends!(
     forwards_and_target_urls_go_out_and_failures_are_recorded,
     autoreplies_follow_rfc_3834,
     ses_ingest_delivers_once_per_recipient_even_when_retried,
+    spam_headers_file_into_junk_and_deliveries_carry_their_envelope,
 );
 
 async fn new_user(app: &TestApp, name: &str, extra: Value) -> String {
@@ -415,7 +416,7 @@ async fn autoreply_is_set_partially_read_with_both_body_names_and_deleted(app: T
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
-        json!({"error": "Unknown user", "code": "UserNotFound"})
+        json!({"error": "Unknown user", "code": "UserNotFound", "message": "Unknown user"})
     );
     assert_eq!(app.get(&ghost).await.0, StatusCode::NOT_FOUND);
 }
@@ -1216,4 +1217,115 @@ async fn ses_ingest_delivers_once_per_recipient_even_when_retried(app: TestApp) 
     let mut missing = event;
     missing.records[0].ses.mail.message_id = Some("missing-object-0000".into());
     assert!(eider_ingest::handle(&ingest, missing).await.is_err());
+}
+
+async fn spam_headers_file_into_junk_and_deliveries_carry_their_envelope(app: TestApp) {
+    let user = new_user(
+        &app,
+        "spamuser",
+        json!({"address": "spam.user@example.com"}),
+    )
+    .await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let junk = app.mailbox_id(&user, "Junk").await;
+    let sink = smtp_sink().await;
+    let pipeline = pipeline(&app, relay(&sink));
+    // An upstream filter's verdict, in rspamd's and SpamAssassin's headers (any case).
+    for header in [
+        "X-Rspamd-Spam: Yes\r\n",
+        "X-Spam-Flag: YES\r\n",
+        "x-spam-status: Yes, score=7.3 required=5.0\r\n",
+    ] {
+        let outcome = deliver(
+            &pipeline,
+            "spammer@remote.example",
+            "spam.user@example.com",
+            &mail("spammer@remote.example", "Cheap", header, "buy"),
+        )
+        .await;
+        assert_eq!(stored(&outcome).0, junk, "{header}");
+    }
+    for header in [
+        "X-Spam-Status: No, score=0.1\r\n",
+        "X-Rspamd-Spam: no\r\n",
+        "",
+    ] {
+        let outcome = deliver(
+            &pipeline,
+            "friend@remote.example",
+            "spam.user@example.com",
+            &mail("friend@remote.example", "Hello", header, "hi"),
+        )
+        .await;
+        assert_eq!(stored(&outcome).0, inbox, "{header:?}");
+    }
+    // The envelope of a delivery is in the message details, as WildDuck shows it.
+    let outcome = deliver(
+        &pipeline,
+        "Bounce@Remote.example",
+        "Spam.User+news@example.com",
+        &mail("friend@remote.example", "Enveloped", "", "hi"),
+    )
+    .await;
+    let (mailbox, uid) = stored(&outcome);
+    let details = message(&app, &user, &mailbox, uid).await;
+    assert_eq!(
+        details["envelope"]["from"], "Bounce@Remote.example",
+        "{details}"
+    );
+    assert_eq!(
+        details["envelope"]["rcpt"][0]["formatted"], "spamuser@example.com",
+        "{details}"
+    );
+
+    // The headers are configurable; a user who takes all spam into INBOX gets it there.
+    let custom = Delivery::new(
+        app.state.clone(),
+        relay(&sink),
+        DeliveryConfig {
+            spam_headers: vec!["X-Our-Filter".into()],
+            ..DeliveryConfig::default()
+        },
+    );
+    let outcome = deliver(
+        &custom,
+        "spammer@remote.example",
+        "spam.user@example.com",
+        &mail(
+            "spammer@remote.example",
+            "Custom",
+            "X-Our-Filter: yes\r\nX-Rspamd-Spam: Yes\r\n",
+            "x",
+        ),
+    )
+    .await;
+    assert_eq!(stored(&outcome).0, junk);
+    let outcome = deliver(
+        &custom,
+        "spammer@remote.example",
+        "spam.user@example.com",
+        &mail(
+            "spammer@remote.example",
+            "Not ours",
+            "X-Rspamd-Spam: Yes\r\n",
+            "x",
+        ),
+    )
+    .await;
+    assert_eq!(stored(&outcome).0, inbox);
+    app.put(&format!("/users/{user}"), json!({"spamLevel": 100}))
+        .await;
+    let outcome = deliver(
+        &pipeline,
+        "spammer@remote.example",
+        "spam.user@example.com",
+        &mail(
+            "spammer@remote.example",
+            "Let in",
+            "X-Rspamd-Spam: Yes\r\n",
+            "x",
+        ),
+    )
+    .await;
+    assert_eq!(stored(&outcome).0, inbox);
 }

@@ -11,13 +11,14 @@ use eider_shared::http::extract::{ArchivedId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::messages as wire;
 use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Every route of this group: the router is built from it, and template.yaml must list it.
 pub fn routes() -> Routes {
     Routes::new()
         .get("/users/{user}/archived", list_archived)
         .get("/users/{user}/archived/messages", list_archived)
+        .post("/users/{user}/archived/restore", restore_range)
         .get("/users/{user}/archived/{message}", get_archived)
         .post("/users/{user}/archived/{message}/restore", restore_archived)
         .post(
@@ -61,4 +62,16 @@ async fn restore_archived(
     let target = wire::restore(params)?;
     let restored = archive::restore(&state, &user, &message, target).await?;
     Ok(Json(wire::restored_json(&restored)))
+}
+
+/// `POST /users/{user}/archived/restore` (WildDuck's): restores every message deleted between
+/// `start` and `end`, as a background task.
+async fn restore_range(
+    State(state): State<AppState>,
+    Ids(user): Ids<UserId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (start, end) = wire::restore_range(params)?;
+    let task = archive::start_range_restore(&state, &user, start, end).await?;
+    Ok(Json(json!({ "success": true, "task": task })))
 }

@@ -1,4 +1,5 @@
-//! The auth endpoint group: `POST /authenticate`, `GET /users/{user}/authlog`, the
+//! The auth endpoint group: `POST/DELETE /authenticate`, `GET /authenticated`,
+//! `POST /preauth`, `GET /users/{user}/authlog[/{event}]`, the
 //! application-specific passwords (`/users/{user}/asps...`), TOTP 2FA
 //! (`/users/{user}/2fa...`) and `POST /users/{user}/password/reset`. Handlers validate
 //! through `eider_shared::http::wire::{auth, authlog}`, call
@@ -6,9 +7,10 @@
 //! shared/.
 
 use axum::extract::State;
-use axum::{Json, Router};
-use eider_shared::domain::{asps, auth, authlog, totp};
-use eider_shared::http::extract::{AspId, UserId};
+use axum::{Extension, Json, Router};
+use eider_shared::domain::{asps, auth, authlog, tokens, totp};
+use eider_shared::http::access::Caller;
+use eider_shared::http::extract::{AspId, EventId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::{auth as wire, authlog as authlog_wire};
 use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
@@ -18,7 +20,11 @@ use serde_json::{Value, json};
 pub fn routes() -> Routes {
     Routes::new()
         .post("/authenticate", authenticate)
+        .delete("/authenticate", end_token)
+        .get("/authenticated", authenticated)
+        .post("/preauth", preauth)
         .get("/users/{user}/authlog", list_authlog)
+        .get("/users/{user}/authlog/{event}", get_authlog_event)
         .get("/users/{user}/asps", list_asps)
         .post("/users/{user}/asps", create_asp)
         .get("/users/{user}/asps/{asp}", get_asp)
@@ -47,6 +53,45 @@ async fn authenticate(
     let request = wire::auth_request(params)?;
     let authenticated = auth::authenticate(&state, request).await?;
     Ok(Json(wire::authenticated_json(&authenticated)))
+}
+
+/// `DELETE /authenticate` (WildDuck's): ends the calling user token; nothing for the root
+/// token.
+async fn end_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    if let Some(grant) = caller.user() {
+        tokens::revoke(&state, &grant.token_hash).await?;
+    }
+    Ok(success())
+}
+
+/// `GET /authenticated` (WildDuck's): whether the calling token is valid; an invalid one never
+/// gets here (the access layer answers 403).
+async fn authenticated(Params(params): Params) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    Ok(success())
+}
+
+/// `POST /preauth` (WildDuck's): checks that a user may log in, without a password.
+async fn preauth(State(state): State<AppState>, Params(params): Params) -> ApiResult<Json<Value>> {
+    let (username, scope, _session) = wire::preauth_request(params)?;
+    let found = auth::preauth(&state, &username, &scope).await?;
+    Ok(Json(wire::preauthenticated_json(&found)))
+}
+
+/// `GET /users/{user}/authlog/{event}` (WildDuck's): one security log entry.
+async fn get_authlog_event(
+    State(state): State<AppState>,
+    Ids((user, event)): Ids<(UserId, EventId)>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let entry = authlog::get(&state, &user, &event).await?;
+    Ok(Json(authlog_wire::event_json(&entry)))
 }
 
 /// `GET /users/{user}/authlog` (spec "List the authentication log").
@@ -120,11 +165,12 @@ async fn setup_totp(
 /// `POST /users/{user}/2fa/totp/enable` (spec "Verify 2FA").
 async fn enable_totp(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
     let (token, session) = wire::totp_token(params)?;
-    totp::enable(&state, &user, &token, &session).await?;
+    totp::enable(&state, &user, &token, &session, caller.user()).await?;
     Ok(success())
 }
 
@@ -134,9 +180,12 @@ async fn check_totp(
     Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let (token, session) = wire::totp_token(params)?;
-    totp::check(&state, &user, &token, &session).await?;
-    Ok(success())
+    let (code, nonce, session) = wire::totp_check(params)?;
+    let token = totp::check(&state, &user, &code, nonce.as_deref(), &session).await?;
+    Ok(Json(match token {
+        Some(token) => json!({ "success": true, "token": token }),
+        None => json!({ "success": true }),
+    }))
 }
 
 /// `DELETE /users/{user}/2fa/totp` (spec "Disable TOTP").

@@ -25,6 +25,7 @@ pub fn routes() -> Routes {
     Routes::new()
         .get(MESSAGES, list_messages)
         .post(MESSAGES, upload_message)
+        .put(MESSAGES, update_messages_in_body)
         .get(MESSAGE, get_message)
         .put(MESSAGE, update_messages)
         .delete(MESSAGE, delete_message)
@@ -121,6 +122,18 @@ async fn update_messages(
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
     let request = wire::message_update(&selector.0, params)?;
+    let updated = messages::update(&state, &user, &mailbox, request).await?;
+    Ok(Json(wire::updated_json(&updated)))
+}
+
+/// `PUT .../messages` (WildDuck's form of the above, which its web client uses): the same
+/// update with `message` in the body.
+async fn update_messages_in_body(
+    State(state): State<AppState>,
+    Ids((user, mailbox)): Ids<(UserId, MailboxId)>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let request = wire::bulk_message_update(params)?;
     let updated = messages::update(&state, &user, &mailbox, request).await?;
     Ok(Json(wire::updated_json(&updated)))
 }

@@ -1,10 +1,11 @@
 //! The users endpoint group: `GET/POST /users`, `GET/PUT/DELETE /users/{user}`,
-//! `PUT /users/{user}/logout`. Handlers validate through `eider_shared::http::wire::users`,
+//! `PUT /users/{user}/logout`, `GET /users/resolve/{username}`. Handlers validate through `eider_shared::http::wire::users`,
 //! call `eider_shared::domain::users`, and answer the JSON; the rules live in shared/.
 
-use axum::extract::State;
-use axum::{Json, Router};
+use axum::extract::{Path, State};
+use axum::{Extension, Json, Router};
 use eider_shared::domain::users;
+use eider_shared::http::access::Caller;
 use eider_shared::http::extract::UserId;
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::users as wire;
@@ -20,6 +21,7 @@ pub fn routes() -> Routes {
         .put("/users/{user}", update_user)
         .delete("/users/{user}", delete_user)
         .put("/users/{user}/logout", logout_user)
+        .get("/users/resolve/{username}", resolve_user)
 }
 
 pub fn router() -> Router<AppState> {
@@ -27,18 +29,26 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /users`: search and list users (spec "Search and list users").
+/// A user token lists only its own user.
 async fn list_users(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
     let (request, view) = wire::list_users(params)?;
-    let listing = users::list(&state, &request).await?;
-    Ok(Json(wire::list_json(
-        &request,
-        &view,
-        &listing,
-        &state.config,
-    )))
+    let listing = match caller.user() {
+        None => users::list(&state, &request).await?,
+        Some(grant) => users::list_own(&state, &request, &grant.user).await?,
+    };
+    let mut body = wire::list_json(&request, &view, &listing, &state.config);
+    if caller.user().is_some()
+        && let Some(results) = body["results"].as_array_mut()
+    {
+        for entry in results {
+            *entry = wire::owner_view(entry.take());
+        }
+    }
+    Ok(Json(body))
 }
 
 /// `POST /users`: create a user (spec "Add a new user").
@@ -54,22 +64,30 @@ async fn create_user(
 /// `GET /users/{user}` (spec "Get one user").
 async fn get_user(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
     session_only(params)?;
     let stored = users::load(&state, &user).await?;
-    Ok(Json(wire::user_json(&stored, &state.config)))
+    let body = wire::user_json(&stored, &state.config);
+    Ok(Json(match caller {
+        Caller::Root => body,
+        Caller::User(_) => wire::owner_view(body),
+    }))
 }
 
 /// `PUT /users/{user}` (spec "Update user details").
+/// A user token changes only what WildDuck's `user` role may, and keeps working after its own
+/// password change.
 async fn update_user(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Ids(user): Ids<UserId>,
     Params(params): Params,
 ) -> ApiResult<Json<Value>> {
-    let changes = wire::user_changes(params)?;
-    users::update(&state, &user, changes).await?;
+    let changes = wire::user_changes(params, caller.user().is_some())?;
+    users::update(&state, &user, changes, caller.user()).await?;
     Ok(Json(json!({ "success": true })))
 }
 
@@ -93,4 +111,16 @@ async fn logout_user(
     let reason = wire::logout(params)?;
     users::logout(&state, &user, reason).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// `GET /users/resolve/{username}` (WildDuck's): the id of a username (dots and case
+/// ignored; an address-shaped username is looked up as a username, never as an address).
+async fn resolve_user(
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let username = wire::resolve_request(&username, params)?;
+    let id = users::resolve_username(&state, &username).await?;
+    Ok(Json(json!({ "success": true, "id": id })))
 }

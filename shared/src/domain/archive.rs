@@ -2,8 +2,11 @@
 //! outside the quota, addressed by their hex message id. The janitor purges them (item and
 //! blob) when their time is up.
 //!
-//! Also the quota recount (`POST /users/{user}/quota/reset`).
+//! Also the restore of a date range (`POST /users/{user}/archived/restore`), a task that runs
+//! in bounded steps, and the quota recount (`POST /users/{user}/quota/reset`).
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::mailboxes::{self, StoredMailbox};
@@ -13,7 +16,7 @@ use super::retry::{Attempt, retry_on_conflict};
 use super::users::{self, ARCHIVED_COUNT, STORAGE_USED};
 use super::{AppState, DomainError, DomainResult, journal, keys};
 use crate::id::ObjectId;
-use crate::store::{Condition, Item, Query, StoreError, Update, Write};
+use crate::store::{Condition, Cursor, Item, Key, Query, StoreError, Update, Write};
 
 /// Labels of the conditions on archive items (see [`crate::store::Guard`]).
 /// The archived message is gone (restored or purged meanwhile).
@@ -156,6 +159,145 @@ async fn restore_into(
     }
     super::messages::reindex(state, &message).await;
     Ok(message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restoring a date range
+
+/// A restore of every message archived (deleted) between `start` and `end`, in progress.
+/// Each step looks at the next archived messages after `after`; a message restored twice is
+/// impossible (each restore removes its archive entry under a condition), so a step that died
+/// half-way is simply run again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreTask {
+    pub id: ObjectId,
+    pub user: ObjectId,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The archive position (sort key) up to which messages were looked at.
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub restored: u64,
+    /// Messages that could not be restored (logged), left in the archive.
+    #[serde(default)]
+    pub failed: u64,
+}
+
+/// Label of the condition on the task item: it is gone (finished meanwhile).
+const TASK_GONE: &str = "restore task gone";
+/// Archived messages one step looks at.
+pub const RESTORE_STEP: usize = 100;
+
+impl RestoreTask {
+    fn key(&self) -> Key {
+        keys::restore_task(&self.user, &self.id)
+    }
+
+    fn item(&self, due: i64) -> Item {
+        Item::new(self.key(), serde_json::to_value(self).unwrap_or_default())
+            .with_gsi1(keys::restore_task_entry(due, &self.user, &self.id))
+    }
+}
+
+/// `POST /users/{user}/archived/restore`: starts restoring every message archived between
+/// `start` and `end` into the mailbox it was deleted from (INBOX when that is gone; WildDuck's
+/// API promises this, its code makes a "Restored" folder instead). The first step runs at once,
+/// so a small range is restored when this answers; the janitor carries on with the rest.
+pub async fn start_range_restore(
+    state: &AppState,
+    user: &ObjectId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> DomainResult<ObjectId> {
+    users::load(state, user).await?;
+    let task = RestoreTask {
+        id: ObjectId::new(),
+        user: *user,
+        start,
+        end,
+        after: None,
+        restored: 0,
+        failed: 0,
+    };
+    let item = task.item(Utc::now().timestamp());
+    state
+        .table
+        .transact(vec![Write::put_new(item, TASK_GONE)])
+        .await?;
+    tracing::info!(user = %user, task = %task.id, %start, %end, "archive restore started");
+    if let Err(e) = restore_step(state, &task.key(), RESTORE_STEP).await {
+        tracing::warn!(task = %task.id, error = %e, "archive restore step failed; the janitor retries");
+    }
+    Ok(task.id)
+}
+
+/// What one step of a range restore did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreStep {
+    pub restored: usize,
+    /// The task is finished (and removed), or was not there.
+    pub done: bool,
+}
+
+/// One bounded step of the range restore at `key`: looks at up to `limit` archived messages
+/// after the task's position, restores those in its range, and saves the new position (or
+/// removes the task when the archive has been walked to its end).
+pub async fn restore_step(state: &AppState, key: &Key, limit: usize) -> DomainResult<RestoreStep> {
+    let Some(item) = state.table.get(key).await? else {
+        return Ok(RestoreStep {
+            restored: 0,
+            done: true,
+        });
+    };
+    let mut task: RestoreTask = serde_json::from_value(item.body.clone())
+        .map_err(|e| DomainError::corrupt("restore task", &item.pk, e))?;
+    let query = Query::table(keys::archive_pk(&task.user))
+        .limit(limit)
+        .start_after(task.after.clone().map(|sk| Cursor {
+            pk: keys::archive_pk(&task.user),
+            sk,
+            index: None,
+        }));
+    let page = state.table.query(&query).await?;
+    let mut restored = 0;
+    for entry in &page.items {
+        task.after = Some(entry.sk.clone());
+        let Ok(archived) = from_item(entry) else {
+            task.failed += 1;
+            continue;
+        };
+        if archived.archived < task.start || archived.archived > task.end {
+            continue;
+        }
+        match restore(state, &task.user, &archived.message.id, None).await {
+            Ok(_) => restored += 1,
+            // Restored or purged meanwhile.
+            Err(DomainError::MessageNotFound(_)) => {}
+            Err(DomainError::UserNotFound(_)) => break,
+            Err(e) => {
+                task.failed += 1;
+                tracing::warn!(task = %task.id, message = %archived.message.id, error = %e, "archived message not restored");
+            }
+        }
+    }
+    task.restored += restored as u64;
+    let finished = page.next.is_none() || users::load(state, &task.user).await.is_err();
+    let write = if finished {
+        tracing::info!(task = %task.id, user = %task.user, restored = task.restored, failed = task.failed, "archive restore finished");
+        Write::delete(task.key())
+    } else {
+        Write::put(task.item(Utc::now().timestamp())).when(Condition::Exists, TASK_GONE)
+    };
+    match state.table.transact(vec![write]).await {
+        Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(RestoreStep {
+        restored,
+        done: finished,
+    })
 }
 
 /// What a quota recount found.

@@ -27,8 +27,8 @@ use super::authlog::{AuthlogEntry, Session};
 use super::names::{self, uview};
 use super::ratelimit::{self, Attempt, Gate, Subject};
 use super::retry::{self, USER_CONTENDED, retry_on_conflict};
-use super::users::{self, StoredUser, TempPassword, profile_update};
-use super::{AppState, DomainError, DomainResult, journal, password, totp, unix_now};
+use super::users::{self, StoredUser, TempPassword, User, profile_update};
+use super::{AppState, DomainError, DomainResult, journal, password, tokens, totp, unix_now};
 use crate::id::ObjectId;
 use crate::store::{StoreError, Write};
 
@@ -67,6 +67,8 @@ pub struct AuthRequest {
     pub scope: String,
     pub protocol: String,
     pub app_id: Option<String>,
+    /// `token: true`: answer a user access token (only for scope `master`).
+    pub token: bool,
     pub session: Session,
 }
 
@@ -76,6 +78,7 @@ impl std::fmt::Debug for AuthRequest {
             .field("username", &self.username)
             .field("scope", &self.scope)
             .field("protocol", &self.protocol)
+            .field("token", &self.token)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +92,20 @@ pub struct Authenticated {
     /// The second factors the client must still check (empty: none).
     pub require_2fa: Vec<String>,
     pub require_password_change: bool,
+    /// The session, when `token: true` was asked for: a token, or the nonce to finish the
+    /// second factor with first.
+    pub session: Option<SessionGrant>,
+}
+
+/// What `token: true` answers (WildDuck's `token`, `twoFactorNonce` and `totpNonce`).
+#[derive(Debug, Default)]
+pub struct SessionGrant {
+    /// A user access token, valid at once.
+    pub token: Option<String>,
+    /// Strict 2FA: the nonce that the second factor's check turns into a token.
+    pub two_factor_nonce: Option<String>,
+    /// The nonce `POST /users/{user}/2fa/totp/check` takes.
+    pub totp_nonce: Option<String>,
 }
 
 fn invalid_scope() -> DomainError {
@@ -129,10 +146,15 @@ async fn load_if_exists(state: &AppState, id: &ObjectId) -> DomainResult<Option<
 }
 
 /// What kind of password matched.
+#[derive(Debug, Clone, Copy)]
 enum Matched {
     Master,
     Temporary,
+    ApplicationPassword,
 }
+
+/// A login that succeeded, and with which kind of password.
+type Outcome = (Authenticated, Matched);
 
 /// `POST /authenticate`.
 pub async fn authenticate(state: &AppState, request: AuthRequest) -> DomainResult<Authenticated> {
@@ -167,7 +189,103 @@ pub async fn authenticate(state: &AppState, request: AuthRequest) -> DomainResul
         stored: &stored,
         attempt: &attempt,
     };
-    login.run().await
+    let (mut authenticated, matched) = login.run().await?;
+    if matches!(matched, Matched::Master) {
+        upgrade_hash(state, &stored, &request.password).await;
+    }
+    if request.token {
+        authenticated.session = Some(grant_session(state, &stored.user, &authenticated).await?);
+    }
+    Ok(authenticated)
+}
+
+/// Issues what `token: true` asks for, as WildDuck: with a second factor pending under strict
+/// 2FA, only a nonce (the second factor's check answers the token); otherwise a token at once,
+/// plus a nonce to check TOTP with when TOTP is enabled.
+async fn grant_session(
+    state: &AppState,
+    user: &User,
+    authenticated: &Authenticated,
+) -> DomainResult<SessionGrant> {
+    let pending = &authenticated.require_2fa;
+    let totp_pending = pending.iter().any(|m| m == totp::METHOD);
+    let mut grant = SessionGrant::default();
+    if state.config.tokens.strict_2fa && !pending.is_empty() {
+        let nonce = tokens::issue_nonce(state, &user.id, true).await?;
+        if totp_pending {
+            grant.totp_nonce = Some(nonce.clone());
+        }
+        grant.two_factor_nonce = Some(nonce);
+    } else {
+        grant.token = Some(tokens::issue(state, &user.id, user.auth_version).await?);
+        if totp_pending {
+            grant.totp_nonce = Some(tokens::issue_nonce(state, &user.id, false).await?);
+        }
+    }
+    Ok(grant)
+}
+
+/// Replaces a master password hash imported from WildDuck (bcrypt, pbkdf2, crypt ...) with an
+/// argon2id hash of the password that just matched it. Best effort: the login stands whatever
+/// happens here, and a profile changed meanwhile keeps its change.
+async fn upgrade_hash(state: &AppState, stored: &StoredUser, given: &str) {
+    let Some(current) = stored.user.password.as_deref() else {
+        return;
+    };
+    if !password::needs_upgrade(current) {
+        return;
+    }
+    let result = async {
+        let hash = password::hash(given.to_string()).await?;
+        let mut user = stored.user.clone();
+        user.password = Some(hash);
+        match state
+            .table
+            .transact(vec![profile_update(stored, &user)])
+            .await
+        {
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(DomainError::from(e)),
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(user = %stored.user.id, "imported password hash replaced by argon2id")
+        }
+        Err(e) => {
+            tracing::warn!(user = %stored.user.id, error = %e, "imported password hash not replaced")
+        }
+    }
+}
+
+/// `POST /preauth`: whether `login` names a user that may log in to `scope`, without a
+/// password: no rate limit and no authlog entry (WildDuck's). Unknown, disabled and suspended
+/// users all get `AuthFailed`; `require2fa` is filled only for scope `master`.
+pub async fn preauth(state: &AppState, login: &str, scope: &str) -> DomainResult<Authenticated> {
+    let (found, _) = resolve_login(state, login).await?;
+    let Some(stored) = found.filter(|s| !s.user.disabled && !s.user.suspended) else {
+        return Err(DomainError::AuthFailed);
+    };
+    let user = stored.user;
+    if user.disabled_scopes.iter().any(|s| s == scope) {
+        return Err(DomainError::ScopeRefused(
+            "Access to requested service disabled",
+        ));
+    }
+    Ok(Authenticated {
+        id: user.id,
+        require_2fa: if scope == "master" {
+            user.enabled_2fa()
+        } else {
+            Vec::new()
+        },
+        username: user.username,
+        address: user.address,
+        scope: scope.to_string(),
+        require_password_change: false,
+        session: None,
+    })
 }
 
 /// An `authentication` authlog entry of this request.
@@ -213,7 +331,7 @@ impl Login<'_> {
     }
 
     /// Logs a failure (locking when it reaches the limit) and answers `error`.
-    async fn fail(&self, entry: AuthlogEntry, error: DomainError) -> DomainResult<Authenticated> {
+    async fn fail(&self, entry: AuthlogEntry, error: DomainError) -> DomainResult<Outcome> {
         let table = self.state.table.as_ref();
         table.transact(vec![entry.write(self.id())]).await?;
         let lock = lock_entry(self.state, self.request, self.attempt);
@@ -234,8 +352,8 @@ impl Login<'_> {
         entry: AuthlogEntry,
         extra: Vec<Write>,
         require_2fa: Vec<String>,
-        require_password_change: bool,
-    ) -> DomainResult<Authenticated> {
+        matched: Matched,
+    ) -> DomainResult<Outcome> {
         let mut writes = vec![entry.write(self.id())];
         writes.extend(extra);
         writes.extend(self.attempt.clear_writes());
@@ -247,17 +365,19 @@ impl Login<'_> {
         }
         let user = &self.stored.user;
         tracing::info!(user = %user.id, scope = %self.request.scope, "authenticated");
-        Ok(Authenticated {
+        let authenticated = Authenticated {
             id: user.id,
             username: user.username.clone(),
             address: user.address.clone(),
             scope: self.request.scope.clone(),
             require_2fa,
-            require_password_change,
-        })
+            require_password_change: matches!(matched, Matched::Temporary),
+            session: None,
+        };
+        Ok((authenticated, matched))
     }
 
-    async fn run(&self) -> DomainResult<Authenticated> {
+    async fn run(&self) -> DomainResult<Outcome> {
         let user = &self.stored.user;
         let request = self.request;
         let now = Utc::now();
@@ -332,7 +452,7 @@ impl Login<'_> {
                 entry = entry.with("require2fa", enabled2fa.join(","));
                 enabled2fa
             };
-            return self.succeed(entry, Vec::new(), require2fa, temporary).await;
+            return self.succeed(entry, Vec::new(), require2fa, kind).await;
         }
 
         // Application-specific passwords: never for master.
@@ -367,7 +487,9 @@ impl Login<'_> {
             }
             let used = asp.used_write(&entry.id, request.session.ip.as_deref());
             // An application password never asks for the second factor.
-            return self.succeed(entry, vec![used], Vec::new(), false).await;
+            return self
+                .succeed(entry, vec![used], Vec::new(), Matched::ApplicationPassword)
+                .await;
         }
         self.fail(
             self.entry("fail").with("source", "master"),

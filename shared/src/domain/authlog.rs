@@ -139,3 +139,19 @@ pub async fn list(
     })?;
     Ok(AuthlogListing { total, page })
 }
+
+/// `GET /users/{user}/authlog/{event}`: one entry of the user's log.
+pub async fn get(
+    state: &AppState,
+    user: &ObjectId,
+    event: &ObjectId,
+) -> DomainResult<AuthlogEntry> {
+    super::users::load(state, user).await?;
+    let item = state
+        .table
+        .get(&keys::authlog(user, event))
+        .await?
+        .ok_or(DomainError::EventNotFound)?;
+    serde_json::from_value(item.body.clone())
+        .map_err(|e| DomainError::corrupt("authlog entry", &item.sk, e))
+}

@@ -107,6 +107,12 @@ pub enum DomainError {
     SecretUnreadable(&'static str),
     #[error("Failed to generate QR code")]
     QrCode,
+    /// A 2FA nonce that is unknown, used up, expired or another user's.
+    #[error("Invalid or expired 2FA nonce")]
+    NonceInvalid,
+    /// An authlog event that is not the user's.
+    #[error("Event was not found")]
+    EventNotFound,
 
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::addresses::{ADDRESS_GONE, StoredAddress};
-use super::archive::ARCHIVED_GONE;
+use super::archive::{self, ARCHIVED_GONE};
 use super::messages::{self, Archived, Message};
 use super::users::{self, ARCHIVED_COUNT};
 use super::{AppState, DomainError, DomainResult};
@@ -84,6 +84,8 @@ pub struct Report {
     pub messages_drained: usize,
     /// Messages of deleted users removed for good (no archive), also those that expired.
     pub messages_purged: usize,
+    /// Archived messages put back by range restores (`POST /users/{user}/archived/restore`).
+    pub messages_restored: usize,
     pub blobs_deleted: usize,
     /// Blobs of uploads that never committed (the process died between the blob write and
     /// the message's transaction), removed with their markers.
@@ -100,7 +102,10 @@ pub struct Report {
 impl Report {
     /// True when the run removed anything at all.
     pub fn removed_anything(&self) -> bool {
-        self.items_deleted > 0 || self.blobs_deleted > 0 || self.messages_expired > 0
+        self.items_deleted > 0
+            || self.blobs_deleted > 0
+            || self.messages_expired > 0
+            || self.messages_restored > 0
     }
 }
 
@@ -141,6 +146,7 @@ pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> Domain
             mailboxes_drained = report.mailboxes_drained,
             messages_drained = report.messages_drained,
             messages_purged = report.messages_purged,
+            messages_restored = report.messages_restored,
             uploads_reclaimed = report.uploads_reclaimed,
             blobs_deleted = report.blobs_deleted,
             items_deleted = report.items_deleted,
@@ -463,6 +469,8 @@ impl Run<'_> {
                     self.purge_user(&task).await?
                 } else if task.pk.starts_with(keys::DELETED_MAILBOX_PK_PREFIX) {
                     self.drain_mailbox(&task).await?
+                } else if task.pk.starts_with(keys::RESTORE_TASK_PK_PREFIX) {
+                    self.restore_range(&task).await?
                 } else {
                     tracing::warn!(pk = %task.pk, "unknown janitor task; skipped");
                     true
@@ -472,6 +480,24 @@ impl Run<'_> {
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(finished),
+            }
+        }
+    }
+
+    /// A restore of archived messages by date range: steps until it is done or the budget is
+    /// spent. Returns true once the task is finished.
+    async fn restore_range(&mut self, task: &Item) -> DomainResult<bool> {
+        loop {
+            if self.spent() {
+                return Ok(false);
+            }
+            let step =
+                archive::restore_step(self.state, &task.key(), archive::RESTORE_STEP).await?;
+            self.report.messages_restored += step.restored;
+            // Each: its archive entry.
+            self.report.items_deleted += step.restored;
+            if step.done {
+                return Ok(true);
             }
         }
     }

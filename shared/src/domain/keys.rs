@@ -8,7 +8,7 @@
 //! | address | `USER#<user>` | `ADDR#<address id>` | `ADDRS#<bucket>` / addrview |
 //! | address claim | `ADDRESS#<addrview>` | `ADDRESS` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
-//! | mailbox path claim | `USER#<user>` | `MPATH#<path>` | |
+//! | mailbox path claim | `USER#<user>` | `MPATH#<path>` (over 512 bytes: `MPATHH#<sha256>`) | |
 //! | authlog entry | `USER#<user>` | `AUTHLOG#<id>` | |
 //! | journal sequence | `USER#<user>` | `JSEQ` | |
 //! | journal event | `JOURNAL#<user>` | `<seq, 20 digits>` | |
@@ -65,7 +65,19 @@ pub fn mailbox(user: &ObjectId, mailbox: &ObjectId) -> Key {
     Key::new(user_pk(user), format!("{MAILBOX_SK_PREFIX}{mailbox}"))
 }
 
+/// Paths longer than this (in bytes) are claimed by their SHA-256: a sort key holds at most
+/// 1,024 bytes, and WildDuck's paths may be far longer (128 levels of 512 characters).
+const LONG_PATH_BYTES: usize = 512;
+
 pub fn mailbox_path_claim(user: &ObjectId, path: &str) -> Key {
+    if path.len() > LONG_PATH_BYTES {
+        use sha2::{Digest, Sha256};
+        let digest: String = Sha256::digest(path.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        return Key::new(user_pk(user), format!("MPATHH#{digest}"));
+    }
     Key::new(user_pk(user), format!("MPATH#{path}"))
 }
 
@@ -259,6 +271,16 @@ pub fn mailbox_task(due_unix: i64, user: &ObjectId, mailbox: &ObjectId) -> Index
     IndexKey::new(TASKS_PK, format!("{due_unix:012}#MBOX#{user}#{mailbox}"))
 }
 
+/// A restore of archived messages by date range (`POST /users/{user}/archived/restore`), a
+/// janitor task on gsi1 until it is done.
+pub fn restore_task(user: &ObjectId, task: &ObjectId) -> Key {
+    Key::new(format!("{RESTORE_TASK_PK_PREFIX}{user}#{task}"), "RESTORE")
+}
+
+pub fn restore_task_entry(due_unix: i64, user: &ObjectId, task: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#RESTORE#{user}#{task}"))
+}
+
 /// Blob key of a message's raw source.
 pub fn message_blob(user: &ObjectId, message: &ObjectId) -> String {
     format!("messages/{user}/{message}.eml")
@@ -316,6 +338,7 @@ pub const ARCHIVE_PK_PREFIX: &str = "ARCHIVE#";
 pub const PENDING_BLOB_PK_PREFIX: &str = "BLOBPEND#";
 pub const DELETED_USER_PK_PREFIX: &str = "DELETED#";
 pub const DELETED_MAILBOX_PK_PREFIX: &str = "MBOXDEL#";
+pub const RESTORE_TASK_PK_PREFIX: &str = "RESTORE#";
 
 /// The sort-key range of `PURGE#` and `TASKS` entries due at `now_unix` or earlier. Due times
 /// are zero-padded to 12 digits, so string order is time order; `-` (below every digit) also

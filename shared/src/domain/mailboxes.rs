@@ -464,7 +464,12 @@ pub async fn update(
     {
         return Err(DomainError::NoUpdates("Nothing was changed"));
     }
-    let current = load(state, user, id).await?;
+    let update_failed =
+        || DomainError::MailboxNotFound("Mailbox update failed with code NoSuchMailbox");
+    let current = match load(state, user, id).await {
+        Err(DomainError::MailboxNotFound(_)) => return Err(update_failed()),
+        other => other?,
+    };
     let mut changed = current.mailbox.clone();
     if let Some(r) = retention {
         changed.retention = r;
@@ -488,7 +493,7 @@ pub async fn update(
             guard: Some(Condition::Exists.labeled(MAILBOX_GONE)),
         };
         return match state.table.transact(vec![write]).await {
-            Err(StoreError::ConditionFailed { .. }) => Err(not_found()),
+            Err(StoreError::ConditionFailed { .. }) => Err(update_failed()),
             other => other.map_err(Into::into),
         };
     };

@@ -206,13 +206,19 @@ pub async fn issue_nonce(
     Ok(nonce)
 }
 
-/// Uses up a nonce of `user`: `Some(token_requested)`, or `None` when it is unknown, used or
-/// expired (or another user's).
+/// A nonce that was used up: what it was issued for, and until when it was valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakenNonce {
+    pub token_requested: bool,
+    expires_at: i64,
+}
+
+/// Uses up a nonce of `user`, or `None` when it is unknown, used, expired or another user's.
 pub async fn take_nonce(
     state: &AppState,
     user: &ObjectId,
     nonce: &str,
-) -> DomainResult<Option<bool>> {
+) -> DomainResult<Option<TakenNonce>> {
     if !is_token_shaped(nonce) {
         return Ok(None);
     }
@@ -220,27 +226,37 @@ pub async fn take_nonce(
     let Some(item) = state.table.get(&key).await? else {
         return Ok(None);
     };
-    let taken = Write::delete(key).when(Condition::Exists, TOKEN_GONE);
+    let taken = TakenNonce {
+        token_requested: item.body["tokenRequested"] == true,
+        expires_at: item
+            .expires_at
+            .unwrap_or_else(|| unix_now() + NONCE_SECONDS),
+    };
+    if taken.expires_at <= unix_now() {
+        return Ok(None);
+    }
+    let used = Write::delete(key).when(Condition::Exists, TOKEN_GONE);
     let profile = Write::check(users::profile_key(user), Condition::Exists, USER_GONE);
-    match state.table.transact(vec![taken, profile]).await {
-        Ok(()) => Ok(Some(item.body["tokenRequested"] == true)),
+    match state.table.transact(vec![used, profile]).await {
+        Ok(()) => Ok(Some(taken)),
         Err(StoreError::ConditionFailed { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Puts a taken nonce back (a wrong code keeps the nonce usable, as in WildDuck).
+/// Puts a used nonce back with the time it had left (a wrong code keeps the nonce usable, as
+/// in WildDuck).
 pub async fn restore_nonce(
     state: &AppState,
     user: &ObjectId,
     nonce: &str,
-    token_requested: bool,
+    taken: TakenNonce,
 ) -> DomainResult<()> {
     let item = Item::new(
         nonce_key(user, &digest(&nonce.to_ascii_lowercase())),
-        json!({ "tokenRequested": token_requested }),
+        json!({ "tokenRequested": taken.token_requested }),
     )
-    .with_expiry(unix_now() + NONCE_SECONDS);
+    .with_expiry(taken.expires_at);
     state.table.transact(vec![Write::put(item)]).await?;
     Ok(())
 }

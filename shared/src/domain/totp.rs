@@ -25,6 +25,7 @@ use totp_rs::{Algorithm, Secret};
 use super::authlog::{AuthlogEntry, Session};
 use super::ratelimit::{self, Gate, Subject};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
+use super::tokens::{self, Grant};
 use super::users::{self, StoredUser, User, profile_update};
 use super::{AppState, DomainError, DomainResult, journal, keys, unix_now};
 use crate::config::{Config, SecretKey};
@@ -41,7 +42,7 @@ const PENDING_VALIDITY_HOURS: i64 = 6;
 /// Label of the condition on a used-code item: the code was used already (see
 /// [`crate::store::Guard`]).
 const CODE_USED: &str = "code used";
-const METHOD: &str = "totp";
+pub const METHOD: &str = "totp";
 
 /// The TOTP secrets of a user, as stored on the profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -330,11 +331,15 @@ fn used_code(user: &ObjectId, step: u64, code: &str) -> Item {
 }
 
 /// `POST /users/{user}/2fa/totp/enable`: the pending seed becomes active when `token` verifies.
+///
+/// The first second factor ends every token of the user, except `keep` (the caller's own
+/// token, which WildDuck re-signs).
 pub async fn enable(
     state: &AppState,
     id: &ObjectId,
     token: &str,
     session: &Session,
+    keep: Option<&Grant>,
 ) -> DomainResult<()> {
     let key = state.config.secret_key.as_ref();
     let now = Utc::now();
@@ -358,6 +363,7 @@ pub async fn enable(
         if first_method {
             user.auth_version += 1;
         }
+        let ended_tokens = first_method.then_some(user.auth_version);
         user.enabled2fa.push(METHOD.into());
         user.totp = TotpSeeds {
             seed: Some(pending),
@@ -368,11 +374,11 @@ pub async fn enable(
             Write::put_new(used_code(id, step, token), CODE_USED),
             AuthlogEntry::new("enable 2fa totp", Some("success"), session, &state.config).write(id),
         ];
-        Ok((writes, first_method))
+        Ok((writes, ended_tokens))
     })
     .await;
-    let first_method = match result {
-        Ok((_, first_method)) => first_method,
+    let ended_tokens = match result {
+        Ok((_, ended_tokens)) => ended_tokens,
         Err(e) => {
             if matches!(e, DomainError::TotpTokenInvalid) {
                 let entry =
@@ -382,8 +388,11 @@ pub async fn enable(
             return Err(e);
         }
     };
-    if first_method {
+    if let Some(auth_version) = ended_tokens {
         // As a password change: sessions opened without the second factor end.
+        if let Some(grant) = keep.filter(|grant| grant.user == *id) {
+            tokens::resign(state, grant, auth_version).await?;
+        }
         let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
         journal::append(state.table.as_ref(), &state.config, id, event).await?;
     }
@@ -392,20 +401,61 @@ pub async fn enable(
 }
 
 /// `POST /users/{user}/2fa/totp/check`: verifies a code of enabled TOTP, once.
+///
+/// With the `totpNonce` of a login (`POST /authenticate` with `token: true`), the nonce is
+/// used up first (403 `InvalidTotpNonce` when it is not valid) and a wrong code gives it back;
+/// when the login asked for a token under strict 2FA, the answer is that token. Without a
+/// nonce, only the code is checked (WildDuck's clients from before strict 2FA).
 pub async fn check(
     state: &AppState,
     id: &ObjectId,
-    token: &str,
+    code: &str,
+    nonce: Option<&str>,
     session: &Session,
-) -> DomainResult<()> {
-    let config: &Config = &state.config;
+) -> DomainResult<Option<String>> {
     let table = state.table.as_ref();
-    let now = unix_now();
+    let config = &state.config;
     let attempt =
-        match ratelimit::begin(table, &config.auth_limit, &Subject::Totp(*id), now).await? {
+        match ratelimit::begin(table, &config.auth_limit, &Subject::Totp(*id), unix_now()).await? {
             Gate::Locked { retry_after } => return Err(ratelimit::rate_limited(retry_after)),
             Gate::Open(attempt) => attempt,
         };
+    let taken = match nonce {
+        Some(nonce) => match tokens::take_nonce(state, id, nonce).await? {
+            Some(taken) => Some(taken),
+            None => return Err(DomainError::NonceInvalid),
+        },
+        None => None,
+    };
+    let checked = check_code(state, id, code, session, &attempt).await;
+    match (checked, nonce, taken) {
+        (Ok(auth_version), _, Some(taken)) if taken.token_requested => {
+            Ok(Some(tokens::issue(state, id, auth_version).await?))
+        }
+        (Ok(_), _, _) => Ok(None),
+        (Err(e), Some(nonce), Some(taken))
+            if matches!(
+                e,
+                DomainError::TotpRejected | DomainError::RateLimited { .. }
+            ) =>
+        {
+            tokens::restore_nonce(state, id, nonce, taken).await?;
+            Err(e)
+        }
+        (Err(e), _, _) => Err(e),
+    }
+}
+
+/// Verifies `code` once, logging the outcome; answers the user's `authVersion`.
+async fn check_code(
+    state: &AppState,
+    id: &ObjectId,
+    code: &str,
+    session: &Session,
+    attempt: &ratelimit::Attempt,
+) -> DomainResult<u64> {
+    let config: &Config = &state.config;
+    let table = state.table.as_ref();
     let stored: StoredUser = users::load(state, id).await?;
     let user = &stored.user;
     let seed = match (&user.totp.seed, totp_enabled(user)) {
@@ -417,20 +467,20 @@ pub async fn check(
         }
     };
     let log = |result: &str| AuthlogEntry::new("check 2fa totp", Some(result), session, config);
-    let lock_log = || totp_lock_entry(session, config, &attempt).write(id);
+    let lock_log = || totp_lock_entry(session, config, attempt).write(id);
 
-    let Some(step) = verify(&seed, token, now as u64)? else {
+    let Some(step) = verify(&seed, code, unix_now() as u64)? else {
         table.transact(vec![log("fail").write(id)]).await?;
         attempt.failed(table, Some(lock_log())).await?;
         return Err(DomainError::TotpRejected);
     };
     let mut writes = vec![
-        Write::put_new(used_code(id, step, token), CODE_USED),
+        Write::put_new(used_code(id, step, code), CODE_USED),
         log("success").write(id),
     ];
     writes.extend(attempt.clear_writes());
     match table.transact(writes).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(user.auth_version),
         Err(StoreError::ConditionFailed { label: CODE_USED }) => {
             table
                 .transact(vec![log("fail").with("reason", "replay").write(id)])

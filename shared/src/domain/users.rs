@@ -18,6 +18,7 @@ use super::mailboxes::{CustomNames, default_mailboxes};
 use super::names::{self, normalize_address, uview};
 use super::paging::{PageRequest, PageResult, bucket_names, count_buckets, walk_buckets};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
+use super::tokens::{self, Grant};
 use super::{AppState, DomainError, DomainResult, journal, keys, password, stats};
 use crate::config::Config;
 use crate::id::ObjectId;
@@ -371,15 +372,10 @@ pub fn normalize_tags(tags: Vec<String>) -> Vec<String> {
 async fn stored_password(value: Option<String>, pre_hashed: bool) -> DomainResult<Option<String>> {
     match value {
         None => Ok(None),
-        Some(hash) if pre_hashed => {
-            if password::is_supported_hash(&hash) {
-                Ok(Some(hash))
-            } else {
-                Err(DomainError::UnsupportedHash(
-                    "Invalid algo: only argon2id PHC hashes are accepted".into(),
-                ))
-            }
-        }
+        Some(hash) if pre_hashed => match password::check_import(&hash) {
+            Ok(_) => Ok(Some(hash)),
+            Err(reason) => Err(DomainError::UnsupportedHash(reason)),
+        },
         Some(plain) => Ok(Some(password::hash(plain).await?)),
     }
 }
@@ -674,6 +670,28 @@ pub async fn list(state: &AppState, request: &ListUsers) -> DomainResult<UserLis
     })
 }
 
+/// `GET /users` for a user token: the listing holds at most its own user (WildDuck's
+/// `userlisting` read-own), when it matches the filters.
+pub async fn list_own(
+    state: &AppState,
+    request: &ListUsers,
+    id: &ObjectId,
+) -> DomainResult<UserListing> {
+    let items: Vec<StoredUser> = match load(state, id).await {
+        Ok(stored) if request.matches(&stored.user) => vec![stored],
+        Ok(_) | Err(DomainError::UserNotFound(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(UserListing {
+        total: items.len() as u64,
+        page: PageResult {
+            items,
+            next: None,
+            previous: None,
+        },
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Update
 
@@ -685,12 +703,20 @@ pub struct UserChanges {
     pub password: Option<Option<String>>,
     pub hashed_password: bool,
     pub existing_password: Option<String>,
+    /// Logged with a password change (`API` unless the caller says).
+    pub protocol: String,
     pub session: Session,
 }
 
 /// Applies `PUT /users/{user}`: only the given fields change; a password change is verified
-/// against `existingPassword` when given, logged, and ends the user's sessions.
-pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> DomainResult<()> {
+/// against `existingPassword` when given, logged, and ends the user's sessions and tokens,
+/// except `keep` (the token the change was made with, which WildDuck re-signs).
+pub async fn update(
+    state: &AppState,
+    id: &ObjectId,
+    changes: UserChanges,
+    keep: Option<&Grant>,
+) -> DomainResult<()> {
     let current = load(state, id).await?;
     if let (Some(existing), Some(stored)) = (&changes.existing_password, &current.user.password)
         && !password::verify(existing.clone(), stored.clone()).await
@@ -700,7 +726,8 @@ pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> Do
             Some("fail"),
             &changes.session,
             &state.config,
-        );
+        )
+        .with("protocol", changes.protocol.clone());
         state.table.transact(vec![entry.write(id)]).await?;
         return Err(DomainError::WrongExistingPassword);
     }
@@ -734,6 +761,7 @@ pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> Do
                         &changes.session,
                         &state.config,
                     )
+                    .with("protocol", changes.protocol.clone())
                     .write(id),
                 );
             }
@@ -761,6 +789,11 @@ pub async fn update(state: &AppState, id: &ObjectId, changes: UserChanges) -> Do
                 Err(e) => return Err(e.into()),
             }
             if user.auth_version > current.user.auth_version {
+                if let Some(grant) = keep.filter(|g| g.user == *id && !user.suspended)
+                    && new_password.is_some()
+                {
+                    tokens::resign(state, grant, user.auth_version).await?;
+                }
                 let event = json!({"command": "LOGOUT", "reason": "Authentication required"});
                 journal::append(state.table.as_ref(), &state.config, id, event).await?;
             }
@@ -887,6 +920,14 @@ pub async fn id_by_username(state: &AppState, username: &str) -> DomainResult<Op
         .get(&keys::username_claim(&uview(username)))
         .await?;
     Ok(claim.and_then(|c| serde_json::from_value(c.body["user"].clone()).ok()))
+}
+
+/// `GET /users/resolve/{username}`: the id of a user by username only (addresses are never
+/// consulted).
+pub async fn resolve_username(state: &AppState, username: &str) -> DomainResult<ObjectId> {
+    id_by_username(state, username)
+        .await?
+        .ok_or_else(DomainError::user_not_found)
 }
 
 /// The key of a user's profile (for other aggregates that check existence in a transaction).

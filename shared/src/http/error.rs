@@ -153,6 +153,8 @@ impl From<DomainError> for ApiError {
             E::TotpRejected => (S::FORBIDDEN, "InvalidToken"),
             E::SecretUnreadable(_) => (S::INTERNAL_SERVER_ERROR, "InternalConfigError"),
             E::QrCode => (S::INTERNAL_SERVER_ERROR, "QRError"),
+            E::NonceInvalid => (S::FORBIDDEN, "InvalidTotpNonce"),
+            E::EventNotFound => (S::NOT_FOUND, "EventNotFound"),
             E::Store(e) => return ApiError::internal(e),
             E::Internal(e) => return ApiError::internal(e),
         };
@@ -174,6 +176,8 @@ impl IntoResponse for ApiError {
         let mut body = Map::new();
         body.insert("error".into(), json!(self.message));
         body.insert("code".into(), json!(self.code));
+        // restify's clients (WildDuck's web client) show an error's `message`, not `error`.
+        body.insert("message".into(), json!(self.message));
         if let Some(details) = self.details {
             body.insert("details".into(), json!(details));
         }

@@ -148,6 +148,11 @@ object_id_part!(
     "upload"
 );
 object_id_part!(
+    /// `{event}`: an authlog entry.
+    EventId,
+    "event"
+);
+object_id_part!(
     /// `{message}` of the archive: archived messages are addressed by their object id.
     ArchivedId,
     "message"

@@ -371,6 +371,20 @@ impl Validator {
         Some(text)
     }
 
+    /// An optional date, as Joi's `date()` takes it: an ISO 8601 / RFC 2822 string, or a number
+    /// of milliseconds since 1970.
+    pub fn date(&mut self, field: &str) -> Option<DateTime<Utc>> {
+        let parsed = match self.raw(field)? {
+            Value::String(s) => parse_date(s.trim()),
+            Value::Number(n) => n.as_i64().and_then(DateTime::from_timestamp_millis),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(field, format!("{} must be a valid date", quoted(field)));
+        }
+        parsed
+    }
+
     /// An optional RFC 3339 date where `false` and `""` also mean "not given"
     /// (`deleteAfter`, `validAfter`).
     pub fn date_or_false(&mut self, field: &str) -> Option<DateTime<Utc>> {

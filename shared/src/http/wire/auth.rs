@@ -8,14 +8,14 @@ use crate::domain::asps::{self, Asp, Created, NewAsp, SCOPES as ASP_SCOPES};
 use crate::domain::auth::{AuthRequest, Authenticated, Reset, SCOPES};
 use crate::domain::authlog::Session;
 use crate::domain::names::{self, USERNAME_PATTERN};
+use crate::domain::tokens;
 use crate::domain::totp::Setup;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::validate::{Str, Validator};
 use crate::time::{iso, iso_or_false};
 
-/// Validates `POST /authenticate` (strict).
-pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
-    let mut v = Validator::new(params);
+/// `username`: a username or an address.
+fn login_name(v: &mut Validator) -> Option<String> {
     let username = v.required_string("username", Str::max(255).trim());
     if let Some(name) = &username
         && !USERNAME_PATTERN.is_match(&name.to_lowercase())
@@ -26,7 +26,11 @@ pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
             "\"username\" does not match any of the allowed types",
         );
     }
-    let password = v.required_string("password", Str::max(256));
+    username
+}
+
+/// `scope`: one of [`SCOPES`], `master` by default.
+fn scope(v: &mut Validator) -> String {
     let scope = v
         .string("scope", Str::max(20).trim().lowercase())
         .unwrap_or_else(|| "master".into());
@@ -36,15 +40,22 @@ pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
             "\"scope\" must be one of [master, imap, pop3, smtp]",
         );
     }
+    scope
+}
+
+/// Validates `POST /authenticate` (strict).
+pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
+    let mut v = Validator::new(params);
+    let username = login_name(&mut v);
+    let password = v.required_string("password", Str::max(256));
+    let scope = scope(&mut v);
     let protocol = v
         .string("protocol", Str::max(100).trim())
         .unwrap_or_else(|| "API".into());
     let app_id = v.string("appId", Str::max(1024).trim());
-    if v.boolean("token") == Some(true) {
-        v.error(
-            "token",
-            "\"token\" is not supported: Eider does not issue user access tokens",
-        );
+    let token = v.boolean("token").unwrap_or(false);
+    if token && scope != "master" && SCOPES.contains(&scope.as_str()) {
+        v.error("scope", "\"scope\" must be [master]");
     }
     let session = v.session();
     v.deny_unknown();
@@ -55,12 +66,56 @@ pub fn auth_request(params: Map<String, Value>) -> ApiResult<AuthRequest> {
         scope,
         protocol,
         app_id,
+        token,
         session,
     })
 }
 
 /// `POST /authenticate`.
 pub fn authenticated_json(auth: &Authenticated) -> Value {
+    let require2fa = if auth.require_2fa.is_empty() {
+        json!(false)
+    } else {
+        json!(auth.require_2fa)
+    };
+    let mut body = json!({
+        "success": true,
+        "id": auth.id,
+        "username": auth.username,
+        "address": auth.address,
+        "scope": auth.scope,
+        "require2fa": require2fa,
+        // WildDuck's account flag that makes a client ask to set up 2FA; Eider has none.
+        "require2faEnabled": false,
+        "requirePasswordChange": auth.require_password_change,
+    });
+    if let Some(session) = &auth.session {
+        for (name, value) in [
+            ("token", &session.token),
+            ("twoFactorNonce", &session.two_factor_nonce),
+            ("totpNonce", &session.totp_nonce),
+        ] {
+            if let Some(value) = value {
+                body[name] = json!(value);
+            }
+        }
+    }
+    body
+}
+
+/// Validates `POST /preauth` (strict): `username`, `scope`.
+pub fn preauth_request(params: Map<String, Value>) -> ApiResult<(String, String, Session)> {
+    let mut v = Validator::new(params);
+    let username = login_name(&mut v);
+    let scope = scope(&mut v);
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((username.unwrap_or_default(), scope, session))
+}
+
+/// `POST /preauth`.
+pub fn preauthenticated_json(auth: &Authenticated) -> Value {
     let require2fa = if auth.require_2fa.is_empty() {
         json!(false)
     } else {
@@ -73,7 +128,6 @@ pub fn authenticated_json(auth: &Authenticated) -> Value {
         "address": auth.address,
         "scope": auth.scope,
         "require2fa": require2fa,
-        "requirePasswordChange": auth.require_password_change,
     })
 }
 
@@ -243,11 +297,40 @@ pub fn setup_json(setup: &Setup) -> Value {
 /// Validates a request carrying a TOTP `token` (exactly 6 characters, as WildDuck checks it;
 /// Joi says "length must be 6 characters long" for both too short and too long).
 pub fn totp_token(params: Map<String, Value>) -> ApiResult<(String, Session)> {
+    let (token, _, session) = totp_code(params, false)?;
+    Ok((token, session))
+}
+
+/// Validates `POST /users/{user}/2fa/totp/check` (strict): `token`, and the `totpNonce` of
+/// `POST /authenticate` (optional: clients of WildDuck before strict 2FA send none).
+pub fn totp_check(params: Map<String, Value>) -> ApiResult<(String, Option<String>, Session)> {
+    totp_code(params, true)
+}
+
+fn totp_code(
+    params: Map<String, Value>,
+    with_nonce: bool,
+) -> ApiResult<(String, Option<String>, Session)> {
     let mut v = Validator::new(params);
     let token = v.required_string("token", Str::max(6).min(6).trim());
     if token.is_none() && !v.has_errors() {
         v.error("token", "\"token\" length must be 6 characters long");
     }
+    let nonce = if with_nonce {
+        let nonce = v.string("totpNonce", Str::max(40).trim());
+        if nonce
+            .as_deref()
+            .is_some_and(|n| !tokens::is_token_shaped(n))
+        {
+            v.error(
+                "totpNonce",
+                "\"totpNonce\" with value fails to match the required pattern: /^[0-9a-f]{40}$/i",
+            );
+        }
+        nonce
+    } else {
+        None
+    };
     let session = v.session();
     v.deny_unknown();
     v.finish().map_err(|err| match err.details {
@@ -260,5 +343,5 @@ pub fn totp_token(params: Map<String, Value>) -> ApiResult<(String, Session)> {
         }
         _ => err,
     })?;
-    Ok((token.unwrap_or_default(), session))
+    Ok((token.unwrap_or_default(), nonce, session))
 }

@@ -58,3 +58,10 @@ pub fn list_json(request: &ListAuthlog, listing: &AuthlogListing) -> Value {
     body["results"] = Value::Array(listing.page.items.iter().map(entry_json).collect());
     body
 }
+
+/// `GET /users/{user}/authlog/{event}`.
+pub fn event_json(entry: &AuthlogEntry) -> Value {
+    let mut body = entry_json(entry);
+    body["success"] = json!(true);
+    body
+}

@@ -111,10 +111,11 @@ pub fn new_mailbox(params: Map<String, Value>) -> ApiResult<NewMailbox> {
     let retention = v.count("retention");
     let encrypt_messages = v.boolean("encryptMessages").unwrap_or(false);
     v.session();
-    let path = path.map(|p| normalize_path(&p));
+    // Checked as given: WildDuck refuses `a/b/` rather than trimming it.
     if let Some(Err(message)) = path.as_deref().map(check_path) {
         v.error("path", message);
     }
+    let path = path.map(|p| normalize_path(&p));
     v.deny_unknown();
     v.finish()?;
     Ok(NewMailbox {

@@ -2,7 +2,7 @@
 //! flagged listing, validated into the domain's commands and answered in WildDuck's shape.
 
 use base64::Engine;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::domain::archive::{ArchiveListing, Recount};
@@ -14,7 +14,7 @@ use crate::domain::messages::{
 };
 use crate::domain::paging::PageRequest;
 use crate::domain::search::{SearchQuery, SearchResult, parse_q};
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_date};
 use crate::id::ObjectId;
@@ -223,6 +223,8 @@ pub fn message_update(message: &str, params: Map<String, Value>) -> ApiResult<Me
         expires,
         meta_data: v.json_object("metaData", MAX_DATA_BYTES),
     };
+    // WildDuck's spam-training hint (a webhook there); taken, and changes nothing here.
+    v.boolean("markHam");
     v.session();
     v.deny_unknown();
     v.finish()?;
@@ -231,6 +233,28 @@ pub fn message_update(message: &str, params: Map<String, Value>) -> ApiResult<Me
         move_to,
         changes,
     })
+}
+
+/// Validates WildDuck's `PUT .../messages` (strict): as [`message_update`], with `message`
+/// in the body.
+pub fn bulk_message_update(mut params: Map<String, Value>) -> ApiResult<MessageUpdate> {
+    let message = match params.remove("message") {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "message",
+                "\"message\" must be a string",
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid_field(
+                "message",
+                "\"message\" is required",
+            ));
+        }
+    };
+    message_update(&message, params)
 }
 
 /// Validates a listing that takes `order` and paging (the archive, flagged messages).
@@ -386,10 +410,16 @@ fn attachment_json(a: &AttachmentInfo) -> Value {
 /// The SMTP envelope of a message: MAIL FROM and RCPT TO for deliveries, empty for uploads.
 fn envelope_json(envelope: Option<&Envelope>) -> Value {
     match envelope {
-        Some(e) => json!({
-            "from": e.from,
-            "rcpt": [{ "value": e.to, "formatted": e.to }],
-        }),
+        Some(e) => {
+            // WildDuck's `formatted`: the address without its +label and local-part dots.
+            let formatted = crate::domain::names::normalize_address(&e.to, true)
+                .map(|a| a.addrview)
+                .unwrap_or_else(|_| e.to.to_lowercase());
+            json!({
+                "from": e.from,
+                "rcpt": [{ "value": e.to, "formatted": formatted }],
+            })
+        }
         None => json!({ "from": "", "rcpt": [] }),
     }
 }
@@ -480,6 +510,22 @@ fn archived_entry(archived: &Archived, mut entry: Value) -> Value {
 }
 
 /// `GET /users/{user}/archived`.
+/// Validates `POST /users/{user}/archived/restore` (strict): `start` and `end`, required.
+pub fn restore_range(params: Map<String, Value>) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut v = Validator::new(params);
+    let start = v.date("start");
+    let end = v.date("end");
+    for (field, value) in [("start", &start), ("end", &end)] {
+        if value.is_none() && !v.has_error(field) {
+            v.error(field, format!("\"{field}\" is required"));
+        }
+    }
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((start.unwrap_or_default(), end.unwrap_or_default()))
+}
+
 pub fn archive_json(page: &PageRequest, listing: &ArchiveListing) -> Value {
     let results: Vec<Value> = listing
         .page

@@ -331,8 +331,50 @@ pub fn list_users(params: Map<String, Value>) -> ApiResult<(ListUsers, ListUsers
     ))
 }
 
-/// Validates `PUT /users/{user}` (strict).
-pub fn user_changes(params: Map<String, Value>) -> ApiResult<UserChanges> {
+/// What a user token may change of its own user (WildDuck's `user` role); anything else it
+/// sends is dropped without a word, as in WildDuck.
+const OWN_CHANGES: [&str; 21] = [
+    "existingPassword",
+    "password",
+    "allowUnsafe",
+    "language",
+    "name",
+    "targets",
+    "mtaRelay",
+    "spamLevel",
+    "uploadSentMessages",
+    "metaData",
+    "pubKey",
+    "smimeCerts",
+    "smimeCipher",
+    "smimeKeyTransport",
+    "encryptMessages",
+    "encryptForwarded",
+    "retention",
+    "disable2fa",
+    "protocol",
+    "sess",
+    "ip",
+];
+
+/// What a user token does not see of its own user.
+const HIDDEN_FROM_OWNER: [&str; 3] = ["tags", "disabledScopes", "internalData"];
+
+/// Removes from a user's JSON what its own token may not see.
+pub fn owner_view(mut body: Value) -> Value {
+    if let Some(fields) = body.as_object_mut() {
+        for field in HIDDEN_FROM_OWNER {
+            fields.remove(field);
+        }
+    }
+    body
+}
+
+/// Validates `PUT /users/{user}` (strict); `by_owner` when a user token changes its own user.
+pub fn user_changes(mut params: Map<String, Value>, by_owner: bool) -> ApiResult<UserChanges> {
+    if by_owner {
+        params.retain(|key, _| OWN_CHANGES.contains(&key.as_str()));
+    }
     let mut v = Validator::new(params);
     let password = if v.has("password") {
         password(&mut v, "password")
@@ -342,6 +384,9 @@ pub fn user_changes(params: Map<String, Value>) -> ApiResult<UserChanges> {
     let hashed_password = v.boolean("hashedPassword").unwrap_or(false);
     v.boolean("allowUnsafe");
     let existing_password = v.string("existingPassword", Str::max(256).min(1));
+    let protocol = v
+        .string("protocol", Str::max(100).trim())
+        .unwrap_or_else(|| "API".into());
     let session = v.session();
     let mut profile = common_changes(&mut v);
     profile.name = v
@@ -357,8 +402,25 @@ pub fn user_changes(params: Map<String, Value>) -> ApiResult<UserChanges> {
         password,
         hashed_password,
         existing_password,
+        protocol,
         session,
     })
+}
+
+/// Validates `GET /users/resolve/{username}` (strict): a valid username, lowercased.
+pub fn resolve_request(username: &str, params: Map<String, Value>) -> ApiResult<String> {
+    let mut v = Validator::new(params);
+    let username = username.trim().to_lowercase();
+    if username.is_empty() || username.len() > 255 || !USERNAME_PATTERN.is_match(&username) {
+        v.error(
+            "username",
+            "\"username\" with value fails to match the required pattern",
+        );
+    }
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(username)
 }
 
 /// Validates `DELETE /users/{user}` (strict).
