@@ -216,6 +216,7 @@ async fn user_tokens_act_for_their_own_user_only(app: TestApp, root: Option<&str
         ("PUT", format!("/users/{bob}")),
         ("DELETE", format!("/users/{alice}")),
         ("DELETE", "/users/me".to_string()),
+        ("POST", "/users/me/password/reset".to_string()),
         ("POST", "/users".to_string()),
         ("GET", "/addresses".to_string()),
         ("GET", format!("/users/{bob}/addresses")),

@@ -11,9 +11,10 @@
 //! * Anything else: 403 `InvalidToken`.
 //!
 //! A user token may call the routes of its own user (`/users/{user}/...`, where `{user}` is
-//! its id or `me`), except deleting the user; `GET /users` (answering only its user),
-//! `GET /authenticated` and `DELETE /authenticate`. Anything else, or another user's id, is
-//! 403 `MissingPrivileges`.
+//! its id or `me`), except deleting the user and resetting its password (admin-only in
+//! WildDuck); `GET /users` (answering only its user), `GET /authenticated` and
+//! `DELETE /authenticate`. Anything else, or another user's id, is 403
+//! `MissingPrivileges`.
 
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -138,7 +139,9 @@ pub fn user_may(grant: &Grant, method: &Method, route: &str, user: Option<&str>)
         "/authenticate" => method == Method::DELETE,
         "/authenticated" => true,
         "/users" => method == Method::GET,
+        // Admin-only in WildDuck's roles (`deleteAny`, `updateAny` on users).
         "/users/{user}" if method == Method::DELETE => false,
+        "/users/{user}/password/reset" => false,
         route if route.starts_with("/users/{user}") => {
             user.is_some_and(|u| u == ME || u.eq_ignore_ascii_case(&grant.user.to_string()))
         }
