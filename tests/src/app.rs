@@ -50,6 +50,17 @@ impl TestApp {
         TestApp::new(crate::backends::moto().await, test_config())
     }
 
+    /// The same app whose state is changed by `change` (a dispatcher, a notifier).
+    pub fn with_state(self, change: impl FnOnce(AppState) -> AppState) -> TestApp {
+        let state = change(self.state);
+        let router = finish(eider_local::router(), state.clone());
+        TestApp {
+            router,
+            state,
+            backend: self.backend,
+        }
+    }
+
     /// Sends a request with an optional JSON body; returns the status and the JSON answer.
     pub async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = Request::builder()

@@ -89,6 +89,11 @@ async fn every_listed_route_is_served_by_its_own_router() {
             eider_autoreply::router(),
         ),
         (
+            "eider-submit",
+            eider_submit::routes(),
+            eider_submit::router(),
+        ),
+        (
             "eider-updates",
             eider_updates::routes(),
             eider_updates::router(),

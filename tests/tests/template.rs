@@ -84,6 +84,7 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         ("eider-archive", code_routes(eider_archive::routes())),
         ("eider-filters", code_routes(eider_filters::routes())),
         ("eider-autoreply", code_routes(eider_autoreply::routes())),
+        ("eider-submit", code_routes(eider_submit::routes())),
         // Invoked by an SES receipt rule, not through the HTTP API.
         ("eider-ingest", Routes::new()),
         // Served by its own function URL (response streaming), not by the HTTP API: see
@@ -343,5 +344,12 @@ fn janitor_runs_on_a_schedule_with_time_and_rights_to_purge() {
         .iter()
         .filter_map(|p| p.as_mapping()?.keys().next()?.as_str())
         .collect();
-    assert_eq!(policies, ["DynamoDBCrudPolicy", "S3CrudPolicy"], "{name}");
+    // The table, the bucket, and SES for the mail it sends when it is due.
+    assert_eq!(
+        policies,
+        ["DynamoDBCrudPolicy", "S3CrudPolicy", "Statement"],
+        "{name}"
+    );
+    let ses = serde_yaml::to_string(&props["Policies"][2]).unwrap();
+    assert!(ses.contains("ses:SendRawEmail"), "{ses}");
 }

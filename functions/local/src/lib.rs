@@ -18,6 +18,7 @@ pub fn routes() -> Routes {
         .merge(eider_updates::routes())
         .merge(eider_filters::routes())
         .merge(eider_autoreply::routes())
+        .merge(eider_submit::routes())
 }
 
 /// Every group's router in one.

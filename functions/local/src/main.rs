@@ -66,6 +66,8 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(outbound = %outbound.describe(), "outgoing mail");
     let delivery =
         eider_shared::domain::delivery::Delivery::new(state.clone(), outbound, delivery_config);
+    // Submitted mail goes out through the same pipeline (local users directly).
+    let state = state.with_dispatcher(Arc::new(delivery.clone()));
     let lmtp = tokio::net::TcpListener::bind(local.lmtp_listen)
         .await
         .with_context(|| format!("cannot listen on {} (EIDER_LMTP_LISTEN)", local.lmtp_listen))?;

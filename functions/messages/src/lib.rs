@@ -9,12 +9,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Json, Router};
 use eider_shared::domain::messages::{self, Download};
-use eider_shared::domain::{archive, search};
+use eider_shared::domain::{archive, outgoing, search, search_apply};
 use eider_shared::http::extract::{
     AttachmentId, MailboxId, MessageSelector, MessageUid, UploadId, UserId,
 };
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::messages as wire;
+use eider_shared::http::wire::outgoing as outgoing_wire;
 use eider_shared::http::{ApiError, ApiResult, AppState, Ids, Params, Routes};
 use serde_json::{Value, json};
 
@@ -26,6 +27,7 @@ pub fn routes() -> Routes {
         .get(MESSAGES, list_messages)
         .post(MESSAGES, upload_message)
         .put(MESSAGES, update_messages_in_body)
+        .delete(MESSAGES, empty_mailbox)
         .get(MESSAGE, get_message)
         .put(MESSAGE, update_messages)
         .delete(MESSAGE, delete_message)
@@ -43,6 +45,7 @@ pub fn routes() -> Routes {
         )
         .get("/users/{user}/flagged", list_flagged)
         .get("/users/{user}/search", search_messages)
+        .post("/users/{user}/search", apply_to_search)
         .post("/users/{user}/quota/reset", reset_quota)
         .post("/users/{user}/uploads", create_upload)
         .put("/users/{user}/uploads/{upload}", put_upload)
@@ -96,6 +99,13 @@ async fn upload_message(
         let Params(params) = Params::from_request(request, &state).await?;
         (params, None)
     };
+    if raw.is_none() && outgoing_wire::is_composed(&params) {
+        // WildDuck's composed upload: the message is built from fields.
+        let (fields, flags, replace) = outgoing_wire::composed_upload(params, &mailbox, key)?;
+        let stored =
+            outgoing::store_composed(&state, &user, &mailbox, fields, flags, replace).await?;
+        return Ok(Json(wire::stored_json(&stored)));
+    }
     let upload = wire::upload(params, raw, key)?;
     let stored = messages::store(&state, &user, &mailbox, upload).await?;
     Ok(Json(wire::stored_json(&stored)))
@@ -136,6 +146,48 @@ async fn update_messages_in_body(
     let request = wire::bulk_message_update(params)?;
     let updated = messages::update(&state, &user, &mailbox, request).await?;
     Ok(Json(wire::updated_json(&updated)))
+}
+
+/// Messages one synchronous `DELETE .../messages` removes before leaving the rest to a
+/// background task (a request must end well within Lambda's timeout).
+const EMPTY_IN_REQUEST: usize = 1000;
+
+/// `DELETE .../messages` (WildDuck's): empties a folder into the archive (not drafts, not
+/// with `skipArchive`); with `async=true` in the background.
+async fn empty_mailbox(
+    State(state): State<AppState>,
+    Ids((user, mailbox)): Ids<(UserId, MailboxId)>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (background, skip_archive) = wire::empty_request(params)?;
+    if background {
+        let (task, existing) =
+            messages::schedule_empty(&state, &user, &mailbox, skip_archive).await?;
+        return Ok(Json(
+            json!({ "success": true, "existing": existing, "scheduled": task }),
+        ));
+    }
+    let emptied =
+        messages::empty_mailbox(&state, &user, &mailbox, skip_archive, EMPTY_IN_REQUEST).await?;
+    let mut body = json!({ "success": true, "deleted": emptied.deleted, "errors": emptied.errors });
+    if !emptied.done {
+        let (task, _) = messages::schedule_empty(&state, &user, &mailbox, skip_archive).await?;
+        body["scheduled"] = json!(task);
+    }
+    Ok(Json(body))
+}
+
+/// `POST /users/{user}/search` (WildDuck's): an action on every match, in the background.
+async fn apply_to_search(
+    State(state): State<AppState>,
+    Ids(user): Ids<UserId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (query, action) = wire::search_action(params)?;
+    let task = search_apply::start(&state, &user, query, action).await?;
+    Ok(Json(
+        json!({ "success": true, "existing": false, "scheduled": task }),
+    ))
 }
 
 /// `DELETE .../messages/{message}` (spec "Delete a message"): into the archive.

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json, Router};
-use eider_shared::domain::users;
+use eider_shared::domain::{outgoing, users};
 use eider_shared::http::access::Caller;
 use eider_shared::http::extract::UserId;
 use eider_shared::http::validate::session_only;
@@ -70,7 +70,14 @@ async fn get_user(
 ) -> ApiResult<Json<Value>> {
     session_only(params)?;
     let stored = users::load(&state, &user).await?;
-    let body = wire::user_json(&stored, &state.config);
+    let mut body = wire::user_json(&stored, &state.config);
+    let (used, renews_in) = outgoing::recipients_used(&state, &user).await?;
+    body["limits"]["recipients"]["used"] = json!(used);
+    body["limits"]["recipients"]["ttl"] = if used > 0 {
+        json!(renews_in)
+    } else {
+        json!(false)
+    };
     Ok(Json(match caller {
         Caller::Root => body,
         Caller::User(_) => wire::owner_view(body),

@@ -810,6 +810,116 @@ fn build_reply(
     Ok(builder.write_to_vec()?)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sending submitted mail
+
+/// Submitted mail (`domain::outgoing`) goes through the same pipeline: a recipient who is a
+/// user here gets it delivered directly (filters, autoreply, quota, journal; no SMTP loop),
+/// once even when the queue retries (the queue id is the delivery id); everyone else gets it
+/// from the outbound mailer in one send.
+#[async_trait::async_trait]
+impl super::outgoing::Dispatcher for Delivery {
+    async fn dispatch(
+        &self,
+        mail: &super::outgoing::Dispatch<'_>,
+    ) -> Vec<super::outgoing::Delivered> {
+        use super::outgoing::{Delivered, DeliveryStatus};
+        let now = Utc::now();
+        let result = |recipient: &str, status: DeliveryStatus, response: String| Delivered {
+            recipient: recipient.to_string(),
+            status,
+            response,
+            time: now,
+        };
+        let id = mail.queue_id.to_string();
+        let mut results = Vec::new();
+        let mut external = Vec::new();
+        for address in mail.recipients {
+            match self.recipient(address).await {
+                Ok(Ok(recipient)) => {
+                    let incoming = Incoming {
+                        raw: mail.raw,
+                        sender: mail.from,
+                        source: "API",
+                        id: Some(&id),
+                        spam_score: None,
+                    };
+                    let (status, response) = match self.deliver(&incoming, &recipient).await {
+                        Outcome::Stored { mailbox, uid, .. } => (
+                            DeliveryStatus::Delivered,
+                            format!("250 stored in {mailbox} as {uid}"),
+                        ),
+                        Outcome::Dropped { .. } => {
+                            (DeliveryStatus::Delivered, "250 dropped by a filter".into())
+                        }
+                        Outcome::OverQuota => (
+                            DeliveryStatus::Rejected,
+                            "552 the recipient is over quota".into(),
+                        ),
+                        Outcome::Refused { reason } => {
+                            (DeliveryStatus::Rejected, format!("550 {reason}"))
+                        }
+                        Outcome::Failed { reason } => {
+                            (DeliveryStatus::Deferred, format!("451 {reason}"))
+                        }
+                    };
+                    results.push(result(address, status, response));
+                }
+                Ok(Err(RecipientError::Disabled)) => results.push(result(
+                    address,
+                    DeliveryStatus::Rejected,
+                    "550 the recipient's account is disabled".into(),
+                )),
+                Ok(Err(RecipientError::Unknown)) if self.is_local_domain(address) => {
+                    results.push(result(
+                        address,
+                        DeliveryStatus::Rejected,
+                        "550 no such user here".into(),
+                    ))
+                }
+                Ok(Err(RecipientError::Unknown)) => external.push(address.clone()),
+                Err(e) => results.push(result(
+                    address,
+                    DeliveryStatus::Deferred,
+                    format!("451 {}", e.public_message()),
+                )),
+            }
+        }
+        if !external.is_empty() {
+            // SES sends only for verified senders: a foreign MAIL FROM becomes the user's own.
+            let from = if self.outbound.needs_own_sender() && !self.is_local_domain(mail.from) {
+                match users::load(&self.state, mail.user).await {
+                    Ok(owner) => owner.user.address.unwrap_or_default(),
+                    Err(_) => mail.from.to_string(),
+                }
+            } else {
+                mail.from.to_string()
+            };
+            let envelope = OutEnvelope {
+                from,
+                to: external.clone(),
+            };
+            let (status, response) = match self.outbound.send(&envelope, mail.raw).await {
+                Ok(id) => (DeliveryStatus::Delivered, format!("250 {id}")),
+                Err(e) => (DeliveryStatus::Deferred, format!("451 {e:#}")),
+            };
+            for address in &external {
+                results.push(result(address, status, response.clone()));
+            }
+        }
+        results
+    }
+}
+
+impl Delivery {
+    /// Whether `address` is at this deployment's mail domain (`EIDER_DOMAIN`).
+    fn is_local_domain(&self, address: &str) -> bool {
+        address
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(&self.state.config.domain))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

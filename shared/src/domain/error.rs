@@ -24,6 +24,8 @@ pub enum DomainError {
     MessageNotFound(&'static str),
     #[error("This attachment does not exist")]
     AttachmentNotFound,
+    #[error("This file does not exist")]
+    FileNotFound,
     #[error("{0}")]
     FilterNotFound(&'static str),
     #[error("{0}")]
@@ -110,6 +112,14 @@ pub enum DomainError {
     /// A 2FA nonce that is unknown, used up, expired or another user's.
     #[error("Invalid or expired 2FA nonce")]
     NonceInvalid,
+    /// The user's daily recipients limit is used up; it renews in `expires_in` seconds.
+    #[error("You reached a daily sending limit for your account. Limit expires in {}", human_duration(*expires_in))]
+    SendingLimit { expires_in: i64 },
+    #[error("This message is not a draft")]
+    MessageNotDraft,
+    /// An outbound queue entry that is not the user's (or never was).
+    #[error("Queue entry was not found")]
+    QueueEntryNotFound,
     /// An authlog event that is not the user's.
     #[error("Event was not found")]
     EventNotFound,
@@ -121,6 +131,18 @@ pub enum DomainError {
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+/// `5 hours`, `12 minutes`, `40 seconds`: WildDuck's wording of how long a limit lasts.
+fn human_duration(seconds: i64) -> String {
+    let (n, unit) = if seconds >= 3600 {
+        ((seconds + 3599) / 3600, "hour")
+    } else if seconds >= 60 {
+        ((seconds + 59) / 60, "minute")
+    } else {
+        (seconds.max(1), "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
 
 impl DomainError {
     /// A rule broken by one field's value.

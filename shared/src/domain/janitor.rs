@@ -31,7 +31,7 @@ use super::archive::{self, ARCHIVED_GONE};
 use super::messages::{self, Archived, Message};
 use super::users::{self, ARCHIVED_COUNT};
 use super::{AppState, DomainError, DomainResult};
-use super::{keys, mailboxes, names, stats};
+use super::{keys, mailboxes, names, outgoing, search_apply, stats, storage};
 use crate::id::ObjectId;
 use crate::mail::parse;
 use crate::store::{
@@ -86,6 +86,8 @@ pub struct Report {
     pub messages_purged: usize,
     /// Archived messages put back by range restores (`POST /users/{user}/archived/restore`).
     pub messages_restored: usize,
+    /// Queued mails worked on (sent, retried, or their copy stored).
+    pub mail_sent: usize,
     pub blobs_deleted: usize,
     /// Blobs of uploads that never committed (the process died between the blob write and
     /// the message's transaction), removed with their markers.
@@ -106,6 +108,7 @@ impl Report {
             || self.blobs_deleted > 0
             || self.messages_expired > 0
             || self.messages_restored > 0
+            || self.mail_sent > 0
     }
 }
 
@@ -147,6 +150,7 @@ pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> Domain
             messages_drained = report.messages_drained,
             messages_purged = report.messages_purged,
             messages_restored = report.messages_restored,
+            mail_sent = report.mail_sent,
             uploads_reclaimed = report.uploads_reclaimed,
             blobs_deleted = report.blobs_deleted,
             items_deleted = report.items_deleted,
@@ -158,6 +162,13 @@ pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> Domain
         tracing::debug!(elapsed_ms, "janitor run: nothing due");
     }
     Ok(report)
+}
+
+/// Which blobs belong to the items of a partition being purged.
+#[derive(Clone, Copy)]
+enum BlobsOf {
+    File,
+    Queue,
 }
 
 /// One run's state: the budget spent so far is the report's `items_deleted`.
@@ -471,6 +482,17 @@ impl Run<'_> {
                     self.drain_mailbox(&task).await?
                 } else if task.pk.starts_with(keys::RESTORE_TASK_PK_PREFIX) {
                     self.restore_range(&task).await?
+                } else if task.pk.starts_with(keys::SEARCH_TASK_PK_PREFIX) {
+                    self.apply_search(&task).await?
+                } else if task.pk.starts_with(keys::CLEAR_TASK_PK_PREFIX) {
+                    self.empty_folder(&task).await?
+                } else if task.pk.starts_with(keys::OUTBOUND_PK_PREFIX) {
+                    // Held by a live request (a fresh lease) counts as handled for this run.
+                    let now = DateTime::from_timestamp(self.now, 0).unwrap_or_else(Utc::now);
+                    if outgoing::work_on(self.state, &task.key(), now).await? {
+                        self.report.mail_sent += 1;
+                    }
+                    true
                 } else {
                     tracing::warn!(pk = %task.pk, "unknown janitor task; skipped");
                     true
@@ -480,6 +502,41 @@ impl Run<'_> {
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(finished),
+            }
+        }
+    }
+
+    /// An action applied to a search's matches: pages until done or the budget is spent.
+    async fn apply_search(&mut self, task: &Item) -> DomainResult<bool> {
+        loop {
+            if self.spent() {
+                return Ok(false);
+            }
+            let finished = search_apply::step(self.state, &task.key()).await?;
+            // A page changes up to a hundred messages: counted against the budget as such.
+            self.report.items_deleted += search_apply::STEP / 10;
+            if finished {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// A folder being emptied: passes until it is empty or the budget is spent.
+    async fn empty_folder(&mut self, task: &Item) -> DomainResult<bool> {
+        loop {
+            if self.spent() {
+                return Ok(false);
+            }
+            let chunk = (self.left() / 4).clamp(1, 200);
+            let emptied = messages::empty_step(self.state, &task.key(), chunk).await?;
+            self.report.messages_purged += emptied.deleted;
+            // Each: its item, pointer and (archived or not) the archive entry or blob.
+            self.report.items_deleted += 2 * emptied.deleted;
+            if emptied.done {
+                return Ok(true);
+            }
+            if emptied.deleted == 0 {
+                return Ok(false);
             }
         }
     }
@@ -641,6 +698,10 @@ impl Run<'_> {
         if !self.delete_partition(&keys::user_pk(&user)).await? {
             return Ok(false);
         }
+        // 5b. Storage files and queued mail, with their blobs; the daily sending counters.
+        if !self.purge_files_and_queue(&user).await? {
+            return Ok(false);
+        }
         // 6. The journal and the sent-autoreply marks expire anyway (a day, a few hours), but
         //    are cheap to empty now.
         for pk in [keys::journal_pk(&user), keys::autoreply_sent(&user, "").pk] {
@@ -657,6 +718,52 @@ impl Run<'_> {
         self.delete_keys(vec![tombstone.key()]).await?;
         self.report.users_purged += 1;
         tracing::info!(user = %user, "deleted user purged");
+        Ok(true)
+    }
+
+    /// A deleted user's storage files and queued mail: their blobs, then their items; and the
+    /// daily sending counters.
+    async fn purge_files_and_queue(&mut self, user: &ObjectId) -> DomainResult<bool> {
+        let [listing, pointers] = storage::user_partitions(user);
+        for (pk, blobs_of) in [
+            (pointers.clone(), BlobsOf::File),
+            (keys::outbound_pk(user), BlobsOf::Queue),
+        ] {
+            loop {
+                if self.spent() {
+                    return Ok(false);
+                }
+                let page = self
+                    .state
+                    .table
+                    .query(&Query::table(pk.clone()).limit(PURGE_BATCH))
+                    .await?;
+                if page.items.is_empty() {
+                    break;
+                }
+                let mut blobs = Vec::new();
+                for item in &page.items {
+                    match blobs_of {
+                        BlobsOf::File => {
+                            blobs.push(format!("{}{}", storage::blob_prefix(user), item.sk))
+                        }
+                        BlobsOf::Queue => {
+                            let prefix = outgoing::blob_prefix(user);
+                            blobs.push(format!("{prefix}{}.eml", item.sk));
+                            blobs.push(format!("{prefix}{}.copy.eml", item.sk));
+                        }
+                    }
+                }
+                self.delete_blob_keys(&blobs).await?;
+                let keys = page.items.iter().map(Item::key).collect();
+                self.delete_keys(keys).await?;
+            }
+        }
+        for pk in [listing, format!("SENDLIMIT#{user}")] {
+            if !self.delete_partition(&pk).await? {
+                return Ok(false);
+            }
+        }
         Ok(true)
     }
 
@@ -809,8 +916,14 @@ impl Run<'_> {
 
     /// Deletes blobs (no error when one is already gone).
     async fn delete_blobs(&mut self, messages: &[Message]) -> DomainResult<()> {
-        for group in messages.chunks(IN_FLIGHT) {
-            let deletes = group.iter().map(|m| self.state.blobs.delete(&m.blob));
+        let keys: Vec<String> = messages.iter().map(|m| m.blob.clone()).collect();
+        self.delete_blob_keys(&keys).await
+    }
+
+    /// Deletes blobs by key, [`IN_FLIGHT`] at a time (a missing one is fine).
+    async fn delete_blob_keys(&mut self, keys: &[String]) -> DomainResult<()> {
+        for group in keys.chunks(IN_FLIGHT) {
+            let deletes = group.iter().map(|key| self.state.blobs.delete(key));
             futures::future::try_join_all(deletes).await?;
             self.report.blobs_deleted += group.len();
         }

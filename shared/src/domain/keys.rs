@@ -281,6 +281,49 @@ pub fn restore_task_entry(due_unix: i64, user: &ObjectId, task: &ObjectId) -> In
     IndexKey::new(TASKS_PK, format!("{due_unix:012}#RESTORE#{user}#{task}"))
 }
 
+/// A folder being emptied in the background (`DELETE .../messages?async=true`).
+pub fn clear_task(user: &ObjectId, mailbox: &ObjectId) -> Key {
+    Key::new(
+        format!("{CLEAR_TASK_PK_PREFIX}{user}#{mailbox}"),
+        "CLEARBOX",
+    )
+}
+
+pub fn clear_task_entry(due_unix: i64, user: &ObjectId, mailbox: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#CLEAR#{user}#{mailbox}"))
+}
+
+/// An action applied to every match of a search (`POST /users/{user}/search`).
+pub fn search_task(user: &ObjectId, task: &ObjectId) -> Key {
+    Key::new(
+        format!("{SEARCH_TASK_PK_PREFIX}{user}#{task}"),
+        "SEARCHAPPLY",
+    )
+}
+
+pub fn search_task_entry(due_unix: i64, user: &ObjectId, task: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#SEARCH#{user}#{task}"))
+}
+
+/// A queued outgoing mail (`domain::outgoing`).
+pub fn outbound(user: &ObjectId, queue: &ObjectId) -> Key {
+    Key::new(format!("{OUTBOUND_PK_PREFIX}{user}"), queue.to_string())
+}
+
+pub fn outbound_pk(user: &ObjectId) -> String {
+    format!("{OUTBOUND_PK_PREFIX}{user}")
+}
+
+/// The janitor's entry of a queued mail, due at its send time (or its next attempt).
+pub fn outbound_task(due_unix: i64, user: &ObjectId, queue: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#SEND#{user}#{queue}"))
+}
+
+/// Recipients sent to in one UTC day (`<unix day>`), for the daily limit.
+pub fn send_limit(user: &ObjectId, day: i64) -> Key {
+    Key::new(format!("SENDLIMIT#{user}"), format!("W#{day:08}"))
+}
+
 /// Blob key of a message's raw source.
 pub fn message_blob(user: &ObjectId, message: &ObjectId) -> String {
     format!("messages/{user}/{message}.eml")
@@ -339,6 +382,9 @@ pub const PENDING_BLOB_PK_PREFIX: &str = "BLOBPEND#";
 pub const DELETED_USER_PK_PREFIX: &str = "DELETED#";
 pub const DELETED_MAILBOX_PK_PREFIX: &str = "MBOXDEL#";
 pub const RESTORE_TASK_PK_PREFIX: &str = "RESTORE#";
+pub const OUTBOUND_PK_PREFIX: &str = "OUTBOUND#";
+pub const CLEAR_TASK_PK_PREFIX: &str = "CLEARBOX#";
+pub const SEARCH_TASK_PK_PREFIX: &str = "SEARCHAPPLY#";
 
 /// The sort-key range of `PURGE#` and `TASKS` entries due at `now_unix` or earlier. Due times
 /// are zero-padded to 12 digits, so string order is time order; `-` (below every digit) also

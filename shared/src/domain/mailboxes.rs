@@ -234,6 +234,21 @@ pub async fn inbox(state: &AppState, user: &ObjectId) -> DomainResult<StoredMail
         .ok_or_else(not_found)
 }
 
+/// The user's mailbox with `special_use` (`\Sent`, `\Drafts`, ...), else INBOX.
+pub async fn special_or_inbox(
+    state: &AppState,
+    user: &ObjectId,
+    special_use: &str,
+) -> DomainResult<StoredMailbox> {
+    let all = load_all(state, user).await?;
+    let special = all.iter().position(|m| m.is_special(special_use));
+    let inbox = all.iter().position(|m| m.mailbox.path == "INBOX");
+    match special.or(inbox) {
+        Some(i) => Ok(all.into_iter().nth(i).expect("index from position")),
+        None => Err(not_found()),
+    }
+}
+
 /// WildDuck's order: INBOX, its children, subscribed before unsubscribed, then by path.
 fn listing_order(a: &StoredMailbox, b: &StoredMailbox) -> Ordering {
     let rank = |m: &StoredMailbox| {

@@ -18,17 +18,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::mailboxes::{self, StoredMailbox};
-use super::messages::{Message, from_item, resolve_ids};
+use super::messages::{Message, Selector, from_item, resolve_ids};
 use super::paging::{Direction, PageRequest, PageResult, Positions, encode_cursor};
-use super::{AppState, DomainError, DomainResult, keys, users};
+use super::{AppState, DomainResult, keys, users};
 use crate::id::ObjectId;
 use crate::mail::parse::{Address, search_terms};
 use crate::store::{Cursor, Index, Item, Key, Query};
 
 /// What a search asks for, validated. Words are search terms ([`search_terms`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SearchQuery {
     /// Words every message must contain.
     pub terms: Vec<String>,
@@ -48,9 +50,57 @@ pub struct SearchQuery {
     pub attachments: Option<bool>,
     pub flagged: Option<bool>,
     pub unseen: Option<bool>,
+    /// `seen=true`: seen and not `\Deleted` (`unseen` wins when both are given).
+    pub seen: Option<bool>,
     pub searchable: Option<bool>,
+    /// `cc:` and `bcc:` of `q`: a substring of that header's names and addresses.
+    pub cc: Option<String>,
+    pub bcc: Option<String>,
+    /// `to:` of `q` matches To, Cc and Bcc (the `to` parameter only To and Cc).
+    #[serde(default)]
+    pub to_includes_bcc: bool,
+    /// UIDs (`id`, with `mailbox`; `id:` of `q`).
+    pub uids: Option<UidSet>,
+    /// `or`: at least one of these matches.
+    pub any_of: Option<AnyOf>,
+    /// A `q` whose parts could not all be understood to match something (an unknown `in:`
+    /// folder): nothing matches, as in WildDuck.
+    #[serde(default)]
+    pub matches_nothing: bool,
     /// The `query` parameter, echoed back.
     pub echo: Option<String>,
+}
+
+/// A UID set: a list, or a range (`a:b`, `a:*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UidSet {
+    List(Vec<u32>),
+    Range(u32, Option<u32>),
+}
+
+impl UidSet {
+    pub fn parse(text: &str) -> Option<UidSet> {
+        match Selector::parse(text)? {
+            Selector::List(l) => Some(UidSet::List(l)),
+            Selector::Range(a, b) => Some(UidSet::Range(a, b)),
+        }
+    }
+
+    fn contains(&self, uid: u32) -> bool {
+        match self {
+            UidSet::List(l) => l.contains(&uid),
+            UidSet::Range(a, b) => uid >= *a && b.is_none_or(|b| uid <= b),
+        }
+    }
+}
+
+/// The `or` parameter: words (any of them), or a substring of From, To/Cc or the subject.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnyOf {
+    pub terms: Vec<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// Adds the words of `q`'s small Gmail-like language: plain words and `"phrases"` (each word
@@ -74,16 +124,44 @@ pub fn parse_q(q: &str, query: &mut SearchQuery) {
         if let Some((field, value)) = lower.split_once(':')
             && !value.is_empty()
         {
+            let yes = ["true", "1", "yes", "y", "on"].contains(&value);
+            let date = || crate::time::parse_date(value);
             match field {
                 "from" => query.from = Some(value.to_string()),
-                "to" => query.to = Some(value.to_string()),
+                "to" => {
+                    query.to = Some(value.to_string());
+                    query.to_includes_bcc = true;
+                }
+                "cc" => query.cc = Some(value.to_string()),
+                "bcc" => query.bcc = Some(value.to_string()),
                 "subject" => query.subject = Some(value.to_string()),
                 "in" => query.mailbox_path = Some(token[3..].to_string()),
+                "mailbox" => {
+                    if let Ok(id) = value.parse() {
+                        query.mailbox = Some(id);
+                    }
+                }
+                "thread" => {
+                    if let Ok(id) = value.parse() {
+                        query.thread = Some(id);
+                    }
+                }
+                "id" => query.uids = UidSet::parse(value),
+                "datestart" | "after" | "newer" => query.date_start = date(),
+                "dateend" | "before" | "older" => query.date_end = date(),
+                "minsize" => query.min_size = value.parse().ok(),
+                "maxsize" => query.max_size = value.parse().ok(),
                 "has" if value.starts_with("attachment") => query.attachments = Some(true),
+                "attachments" if yes => query.attachments = Some(true),
                 "is" if value == "flagged" || value == "starred" => query.flagged = Some(true),
+                "flagged" if yes => query.flagged = Some(true),
                 "is" if value == "unread" => query.unseen = Some(true),
-                "is" if value == "read" => query.unseen = Some(false),
-                _ => query.terms.extend(search_terms(token)),
+                "unseen" if yes => query.unseen = Some(true),
+                "is" if value == "read" => query.seen = Some(true),
+                "seen" if yes => query.seen = Some(true),
+                "searchable" if yes => query.searchable = Some(true),
+                // Unknown keywords and values that are not "yes" are dropped (WildDuck's).
+                _ => {}
             }
             continue;
         }
@@ -105,7 +183,12 @@ impl SearchQuery {
     /// Finishes a query built from parameters: the words of `from`, `to` and `subject` narrow
     /// the candidates through the index too; each word once.
     pub fn finish(mut self) -> SearchQuery {
-        for text in [&self.from, &self.to, &self.subject].into_iter().flatten() {
+        // `to:` of `q` also matches Bcc, whose words are not indexed: it can't narrow.
+        let to = self.to.as_ref().filter(|_| !self.to_includes_bcc);
+        for text in [self.from.as_ref(), to, self.subject.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             let words = search_terms(text);
             self.terms.extend(words);
         }
@@ -132,22 +215,50 @@ impl SearchQuery {
         if self.thread.is_some_and(|t| t != message.thread) {
             return false;
         }
+        if self.matches_nothing || self.uids.as_ref().is_some_and(|u| !u.contains(message.uid)) {
+            return false;
+        }
+        for (wanted, addresses) in [(&self.cc, &message.cc), (&self.bcc, &message.bcc)] {
+            if let Some(needle) = wanted
+                && !address_matches(&addresses.iter().collect::<Vec<_>>(), needle)
+            {
+                return false;
+            }
+        }
+        if let Some(any) = &self.any_of {
+            let to_cc: Vec<&Address> = message.to.iter().chain(message.cc.iter()).collect();
+            let hit = any.terms.iter().any(|t| message.terms.contains(t))
+                || any
+                    .from
+                    .as_deref()
+                    .is_some_and(|f| address_matches(&message.from.iter().collect::<Vec<_>>(), f))
+                || any
+                    .to
+                    .as_deref()
+                    .is_some_and(|t| address_matches(&to_cc, t))
+                || any
+                    .subject
+                    .as_deref()
+                    .is_some_and(|s| contains(&message.subject, s));
+            if !hit {
+                return false;
+            }
+        }
         if let Some(from) = &self.from
             && !address_matches(&message.from.iter().collect::<Vec<_>>(), from)
         {
             return false;
         }
-        if let Some(to) = &self.to
-            && !address_matches(
-                &message
-                    .to
-                    .iter()
-                    .chain(message.cc.iter())
-                    .collect::<Vec<_>>(),
-                to,
-            )
-        {
-            return false;
+        if let Some(to) = &self.to {
+            let bcc: &[Address] = if self.to_includes_bcc {
+                &message.bcc
+            } else {
+                &[]
+            };
+            let all: Vec<&Address> = message.to.iter().chain(&message.cc).chain(bcc).collect();
+            if !address_matches(&all, to) {
+                return false;
+            }
         }
         if let Some(subject) = &self.subject
             && !contains(&message.subject, subject)
@@ -165,6 +276,9 @@ impl SearchQuery {
             && self
                 .unseen
                 .is_none_or(|u| message.seen != u && (!u || !message.deleted))
+            && (self.unseen.is_some()
+                || self.seen != Some(true)
+                || (message.seen && !message.deleted))
             && (self.searchable != Some(true) || !message.deleted)
     }
 }
@@ -305,6 +419,7 @@ async fn run(
     query: &SearchQuery,
     page: &PageRequest,
     newest_first: bool,
+    with_total: bool,
 ) -> DomainResult<SearchResult> {
     let boxes: BTreeMap<ObjectId, StoredMailbox> = mailboxes::load_all(state, user)
         .await?
@@ -357,7 +472,11 @@ async fn run(
     };
     let next = token(hits.last().filter(|_| has_next)).await?;
     let previous = token(hits.first().filter(|_| has_previous)).await?;
-    let total = count(state, user, driver, query, &boxes).await?;
+    let total = if with_total {
+        count(state, user, driver, query, &boxes).await?
+    } else {
+        0
+    };
     Ok(SearchResult {
         total,
         page: PageResult {
@@ -398,19 +517,38 @@ async fn count(
 pub async fn search(
     state: &AppState,
     user: &ObjectId,
+    query: SearchQuery,
+    ascending: bool,
+    page: &PageRequest,
+) -> DomainResult<SearchResult> {
+    search_with(state, user, query, ascending, page, true).await
+}
+
+/// A page of matches without counting them all (`total` is 0): what background actions walk.
+pub async fn search_page(
+    state: &AppState,
+    user: &ObjectId,
+    query: SearchQuery,
+    ascending: bool,
+    page: &PageRequest,
+) -> DomainResult<SearchResult> {
+    search_with(state, user, query, ascending, page, false).await
+}
+
+async fn search_with(
+    state: &AppState,
+    user: &ObjectId,
     mut query: SearchQuery,
     ascending: bool,
     page: &PageRequest,
+    with_total: bool,
 ) -> DomainResult<SearchResult> {
     users::load(state, user).await?;
     if let Some(path) = &query.mailbox_path {
         let all = mailboxes::load_all(state, user).await?;
-        let found = all
-            .iter()
-            .find(|m| m.mailbox.path.eq_ignore_ascii_case(path));
-        match found {
-            Some(m) => query.mailbox = Some(m.mailbox.id),
-            None => return Err(DomainError::MailboxNotFound("This mailbox does not exist")),
+        match resolve_in(&all, path) {
+            Some(id) => query.mailbox = Some(id),
+            None => query.matches_nothing = true,
         }
     }
     let driver = if let Some(term) = query.terms.first() {
@@ -434,7 +572,47 @@ pub async fn search(
             pk: keys::message_pointers_pk(user),
         }
     };
-    run(state, user, &driver, &query, page, !ascending).await
+    run(state, user, &driver, &query, page, !ascending, with_total).await
+}
+
+/// The folder `in:` names (WildDuck's): a 24-hex id; `inbox` in any case; the exact path; or,
+/// by prefix in any case, `spam`/`junk`, `sent`, `trash`/`deleted`, `drafts` for those special
+/// folders.
+fn resolve_in(all: &[StoredMailbox], name: &str) -> Option<ObjectId> {
+    if let Ok(id) = name.parse::<ObjectId>() {
+        return all
+            .iter()
+            .find(|m| m.mailbox.id == id)
+            .map(|m| m.mailbox.id);
+    }
+    if name.eq_ignore_ascii_case("inbox") {
+        return all
+            .iter()
+            .find(|m| m.mailbox.path == "INBOX")
+            .map(|m| m.mailbox.id);
+    }
+    // The exact path, else (kinder than WildDuck) the path in any case.
+    if let Some(m) = all.iter().find(|m| m.mailbox.path == name).or_else(|| {
+        all.iter()
+            .find(|m| m.mailbox.path.eq_ignore_ascii_case(name))
+    }) {
+        return Some(m.mailbox.id);
+    }
+    let lower = name.to_lowercase();
+    let special = [
+        ("spam", "\\Junk"),
+        ("junk", "\\Junk"),
+        ("sent", "\\Sent"),
+        ("trash", "\\Trash"),
+        ("deleted", "\\Trash"),
+        ("drafts", "\\Drafts"),
+    ]
+    .iter()
+    .find(|(prefix, _)| lower.starts_with(prefix))
+    .map(|(_, special)| *special)?;
+    all.iter()
+        .find(|m| m.is_special(special))
+        .map(|m| m.mailbox.id)
 }
 
 /// `GET /users/{user}/flagged`: flagged messages outside Junk and Trash, newest first unless
@@ -455,7 +633,7 @@ pub async fn flagged(
         index: Index::Gsi1,
         pk: keys::flagged_pk(user),
     };
-    run(state, user, &driver, &query, page, !ascending).await
+    run(state, user, &driver, &query, page, !ascending, true).await
 }
 
 #[cfg(test)]
@@ -476,5 +654,31 @@ mod tests {
         assert!(query.terms.contains(&"quarterly".to_string()));
         assert!(query.terms.contains(&"report".to_string()));
         assert_eq!(query.excluded, vec!["draft".to_string()]);
+    }
+
+    #[test]
+    fn q_keywords_cover_wildducks_list() {
+        let mut query = SearchQuery::default();
+        parse_q(
+            "cc:bob bcc:eve to:zed id:2:* minsize:100 maxsize:900 after:2024-01-02 before:2024-02-03 flagged:yes seen:no unseen:1 attachments:true searchable:on thread:6b1575adb1601c1a6d2aa029 bogus:x",
+            &mut query,
+        );
+        assert_eq!(query.cc.as_deref(), Some("bob"));
+        assert_eq!(query.bcc.as_deref(), Some("eve"));
+        assert!(query.to_includes_bcc);
+        assert_eq!(query.uids, Some(UidSet::Range(2, None)));
+        assert_eq!((query.min_size, query.max_size), (Some(100), Some(900)));
+        assert!(query.date_start.is_some() && query.date_end.is_some());
+        assert_eq!(query.flagged, Some(true));
+        assert_eq!(query.seen, None, "a value other than yes drops the keyword");
+        assert_eq!(query.unseen, Some(true));
+        assert_eq!(query.attachments, Some(true));
+        assert_eq!(query.searchable, Some(true));
+        assert!(query.thread.is_some());
+        assert!(
+            query.terms.is_empty(),
+            "unknown keywords are dropped: {:?}",
+            query.terms
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::outgoing::Dispatcher;
 use super::updates::{ChangeNotifier, JournalHook};
 use crate::config::Config;
 use crate::store::{BlobStore, Table};
@@ -17,6 +18,10 @@ pub struct AppState {
     /// Wakes waiting update streams when a journal write commits (the local server's
     /// in-process notifier). `None` in Lambda, where streams poll the journal instead.
     pub notifier: Option<Arc<dyn ChangeNotifier>>,
+    /// Sends queued mail (local recipients through the delivery pipeline, others out).
+    /// `None` where a function sends nothing itself: its submissions wait in the queue for
+    /// the janitor.
+    pub dispatcher: Option<Arc<dyn Dispatcher>>,
 }
 
 impl AppState {
@@ -26,7 +31,14 @@ impl AppState {
             blobs,
             config: Arc::new(config),
             notifier: None,
+            dispatcher: None,
         }
+    }
+
+    /// Queued mail is sent by `dispatcher`.
+    pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// Update streams wait on `notifier` instead of polling, and the table is wrapped

@@ -105,6 +105,7 @@ impl From<DomainError> for ApiError {
             E::MailboxNotFound(_) => (S::NOT_FOUND, "NoSuchMailbox"),
             E::MessageNotFound(_) => (S::NOT_FOUND, "MessageNotFound"),
             E::AttachmentNotFound => (S::NOT_FOUND, "AttachmentNotFound"),
+            E::FileNotFound => (S::NOT_FOUND, "FileNotFound"),
             E::FilterNotFound(_) => (S::NOT_FOUND, "FilterNotFound"),
             E::AspNotFound(_) => (S::NOT_FOUND, "AspNotFound"),
             E::UserExists { username } => {
@@ -155,6 +156,9 @@ impl From<DomainError> for ApiError {
             E::QrCode => (S::INTERNAL_SERVER_ERROR, "QRError"),
             E::NonceInvalid => (S::FORBIDDEN, "InvalidTotpNonce"),
             E::EventNotFound => (S::NOT_FOUND, "EventNotFound"),
+            E::SendingLimit { .. } => (S::FORBIDDEN, "RateLimitedError"),
+            E::MessageNotDraft => (S::BAD_REQUEST, "MessageNotDraft"),
+            E::QueueEntryNotFound => (S::NOT_FOUND, "NoSuchQueueEntry"),
             E::Store(e) => return ApiError::internal(e),
             E::Internal(e) => return ApiError::internal(e),
         };

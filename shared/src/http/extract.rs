@@ -148,6 +148,16 @@ object_id_part!(
     "upload"
 );
 object_id_part!(
+    /// `{file}`: a storage file.
+    FileId,
+    "file"
+);
+object_id_part!(
+    /// `{queueId}`: a queued outgoing mail.
+    QueueId,
+    "queueId"
+);
+object_id_part!(
     /// `{event}`: an authlog entry.
     EventId,
     "event"

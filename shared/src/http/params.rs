@@ -22,10 +22,36 @@ fn invalid_content(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("InvalidContent", message)
 }
 
-/// Adds form-encoded pairs; a repeated key becomes an array of its values.
+/// Adds form-encoded pairs; a repeated key becomes an array of its values. `name[key]=v`
+/// and `name[]=v` nest one level, as the `qs` parser of WildDuck's restify does
+/// (`or[from]=alice` is `{"or": {"from": "alice"}}`).
 fn merge_pairs(map: &mut Map<String, Value>, pairs: &str) {
     for (key, value) in form_urlencoded_pairs(pairs) {
         if key == ACCESS_TOKEN_PARAM {
+            continue;
+        }
+        if let Some((name, inner)) = key
+            .strip_suffix(']')
+            .and_then(|k| k.split_once('['))
+            .filter(|(name, inner)| !name.is_empty() && !inner.contains(['[', ']']))
+        {
+            let slot = map.entry(name.to_string()).or_insert_with(|| {
+                if inner.is_empty() {
+                    Value::Array(Vec::new())
+                } else {
+                    Value::Object(Map::new())
+                }
+            });
+            match (slot, inner) {
+                (Value::Array(values), "") => values.push(Value::String(value)),
+                (Value::Object(fields), inner) if !inner.is_empty() => {
+                    fields
+                        .entry(inner.to_string())
+                        .or_insert(Value::String(value));
+                }
+                // Mixed forms of one name: the first form stays.
+                _ => {}
+            }
             continue;
         }
         match map.get_mut(&key) {
@@ -125,6 +151,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brackets_nest_one_level_as_qs_does() {
+        let mut map = Map::new();
+        merge_pairs(
+            &mut map,
+            "or[from]=alice&or[to]=bob&tags[]=a&tags[]=b&x[y][z]=deep",
+        );
+        assert_eq!(map["or"], serde_json::json!({"from": "alice", "to": "bob"}));
+        assert_eq!(map["tags"], serde_json::json!(["a", "b"]));
+        assert_eq!(map["x[y][z]"], "deep");
+    }
 
     #[test]
     fn query_pairs_are_decoded_and_repeated_keys_collected() {

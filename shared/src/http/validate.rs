@@ -441,22 +441,7 @@ impl Validator {
     }
 }
 
-/// A date as WildDuck accepts it: RFC 3339, RFC 2822, a day (`2026-12-06`), or unix
-/// milliseconds.
-pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(d) = DateTime::parse_from_rfc3339(text) {
-        return Some(d.with_timezone(&Utc));
-    }
-    if let Ok(d) = DateTime::parse_from_rfc2822(text) {
-        return Some(d.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
-    }
-    text.parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-}
+pub use crate::time::parse_date;
 
 /// Validates the parameters of a call that takes nothing but `sess` and `ip`, and answers
 /// them (for the security log).

@@ -6,9 +6,11 @@
 //!   it needs details again.
 //! * [`encrypt`]: PGP/MIME (RFC 3156) encryption of a raw message to a user's public key;
 //!   [`pgp_key`]: validating such a key.
+//! * [`compose`]: building a message from fields (uploads and submissions).
 //! * [`outbound`]: sending mail out (autoreplies, forwards): SES, an SMTP relay, or an outbox
 //!   folder.
 
+pub mod compose;
 #[cfg(feature = "pgp")]
 pub mod encrypt;
 #[cfg(feature = "delivery")]

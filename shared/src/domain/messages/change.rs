@@ -105,6 +105,11 @@ pub struct FlagChanges {
     /// `Some(None)` clears the expiry.
     pub expires: Option<Option<DateTime<Utc>>>,
     pub meta_data: Option<String>,
+    /// Set when a reply or forward of the message is sent (not taken from requests).
+    pub answered: Option<bool>,
+    pub forwarded: Option<bool>,
+    /// A queue id to add to the message's `outbound` (a forward of it was queued).
+    pub outbound: Option<ObjectId>,
 }
 
 impl FlagChanges {
@@ -130,6 +135,17 @@ impl FlagChanges {
         }
         if let Some(m) = &self.meta_data {
             message.meta_data = Some(m.clone());
+        }
+        if let Some(v) = self.answered {
+            message.answered = v;
+        }
+        if let Some(v) = self.forwarded {
+            message.forwarded = v;
+        }
+        if let Some(id) = self.outbound
+            && !message.outbound.contains(&id)
+        {
+            message.outbound.push(id);
         }
     }
 }

@@ -35,7 +35,10 @@ pub use read::{
     attachment_download, details, events, get, list, load, raw_source, reindex, resolve_ids,
     safe_filename,
 };
-pub use remove::{Archived, delete, drain_deleted_mailbox, remove_messages};
+pub use remove::{
+    Archived, ClearTask, Emptied, delete, drain_deleted_mailbox, empty_mailbox, empty_step,
+    remove_messages, schedule_empty,
+};
 pub(crate) use threads::thread_ref_keys;
 pub(crate) use upload::PENDING_DOOMED;
 pub use upload::{
@@ -137,6 +140,54 @@ pub struct Message {
     /// The SMTP envelope it was delivered with (none for uploads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<Envelope>,
+    /// Queue ids of the submissions that sent it (WildDuck's `outbound`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<ObjectId>,
+    /// What a composed draft needs to be sent later: the message it answers or forwards, the
+    /// SMTP envelope it was composed with, the storage files it attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_info: Option<DraftInfo>,
+}
+
+/// What a reply or forward refers to (WildDuck's `reference`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub mailbox: ObjectId,
+    pub uid: u32,
+    pub action: ReferenceAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReferenceAction {
+    Reply,
+    ReplyAll,
+    Forward,
+}
+
+impl ReferenceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferenceAction::Reply => "reply",
+            ReferenceAction::ReplyAll => "replyAll",
+            ReferenceAction::Forward => "forward",
+        }
+    }
+}
+
+/// A composed message's sending details, kept with the stored copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DraftInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
+    /// MAIL FROM and RCPT TO, when the composer gave or derived them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envelope_to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ObjectId>,
 }
 
 impl Message {

@@ -232,3 +232,140 @@ async fn remove_deleted_mailbox_messages(
     }
     Ok(messages.len())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Emptying a folder
+
+/// What emptying a folder did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Emptied {
+    pub deleted: usize,
+    /// Messages that changed or vanished while being removed (left for another pass).
+    pub errors: usize,
+    /// The folder is empty now.
+    pub done: bool,
+}
+
+/// Removes up to `budget` messages of a folder, highest UID first, into the archive unless
+/// `skip_archive` (drafts never go there). One pass of `DELETE .../messages`.
+pub async fn empty_mailbox(
+    state: &AppState,
+    user: &ObjectId,
+    mailbox_id: &ObjectId,
+    skip_archive: bool,
+    budget: usize,
+) -> DomainResult<Emptied> {
+    let mailbox = mailboxes::load(state, user, mailbox_id).await?;
+    let pk = keys::messages_pk(user, mailbox_id);
+    let mut emptied = Emptied::default();
+    while emptied.deleted + emptied.errors < budget {
+        let page = state
+            .table
+            .query(
+                &Query::table(pk.clone())
+                    .backwards()
+                    .limit((BATCH / 2).min(budget - emptied.deleted - emptied.errors)),
+            )
+            .await?;
+        if page.items.is_empty() {
+            emptied.done = true;
+            break;
+        }
+        let messages = page
+            .items
+            .iter()
+            .map(from_item)
+            .collect::<DomainResult<Vec<_>>>()?;
+        let count = messages.len();
+        let removed = remove_messages(state, &mailbox, messages, !skip_archive).await?;
+        emptied.deleted += removed;
+        emptied.errors += count - removed;
+        if removed == 0 {
+            break;
+        }
+    }
+    Ok(emptied)
+}
+
+/// A folder being emptied in the background (`DELETE .../messages?async=true`, or what a
+/// synchronous request left): a janitor task on gsi1 `TASKS`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClearTask {
+    pub id: ObjectId,
+    pub user: ObjectId,
+    pub mailbox: ObjectId,
+    pub skip_archive: bool,
+}
+
+/// Label of the condition that a folder has no clear task yet.
+const CLEAR_PENDING: &str = "clear task pending";
+
+/// Schedules emptying a folder; while a task for it is pending, that one is answered
+/// (`existing`), and its `skipArchive` stays, as in WildDuck.
+pub async fn schedule_empty(
+    state: &AppState,
+    user: &ObjectId,
+    mailbox_id: &ObjectId,
+    skip_archive: bool,
+) -> DomainResult<(ObjectId, bool)> {
+    mailboxes::load(state, user, mailbox_id).await?;
+    let key = keys::clear_task(user, mailbox_id);
+    let task = ClearTask {
+        id: ObjectId::new(),
+        user: *user,
+        mailbox: *mailbox_id,
+        skip_archive,
+    };
+    let item = Item::new(key.clone(), serde_json::to_value(&task).unwrap_or_default()).with_gsi1(
+        keys::clear_task_entry(Utc::now().timestamp(), user, mailbox_id),
+    );
+    match state
+        .table
+        .transact(vec![Write::put_new(item, CLEAR_PENDING)])
+        .await
+    {
+        Ok(()) => Ok((task.id, false)),
+        Err(StoreError::ConditionFailed { .. }) => {
+            let existing = state.table.get(&key).await?;
+            let id = existing
+                .and_then(|i| serde_json::from_value::<ClearTask>(i.body).ok())
+                .map_or(task.id, |t| t.id);
+            Ok((id, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One bounded pass of a clear task; removes the task once the folder is empty (or gone).
+pub async fn empty_step(
+    state: &AppState,
+    key: &crate::store::Key,
+    budget: usize,
+) -> DomainResult<Emptied> {
+    let Some(item) = state.table.get(key).await? else {
+        return Ok(Emptied {
+            done: true,
+            ..Default::default()
+        });
+    };
+    let task: ClearTask = serde_json::from_value(item.body.clone())
+        .map_err(|e| DomainError::corrupt("clear task", &item.pk, e))?;
+    let emptied =
+        match empty_mailbox(state, &task.user, &task.mailbox, task.skip_archive, budget).await {
+            Ok(emptied) => emptied,
+            Err(DomainError::MailboxNotFound(_)) | Err(DomainError::UserNotFound(_)) => Emptied {
+                done: true,
+                ..Default::default()
+            },
+            Err(e) => return Err(e),
+        };
+    if emptied.done {
+        state
+            .table
+            .transact(vec![Write::delete(key.clone())])
+            .await?;
+        tracing::info!(user = %task.user, mailbox = %task.mailbox, "folder emptied");
+    }
+    Ok(emptied)
+}

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::read::PRESIGNED_FOR;
 use super::threads::resolve_thread;
 use super::{
-    ALREADY_STORED, MAX_MESSAGE_SIZE, Message, OVER_QUOTA, UID_TAKEN, UPLOAD_SETTLED,
+    ALREADY_STORED, DraftInfo, MAX_MESSAGE_SIZE, Message, OVER_QUOTA, UID_TAKEN, UPLOAD_SETTLED,
     allocate_uids, mailbox_counters, retention_expiry,
 };
 use crate::domain::mailboxes::{self, StoredMailbox};
@@ -46,6 +46,10 @@ pub struct Upload {
     pub envelope: Option<Envelope>,
     /// Set by delivery: the filters that matched, recorded on the STORE event.
     pub filters: Vec<ObjectId>,
+    /// Set by submissions: the queue ids that sent this copy.
+    pub outbound: Vec<ObjectId>,
+    /// Set by composed uploads and submissions: what sending the draft later needs.
+    pub draft_info: Option<DraftInfo>,
 }
 
 /// Where a stored message is: its mailbox, UID and size.
@@ -274,6 +278,8 @@ async fn commit_new_message(
         meta_data: upload.meta_data.clone(),
         source: upload.source.to_string(),
         envelope: upload.envelope.clone(),
+        outbound: upload.outbound.clone(),
+        draft_info: upload.draft_info.clone(),
     };
     let stored = Stored {
         id,

@@ -13,12 +13,14 @@ use crate::domain::messages::{
     MessageUpdate, Selector, StagedUpload, Stored, Updated, Upload,
 };
 use crate::domain::paging::PageRequest;
-use crate::domain::search::{SearchQuery, SearchResult, parse_q};
+use crate::domain::search::{AnyOf, SearchQuery, SearchResult, UidSet, parse_q};
+use crate::domain::search_apply::SearchAction;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_date};
 use crate::id::ObjectId;
 use crate::mail::parse::AttachmentInfo;
+use crate::mail::parse::search_terms;
 use crate::time::iso;
 
 // ---------------------------------------------------------------------------------------------
@@ -41,18 +43,27 @@ fn starts_with_header(text: &str) -> bool {
 /// without a header line that is valid base64 is decoded, as earlier versions of this API
 /// documented (WildDuck's own documentation still says base64).
 fn raw_bytes(v: &mut Validator) -> Option<Vec<u8>> {
-    let value = v.raw("raw")?;
+    binary(v, "raw", MAX_MESSAGE_SIZE, true)
+}
+
+/// A binary field as WildDuck's clients send it: a string (its UTF-8 bytes; with
+/// `guess_base64`, a string with no header line that decodes as base64 is taken decoded, for
+/// earlier callers of Eider), or a Node Buffer object `{"type": "Buffer", "data": [...]}`.
+pub(crate) fn binary(
+    v: &mut Validator,
+    field: &str,
+    max: usize,
+    guess_base64: bool,
+) -> Option<Vec<u8>> {
+    let value = v.raw(field)?;
     match value {
         Value::String(text) if text.is_empty() => None,
-        Value::String(text) if text.len() > MAX_MESSAGE_SIZE * 2 => {
-            v.error(
-                "raw",
-                format!("\"raw\" must be at most {MAX_MESSAGE_SIZE} bytes"),
-            );
+        Value::String(text) if text.len() > max * 2 => {
+            v.error(field, format!("\"{field}\" must be at most {max} bytes"));
             None
         }
         Value::String(text) => {
-            if !starts_with_header(&text) {
+            if guess_base64 && !starts_with_header(&text) {
                 let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
                 if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(cleaned) {
                     return Some(raw);
@@ -71,12 +82,15 @@ fn raw_bytes(v: &mut Validator) -> Option<Vec<u8>> {
                             .collect()
                     });
             if bytes.is_none() {
-                v.error("raw", "\"raw\" must be a buffer of byte values");
+                v.error(
+                    field,
+                    format!("\"{field}\" must be a buffer of byte values"),
+                );
             }
             bytes
         }
         _ => {
-            v.error("raw", "\"raw\" must be a string or a buffer");
+            v.error(field, format!("\"{field}\" must be a string or a buffer"));
             None
         }
     }
@@ -222,6 +236,7 @@ pub fn message_update(message: &str, params: Map<String, Value>) -> ApiResult<Me
         deleted: v.boolean("deleted"),
         expires,
         meta_data: v.json_object("metaData", MAX_DATA_BYTES),
+        ..Default::default()
     };
     // WildDuck's spam-training hint (a webhook there); taken, and changes nothing here.
     v.boolean("markHam");
@@ -257,6 +272,17 @@ pub fn bulk_message_update(mut params: Map<String, Value>) -> ApiResult<MessageU
     message_update(&message, params)
 }
 
+/// Validates `DELETE .../messages` (strict): `async`, `skipArchive`.
+pub fn empty_request(params: Map<String, Value>) -> ApiResult<(bool, bool)> {
+    let mut v = Validator::new(params);
+    let background = v.boolean("async").unwrap_or(false);
+    let skip_archive = v.boolean("skipArchive").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((background, skip_archive))
+}
+
 /// Validates a listing that takes `order` and paging (the archive, flagged messages).
 pub fn ordered_page(params: Map<String, Value>) -> ApiResult<(bool, PageRequest)> {
     let mut v = Validator::new(params);
@@ -286,8 +312,8 @@ fn search_query(v: &mut Validator) -> SearchQuery {
     if let Some(q) = v.string("q", Str::max(1024).trim()) {
         parse_q(&q, &mut query);
     }
-    query.mailbox = v.id("mailbox");
-    query.thread = v.id("thread");
+    query.mailbox = v.id("mailbox").or(query.mailbox);
+    query.thread = v.id("thread").or(query.thread);
     for (field, slot) in [
         ("from", &mut query.from),
         ("to", &mut query.to),
@@ -305,15 +331,108 @@ fn search_query(v: &mut Validator) -> SearchQuery {
         }
         parsed
     };
-    query.date_start = date(v, "datestart");
-    query.date_end = date(v, "dateend");
-    query.min_size = v.count("minSize");
-    query.max_size = v.count("maxSize");
-    query.attachments = v.boolean("attachments").or(query.attachments);
-    query.flagged = v.boolean("flagged").or(query.flagged);
-    query.unseen = v.boolean("unseen").or(query.unseen);
-    query.searchable = v.boolean("searchable");
+    query.date_start = date(v, "datestart").or(query.date_start);
+    query.date_end = date(v, "dateend").or(query.date_end);
+    // 0 means "not set", as in WildDuck.
+    query.min_size = v.count("minSize").filter(|n| *n > 0).or(query.min_size);
+    query.max_size = v.count("maxSize").filter(|n| *n > 0).or(query.max_size);
+    // `false` is the same as not given, as in WildDuck.
+    let yes = |v: &mut Validator, field: &str| v.boolean(field).filter(|b| *b);
+    query.attachments = yes(v, "attachments").or(query.attachments);
+    query.flagged = yes(v, "flagged").or(query.flagged);
+    query.unseen = yes(v, "unseen").or(query.unseen);
+    query.seen = yes(v, "seen").or(query.seen);
+    query.searchable = v.boolean("searchable").or(query.searchable);
+    if let Some(text) = v.string("id", Str::max(1024).trim()) {
+        match UidSet::parse(&text) {
+            Some(set) => query.uids = Some(set),
+            None => v.error(
+                "id",
+                format!("\"id\" with value {text:?} fails to match the required pattern"),
+            ),
+        }
+    }
+    match v.raw("or") {
+        None => {}
+        Some(Value::Object(any)) => {
+            let text = |name: &str| {
+                any.get(name)
+                    .and_then(Value::as_str)
+                    .map(|t| t.trim().to_lowercase())
+                    .filter(|t| !t.is_empty() && t.len() <= 255)
+            };
+            query.any_of = Some(AnyOf {
+                terms: text("query").map(|q| search_terms(&q)).unwrap_or_default(),
+                from: text("from"),
+                to: text("to"),
+                subject: text("subject"),
+            });
+        }
+        Some(_) => v.error("or", "\"or\" must be of type object"),
+    }
+    // Every word is required already (WildDuck's `useAndSearch`); the listing options below
+    // are taken and answered the same way.
+    for flag in [
+        "useAndSearch",
+        "includeHeaders",
+        "metaData",
+        "threadCounters",
+        "includeHasDrafts",
+        "collapseThreads",
+    ] {
+        v.boolean(flag);
+    }
     query.finish()
+}
+
+/// Validates `POST /users/{user}/search`: the search's filters and a required `action`
+/// (`moveTo`, `seen`, `flagged`, or `delete` alone).
+pub fn search_action(params: Map<String, Value>) -> ApiResult<(SearchQuery, SearchAction)> {
+    let mut v = Validator::new(params);
+    let query = search_query(&mut v);
+    v.session();
+    let action = match v.raw("action") {
+        Some(Value::Object(fields)) => {
+            let mut action = SearchAction::default();
+            for (key, value) in &fields {
+                match (key.as_str(), value) {
+                    ("moveTo", Value::String(id)) => match id.parse() {
+                        Ok(id) => action.move_to = Some(id),
+                        Err(_) => v.error(
+                            "action.moveTo",
+                            "\"action.moveTo\" must be 24 hex characters",
+                        ),
+                    },
+                    ("seen", Value::Bool(b)) => action.seen = Some(*b),
+                    ("flagged", Value::Bool(b)) => action.flagged = Some(*b),
+                    ("delete", Value::Bool(b)) => action.delete = *b,
+                    (key, _) => v.error(
+                        &format!("action.{key}"),
+                        format!("\"action.{key}\" is not allowed or has the wrong type"),
+                    ),
+                }
+            }
+            if action.delete
+                && (action.move_to.is_some() || action.seen.is_some() || action.flagged.is_some())
+            {
+                v.error(
+                    "action",
+                    "When 'delete' is true, no other fields (moveTo, seen, flagged) can be set",
+                );
+            }
+            Some(action)
+        }
+        Some(_) => {
+            v.error("action", "\"action\" must be of type object");
+            None
+        }
+        None => {
+            v.error("action", "\"action\" is required");
+            None
+        }
+    };
+    v.finish()?;
+    Ok((query, action.unwrap_or_default()))
 }
 
 /// Validates `GET /users/{user}/search`: the query, `order` and paging.
@@ -429,6 +548,9 @@ pub fn details_json(details: &Details) -> Value {
     let mut out = message_json(message);
     out["user"] = json!(message.user);
     out["envelope"] = envelope_json(message.envelope.as_ref());
+    if !message.outbound.is_empty() {
+        out["outbound"] = json!(message.outbound);
+    }
     // Address lists only when the header exists, as WildDuck (clients show empty rows else).
     for (key, list) in [
         ("to", &message.to),

@@ -8,5 +8,6 @@ pub mod autoreply;
 pub mod filters;
 pub mod mailboxes;
 pub mod messages;
+pub mod outgoing;
 pub mod updates;
 pub mod users;

@@ -1,0 +1,24 @@
+//! The submit Lambda: serves this group's router through lambda_http. Mail it sends goes to
+//! local users through the delivery pipeline and to everyone else through SES.
+
+use std::sync::Arc;
+
+use eider_shared::config::DeliveryConfig;
+use eider_shared::domain::delivery::Delivery;
+use eider_shared::mail::outbound::Outbound;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    eider_shared::http::init_tracing(true);
+    let state = eider_shared::http::cloud_state().await?;
+    let config = DeliveryConfig::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let outbound = Outbound::Ses {
+        client: aws_sdk_sesv2::Client::new(&aws),
+        configuration_set: config.ses_configuration_set.clone(),
+    };
+    let delivery = Delivery::new(state.clone(), outbound, config);
+    let state = state.with_dispatcher(Arc::new(delivery));
+    let app = eider_shared::http::finish(eider_submit::router(), state);
+    lambda_http::run(app).await
+}
