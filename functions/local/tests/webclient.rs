@@ -22,10 +22,10 @@ struct Client {
 impl Client {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-Access-Token", &self.token);
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            request = request.header("X-Access-Token", &self.token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -348,4 +348,75 @@ async fn the_web_clients_calls_work_with_only_the_users_token() {
     me.ok("DELETE", "/authenticate", None).await;
     let (status, body) = me.call("GET", &format!("/users/{user}"), None).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("InvalidToken")));
+}
+
+#[tokio::test]
+async fn sent_mail_reaches_a_local_user_live_and_the_outbox_gets_the_rest() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    let http = reqwest::Client::new();
+    let api = Client {
+        http: http.clone(),
+        base: server.base.clone(),
+        token: String::new(),
+    };
+    let mut ids = Vec::new();
+    for name in ["sender", "receiver"] {
+        let created = api
+            .ok(
+                "POST",
+                "/users",
+                Some(json!({"username": name, "password": "secret-pass", "address": format!("{name}@example.com")})),
+            )
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    let (sender, receiver) = (&ids[0], &ids[1]);
+    let mut stream = http
+        .get(format!("{}/users/{receiver}/updates", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut buffer = String::new();
+
+    let answer = api
+        .ok(
+            "POST",
+            &format!("/users/{sender}/submit"),
+            Some(json!({
+                "to": [{"name": "Receiver", "address": "receiver@example.com"}, {"address": "someone@remote.example"}],
+                "subject": "Hello from the API",
+                "html": "<p>Hi there</p>",
+                "attachments": [{"filename": "note.txt", "content": "aGVsbG8="}],
+            })),
+        )
+        .await;
+    assert!(answer["message"]["queueId"].is_string(), "{answer}");
+    let exists = next_event(&mut stream, &mut buffer).await;
+    assert_eq!(exists["command"], "EXISTS", "{exists}");
+    let counters = next_event(&mut stream, &mut buffer).await;
+    assert_eq!(
+        (counters["command"].as_str(), counters["unseen"].as_u64()),
+        (Some("COUNTERS"), Some(1))
+    );
+    let inbox = exists["mailbox"].as_str().unwrap();
+    let message = api
+        .ok(
+            "GET",
+            &format!("/users/{receiver}/mailboxes/{inbox}/messages/1"),
+            None,
+        )
+        .await;
+    assert_eq!(message["subject"], "Hello from the API");
+    assert_eq!(message["attachments"][0]["filename"], "note.txt");
+    // The outside recipient's copy is in the outbox folder (no relay configured).
+    let outbox: Vec<_> = std::fs::read_dir(data.path().join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    let sent = std::fs::read_to_string(&outbox[0]).unwrap();
+    assert!(sent.contains("someone@remote.example"));
+    assert!(sent.contains("Subject: Hello from the API"));
 }
