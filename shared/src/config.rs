@@ -202,6 +202,11 @@ pub struct LocalConfig {
     /// `EIDER_JANITOR_SECONDS`, default 60: how often the local server runs the janitor
     /// (expired and archived messages, deleted mailboxes and users); 0 turns it off.
     pub janitor_interval: Duration,
+    /// `EIDER_HTTP_MAX_CONNECTIONS`, default 512: HTTP connections open at once (more wait).
+    pub http_max_connections: usize,
+    /// `EIDER_HTTP_HEADER_TIMEOUT_SECONDS`, default 30: time to send a request's header; an
+    /// idle connection is closed after it.
+    pub http_header_timeout: Duration,
 }
 
 /// Settings of the Lambda functions only.
@@ -387,6 +392,14 @@ impl LocalConfig {
                 .unwrap_or_else(|| "data".into()),
             janitor_interval: Duration::from_secs(
                 parsed::<u64>("EIDER_JANITOR_SECONDS")?.unwrap_or(60),
+            ),
+            http_max_connections: parsed::<usize>("EIDER_HTTP_MAX_CONNECTIONS")?
+                .unwrap_or(512)
+                .max(1),
+            http_header_timeout: Duration::from_secs(
+                parsed::<u64>("EIDER_HTTP_HEADER_TIMEOUT_SECONDS")?
+                    .unwrap_or(30)
+                    .max(1),
             ),
         })
     }

@@ -16,6 +16,19 @@ pub fn iso_or_false(t: Option<&DateTime<Utc>>) -> Value {
     t.map_or(Value::Bool(false), |t| Value::String(iso(t)))
 }
 
+/// `now` plus `millis`, or `None` when that is past the last date chrono can hold (a retention
+/// of "practically for ever": no expiry at all, rather than an overflow).
+pub fn after_millis(now: DateTime<Utc>, millis: u64) -> Option<DateTime<Utc>> {
+    let delta = chrono::TimeDelta::try_milliseconds(i64::try_from(millis).ok()?)?;
+    now.checked_add_signed(delta)
+}
+
+/// `now` plus `seconds`, as [`after_millis`].
+pub fn after_seconds(now: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
+    let delta = chrono::TimeDelta::try_seconds(i64::try_from(seconds).ok()?)?;
+    now.checked_add_signed(delta)
+}
+
 /// A date as WildDuck accepts it: RFC 3339, RFC 2822, a day (`2026-12-06`), or unix
 /// milliseconds.
 pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
@@ -35,6 +48,16 @@ pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn far_futures_are_none_instead_of_an_overflow() {
+        let now = chrono::Utc::now();
+        assert!(super::after_millis(now, 1000).is_some_and(|t| t > now));
+        assert_eq!(super::after_millis(now, u64::MAX), None);
+        assert_eq!(super::after_millis(now, i64::MAX as u64), None);
+        assert_eq!(super::after_millis(now, 9_000_000_000_000_000), None);
+        assert_eq!(super::after_seconds(now, u64::MAX / 2), None);
+    }
+
     use super::*;
 
     #[test]

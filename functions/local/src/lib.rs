@@ -2,6 +2,7 @@
 //! claimed twice, so no two groups can serve the same endpoint.
 
 pub mod lmtp;
+pub mod serve;
 
 use axum::Router;
 use eider_shared::http::{AppState, Routes};

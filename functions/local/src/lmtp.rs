@@ -46,7 +46,9 @@ impl Default for LmtpLimits {
             max_size: MAX_MESSAGE_SIZE,
             max_recipients: 100,
             max_line: 4096,
-            command_timeout: Duration::from_secs(300),
+            // WildDuck's LMTP (smtp-server) closes a silent session after 60 s: idle sessions
+            // can't hold every slot for long.
+            command_timeout: Duration::from_secs(60),
             data_timeout: Duration::from_secs(600),
             max_sessions: 64,
             max_errors: 10,
@@ -427,8 +429,18 @@ async fn session(
                     id: None,
                     spam_score: None,
                 };
+                // A user named several times (the same RCPT repeated, or two of its
+                // addresses) gets one copy; every RCPT still gets its reply (RFC 2033).
+                let mut outcomes: Vec<(eider_shared::id::ObjectId, Outcome)> = Vec::new();
                 for recipient in &transaction.recipients {
-                    let outcome = delivery.deliver(&incoming, recipient).await;
+                    let outcome = match outcomes.iter().find(|(user, _)| *user == recipient.user) {
+                        Some((_, done)) => done.clone(),
+                        None => {
+                            let outcome = delivery.deliver(&incoming, recipient).await;
+                            outcomes.push((recipient.user, outcome.clone()));
+                            outcome
+                        }
+                    };
                     reply(&mut writer, &outcome_reply(&recipient.address, &outcome)).await?;
                 }
             }

@@ -107,18 +107,22 @@ async fn run() -> anyhow::Result<()> {
         "eider-local ready"
     );
     println!("eider-local listening on http://{}", listener.local_addr()?);
-    // Update streams write small frames: send them at once instead of waiting for a delayed
-    // ACK (Nagle's algorithm held some events back by ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    eider_local::serve::serve(
+        listener,
+        app,
+        eider_local::serve::HttpLimits {
+            max_connections: local.http_max_connections,
+            header_timeout: local.http_header_timeout,
+            ..Default::default()
+        },
+        async move {
             shutdown().await;
             // Open update streams end now instead of holding the shutdown up.
             notifier.close();
-        })
-        .await?;
+        },
+        Duration::from_secs(10),
+    )
+    .await;
     Ok(())
 }
 

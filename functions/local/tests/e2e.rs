@@ -321,3 +321,63 @@ fn a_second_server_on_the_same_data_folder_fails_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.to_lowercase().contains("eider.redb"), "{stderr}");
 }
+
+/// Idle and slow connections: the server closes a connection that sends no complete header
+/// within the header timeout, and a flood of idle connections beyond the connection limit
+/// waits in the backlog instead of taking the API (and the process's file descriptors) down.
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_and_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = tempfile::tempdir().unwrap();
+    let server = start(
+        data.path(),
+        &[
+            ("EIDER_HTTP_HEADER_TIMEOUT_SECONDS", "2"),
+            ("EIDER_HTTP_MAX_CONNECTIONS", "8"),
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    // A slowloris: half a header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /users HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Idle connections beyond the limit.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let began = Instant::now();
+    // The server may answer 408 before it closes; either way the connection ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 256];
+        loop {
+            match slow.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the slow connection stays open");
+    assert!(
+        began.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        began.elapsed()
+    );
+    // A real client still gets through once the idle ones are timed out.
+    let c = reqwest::Client::new();
+    let (status, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        call(
+            &c,
+            reqwest::Method::GET,
+            format!("{}/users", server.base),
+            None,
+        ),
+    )
+    .await
+    .expect("answered while idle connections were open");
+    assert_eq!(status, 200);
+    drop(idle);
+}

@@ -102,3 +102,66 @@ async fn lmtp_batch_is_stored_and_the_autoreply_lands_in_the_outbox() {
     assert!(reply.contains("Subject: Auto: Away"));
     assert!(reply.contains("Auto-Submitted: auto-replied"));
 }
+
+/// One transaction with the same recipient 50 times: one copy, and a reply per RCPT.
+const REPEATED: &str = r#"
+import smtplib, sys
+port, to = int(sys.argv[1]), sys.argv[2]
+c = smtplib.LMTP("127.0.0.1", port, timeout=60)
+c.ehlo("client.example")
+c.mail("friend@remote.example")
+for _ in range(50):
+    c.rcpt(to)
+c.putcmd("data")
+code, _ = c.getreply()
+assert code == 354, code
+c.send(b"From: friend@remote.example\r\nSubject: Repeated\r\n\r\nonce\r\n.\r\n")
+codes = [c.getreply()[0] for _ in range(50)]
+c.quit()
+print(",".join(str(x) for x in codes))
+"#;
+
+#[tokio::test]
+async fn a_recipient_named_many_times_gets_one_copy_and_every_reply() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    let created: Value = client
+        .post(format!("{base}/users"))
+        .json(&json!({"username": "repeat", "password": "pw", "address": "repeat@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = created["id"].as_str().unwrap().to_string();
+    let port = server.lmtp_port.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", REPEATED, &port, "repeat@example.com"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let codes = String::from_utf8_lossy(&output.stdout);
+    let codes: Vec<&str> = codes.trim().split(',').collect();
+    assert_eq!(codes.len(), 50);
+    assert!(codes.iter().all(|c| *c == "250"), "{codes:?}");
+    let mailboxes: Value = client
+        .get(format!("{base}/users/{user}/mailboxes?counters=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mailboxes["results"][0]["total"], 1, "{mailboxes}");
+}

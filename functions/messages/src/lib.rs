@@ -94,7 +94,8 @@ async fn upload_message(
                     "Request body could not be read",
                 )
             })?;
-        (params, Some(body.to_vec()))
+        // The body's own allocation, not a copy (a message may be 64 MiB).
+        (params, Some(Vec::from(body)))
     } else {
         let Params(params) = Params::from_request(request, &state).await?;
         (params, None)

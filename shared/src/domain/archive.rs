@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::mailboxes::{self, StoredMailbox};
-use super::messages::{self, Archived, Details, Message};
+use super::messages::{self, Archived, Details, Message, OVER_QUOTA};
 use super::paging::{PageRequest, PageResult, walk_partition};
 use super::retry::{Attempt, retry_on_conflict};
 use super::users::{self, ARCHIVED_COUNT, STORAGE_USED};
@@ -85,8 +85,9 @@ pub async fn restore(
     id: &ObjectId,
     target: Option<ObjectId>,
 ) -> DomainResult<Message> {
-    users::load(state, user).await?;
+    let owner = users::load(state, user).await?;
     let archived = load(state, user, id).await?;
+    let allowed = messages::allowed_storage(state, &owner);
     let mailbox = match target {
         Some(target) => mailboxes::load(state, user, &target).await?,
         None => match mailboxes::load(state, user, &archived.message.mailbox).await {
@@ -94,13 +95,15 @@ pub async fn restore(
             Err(_) => mailboxes::inbox(state, user).await?,
         },
     };
-    restore_into(state, &archived, &mailbox).await
+    restore_into(state, &archived, &mailbox, allowed).await
 }
 
+/// Puts an archived message back into `mailbox`, if it fits into the quota (`allowed` bytes).
 async fn restore_into(
     state: &AppState,
     archived: &Archived,
     mailbox: &StoredMailbox,
+    allowed: i64,
 ) -> DomainResult<Message> {
     let user = mailbox.mailbox.user;
     let uid = state
@@ -117,10 +120,7 @@ async fn restore_into(
     let mut message = archived.message.clone();
     message.mailbox = mailbox.mailbox.id;
     message.uid = uid as u32;
-    message.expires = (mailbox.mailbox.retention > 0).then(|| {
-        chrono::Utc::now()
-            + chrono::Duration::milliseconds(mailbox.mailbox.retention.min(i64::MAX as u64) as i64)
-    });
+    message.expires = messages::retention_expiry(mailbox, chrono::Utc::now());
     let size = message.size as i64;
     let writes = vec![
         Write::delete(keys::archived(&user, &message.id)).when(Condition::Exists, ARCHIVED_GONE),
@@ -143,7 +143,10 @@ async fn restore_into(
             update: Update::default()
                 .add(STORAGE_USED, size)
                 .add(ARCHIVED_COUNT, -1),
-            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
+            // The quota holds for restores as for uploads (exact under concurrency).
+            guard: Some(
+                Condition::CounterAtMost(STORAGE_USED.into(), allowed - size).labeled(OVER_QUOTA),
+            ),
         },
         journal::event_write(&state.config, &user, seq, message.exists_event()),
     ];
@@ -152,6 +155,9 @@ async fn restore_into(
         Err(StoreError::ConditionFailed {
             label: ARCHIVED_GONE,
         }) => return Err(not_found()),
+        Err(StoreError::ConditionFailed { label: OVER_QUOTA }) => {
+            return Err(DomainError::OverQuota);
+        }
         Err(StoreError::ConditionFailed { .. }) => {
             return Err(DomainError::MailboxNotFound("This mailbox does not exist"));
         }

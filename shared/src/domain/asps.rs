@@ -86,7 +86,7 @@ impl Asp {
         asp.auth_event = Some(*event);
         asp.auth_ip = ip.map(str::to_string);
         if let Some(ttl) = asp.ttl {
-            asp.expires = Some(now + chrono::Duration::seconds(ttl as i64));
+            asp.expires = crate::time::after_seconds(now, ttl);
         }
         Write::Update {
             key: keys::asp(&asp.user, &asp.id),
@@ -255,7 +255,7 @@ pub async fn create(state: &AppState, user: &ObjectId, input: NewAsp) -> DomainR
         auth_ip: None,
         created: now,
         ttl,
-        expires: ttl.map(|t| now + chrono::Duration::seconds(t as i64)),
+        expires: ttl.and_then(|t| crate::time::after_seconds(now, t)),
     };
 
     let mut read_before = Some(owner);

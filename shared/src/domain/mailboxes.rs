@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::keys;
 use super::mailbox_names::default_mailbox_names;
 use super::users::{self, MAILBOX_COUNT};
-use super::{AppState, DomainError, DomainResult, journal, unix_now};
+use super::{AppState, DomainError, DomainResult, journal, retry, unix_now};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
 
@@ -581,8 +581,34 @@ pub async fn update(
 pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<()> {
     let no_such_mailbox =
         || DomainError::MailboxNotFound("Mailbox deletion failed with code NoSuchMailbox");
-    let current = load(state, user, id).await.map_err(|_| no_such_mailbox())?;
+    retry::retry_on_conflict(
+        "The mailbox was changed concurrently, try again",
+        || async {
+            let current = load(state, user, id).await.map_err(|_| no_such_mailbox())?;
+            match try_delete(state, user, &current).await? {
+                true => Ok(retry::Attempt::Done(())),
+                false => Ok(retry::Attempt::Retry),
+            }
+        },
+    )
+    .await?;
+    // Archive what fits in this request; the janitor finishes larger folders.
+    super::messages::drain_deleted_mailbox(state, user, id, 500).await?;
+    Ok(())
+}
+
+/// One attempt at deleting a mailbox as it was read: its messages' size leaves the user's
+/// quota at once (they go to the archive, which does not count), so the drain that archives
+/// them later changes no quota. False when messages came or went meanwhile.
+async fn try_delete(
+    state: &AppState,
+    user: &ObjectId,
+    current: &StoredMailbox,
+) -> DomainResult<bool> {
+    let no_such_mailbox =
+        || DomainError::MailboxNotFound("Mailbox deletion failed with code NoSuchMailbox");
     let m = &current.mailbox;
+    let id = &m.id;
     if m.path == "INBOX" || m.special_use.is_some() || m.hidden {
         return Err(DomainError::MailboxMethodNotAllowed(
             "Mailbox deletion failed with code DisallowedMailboxMethod",
@@ -596,11 +622,16 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
     .with_gsi1(keys::mailbox_task(now, user, id));
     let seq = journal::reserve(state.table.as_ref(), user, 1).await?;
     let writes = vec![
-        Write::delete(keys::mailbox(user, id)).when(Condition::Exists, MAILBOX_GONE),
+        Write::delete(keys::mailbox(user, id)).when(
+            Condition::CounterEquals(SIZE.into(), current.size),
+            MAILBOX_GONE,
+        ),
         Write::delete(keys::mailbox_path_claim(user, &m.path)),
         Write::Update {
             key: keys::user(user),
-            update: Update::default().add(MAILBOX_COUNT, -1),
+            update: Update::default()
+                .add(MAILBOX_COUNT, -1)
+                .add(users::STORAGE_USED, -current.size),
             // A deleted user's mailboxes wait for the janitor; never recreate the profile.
             guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         },
@@ -613,16 +644,19 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
         ),
     ];
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
-        Ok(()) => {}
+        Ok(()) => Ok(true),
         Err(StoreError::ConditionFailed {
             label: users::USER_GONE,
-        }) => return Err(DomainError::user_not_found()),
-        Err(StoreError::ConditionFailed { .. }) => return Err(no_such_mailbox()),
-        Err(e) => return Err(e.into()),
+        }) => Err(DomainError::user_not_found()),
+        // Gone, or its size changed: read it again (gone is answered then).
+        Err(StoreError::ConditionFailed { .. }) => {
+            if state.table.get(&keys::mailbox(user, id)).await?.is_none() {
+                return Err(no_such_mailbox());
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
     }
-    // Archive what fits in this request; the janitor finishes larger folders.
-    super::messages::drain_deleted_mailbox(state, user, id, 500).await?;
-    Ok(())
 }
 
 #[cfg(test)]

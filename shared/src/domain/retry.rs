@@ -27,12 +27,22 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = DomainResult<Attempt<T>>>,
 {
-    for _ in 0..OPTIMISTIC_ATTEMPTS {
+    for n in 0..OPTIMISTIC_ATTEMPTS {
         if let Attempt::Done(value) = attempt().await? {
             return Ok(value);
         }
+        pause(n).await;
     }
     Err(DomainError::Contended(contended))
+}
+
+/// A short random pause before attempt `n + 1`, growing with `n` (at most ~32 ms), so that
+/// writers that collided don't collide again in lockstep.
+pub async fn pause(n: usize) {
+    use rand::Rng;
+    let ceiling = 1u64 << n.min(5);
+    let millis = rand::thread_rng().gen_range(0..=ceiling);
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
 /// The message of a change to a user that kept losing to concurrent ones.

@@ -135,7 +135,11 @@ pub fn parse_q(q: &str, query: &mut SearchQuery) {
                 "cc" => query.cc = Some(value.to_string()),
                 "bcc" => query.bcc = Some(value.to_string()),
                 "subject" => query.subject = Some(value.to_string()),
-                "in" => query.mailbox_path = Some(token[3..].to_string()),
+                "in" => {
+                    // The path as written (not lowercased).
+                    let path = token.split_once(':').map_or("", |(_, p)| p);
+                    query.mailbox_path = Some(path.to_string());
+                }
                 "mailbox" => {
                     if let Ok(id) = value.parse() {
                         query.mailbox = Some(id);

@@ -209,8 +209,9 @@ impl PathPart for AttachmentId {
         let valid = raw
             .get(..3)
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case("ATT"))
-            && raw.len() > 3
-            && raw[3..].bytes().all(|b| b.is_ascii_digit());
+            && raw.get(3..).is_some_and(|digits| {
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+            });
         if valid {
             Some(AttachmentId(raw.to_string()))
         } else {

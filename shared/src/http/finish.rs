@@ -1,15 +1,20 @@
 //! The finishing layer every router gets, in Lambda and locally: the access layer (tokens and
-//! roles, `super::access`), request tracing, the body limit, panic recovery and the JSON
-//! answers for unknown routes and wrong methods.
+//! roles, `super::access`), request tracing, the body limit and the body's time limit, limits
+//! on the URI and header, panic recovery, the JSON answers for unknown routes and wrong
+//! methods, and JSON for every other error a layer answers in its own format (a body too
+//! large, too slow).
 
 use std::any::Any;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{StatusCode, Uri};
 use axum::middleware;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::error::ApiError;
@@ -23,6 +28,10 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), access::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
+        // A client that declares a body and sends it too slowly (or never) gets 408.
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(middleware::from_fn(bounded_head))
+        .layer(middleware::map_response(json_errors))
         .layer(
             // Only method and path are recorded: the query string may carry the access token.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -31,6 +40,67 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
         )
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Time for a request body to arrive, from the end of its header.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Longest URI (path and query) taken; WildDuck's clients send nothing near it.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// Largest request header (all fields together).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses, in WildDuck's JSON error format, a URI or a header too large to be real.
+async fn bounded_head(request: Request, next: Next) -> Response {
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "UriTooLong",
+            format!("The request URI is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "RequestHeaderFieldsTooLarge",
+            format!("The request header is larger than {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Turns an error answered by a layer or extractor in plain text (413 from the body limit, a
+/// body that failed to arrive, ...) into WildDuck's `{error, code}` JSON.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/event-stream"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("PayloadTooLarge", "The request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => {
+            ("RequestTimeout", "The request body did not arrive in time")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("InvalidContent", "Unsupported content type"),
+        StatusCode::BAD_REQUEST => ("InvalidContent", "The request could not be read"),
+        s if s.is_server_error() => ("InternalError", "Internal server error"),
+        _ => (
+            "RequestError",
+            status.canonical_reason().unwrap_or("Request refused"),
+        ),
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn unknown_route(uri: Uri) -> ApiError {

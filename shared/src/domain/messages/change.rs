@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{
-    MESSAGE_GONE, Message, UID_TAKEN, allocate_uids, from_item, mailbox_counters, retention_expiry,
+    MESSAGE_GONE, Message, REVISION, UID_TAKEN, allocate_uids, from_item, mailbox_counters, reload,
+    retention_expiry,
 };
 use crate::domain::mailboxes::{self, StoredMailbox};
-use crate::domain::{AppState, DomainError, DomainResult, journal, keys};
+use crate::domain::{AppState, DomainError, DomainResult, journal, keys, retry};
 use crate::id::ObjectId;
-use crate::store::{Condition, Item, Key, Query, SortRange, StoreError, Update, Write};
+use crate::store::{Item, Key, Query, SortRange, StoreError, Update, Write};
 
 /// A message selector: one UID, a comma list, or a range `a:b` / `a:*`.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,68 +163,89 @@ pub struct MessageUpdate {
 pub(super) const BATCH: usize = 40;
 
 /// Applies flag changes to messages of one mailbox: item, mailbox counters (unseen) and a
-/// FETCH journal event per message, in transactions of [`BATCH`].
+/// FETCH journal event per message, in transactions of [`BATCH`]. Each item is written only
+/// if it is still as it was read (its revision): a batch that lost to a concurrent change is
+/// read again and retried, so the unseen counter never drifts.
 pub(super) async fn apply_flags(
     state: &AppState,
     mailbox: &StoredMailbox,
     messages: Vec<Message>,
     changes: &FlagChanges,
 ) -> DomainResult<usize> {
-    let user = mailbox.mailbox.user;
     let mut updated = 0;
     for chunk in messages.chunks(BATCH) {
-        let seq = journal::reserve(state.table.as_ref(), &user, chunk.len()).await?;
-        let mut writes = Vec::new();
-        let mut unseen_delta = 0;
-        for (i, message) in chunk.iter().enumerate() {
-            let mut changed = message.clone();
-            changes.apply(&mut changed);
-            unseen_delta += i64::from(!changed.seen) - i64::from(!message.seen);
-            let mut item = changed.item(mailbox);
-            let update = Update {
-                body: Some(item.body.take()),
-                gsi1: Some(item.gsi1.take()),
-                gsi2: Some(item.gsi2.take()),
-                ..Default::default()
-            };
-            writes.push(Write::Update {
-                key: message.key(),
-                update,
-                guard: Some(Condition::Exists.labeled(MESSAGE_GONE)),
-            });
-            writes.push(journal::event_write(
-                &state.config,
-                &user,
-                seq + i as i64,
-                changed.fetch_event(changed.seen != message.seen),
-            ));
-        }
-        writes.push(mailbox_counters(mailbox, 0, unseen_delta, 0));
-        match journal::commit(
-            state.table.as_ref(),
-            &state.config,
-            &user,
-            seq,
-            chunk.len(),
-            writes,
-        )
-        .await
-        {
-            Ok(()) => updated += chunk.len(),
-            // A message vanished meanwhile (deleted or moved): do the rest one by one.
-            Err(StoreError::ConditionFailed { .. }) if chunk.len() > 1 => {
-                for message in chunk {
-                    updated +=
-                        Box::pin(apply_flags(state, mailbox, vec![message.clone()], changes))
-                            .await
-                            .unwrap_or(0);
-                }
+        let mut pending = chunk.to_vec();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            if try_flags(state, mailbox, &pending, changes).await? {
+                updated += pending.len();
+                break;
             }
-            Err(StoreError::ConditionFailed { .. }) => {}
-            Err(e) => return Err(e.into()),
+            attempt += 1;
+            if attempt >= CHANGE_ATTEMPTS {
+                return Err(DomainError::Contended(CONTENDED));
+            }
+            retry::pause(attempt).await;
+            pending = reload(state, &pending).await?;
         }
     }
     Ok(updated)
+}
+
+/// Attempts at a batch change before it gives up as contended.
+const CHANGE_ATTEMPTS: usize = 16;
+const CONTENDED: &str = "The messages were changed concurrently, try again";
+
+/// One attempt at a batch of flag changes: false when some message changed meanwhile.
+async fn try_flags(
+    state: &AppState,
+    mailbox: &StoredMailbox,
+    messages: &[Message],
+    changes: &FlagChanges,
+) -> DomainResult<bool> {
+    let user = mailbox.mailbox.user;
+    let seq = journal::reserve(state.table.as_ref(), &user, messages.len()).await?;
+    let mut writes = Vec::new();
+    let mut unseen_delta = 0;
+    for (i, message) in messages.iter().enumerate() {
+        let mut changed = message.clone();
+        changes.apply(&mut changed);
+        unseen_delta += i64::from(!changed.seen) - i64::from(!message.seen);
+        let mut item = changed.item(mailbox);
+        let update = Update {
+            body: Some(item.body.take()),
+            gsi1: Some(item.gsi1.take()),
+            gsi2: Some(item.gsi2.take()),
+            ..Default::default()
+        }
+        .add(REVISION, 1);
+        writes.push(Write::Update {
+            key: message.key(),
+            update,
+            guard: Some(message.unchanged().labeled(MESSAGE_GONE)),
+        });
+        writes.push(journal::event_write(
+            &state.config,
+            &user,
+            seq + i as i64,
+            changed.fetch_event(changed.seen != message.seen),
+        ));
+    }
+    writes.push(mailbox_counters(mailbox, 0, unseen_delta, 0));
+    match journal::commit(
+        state.table.as_ref(),
+        &state.config,
+        &user,
+        seq,
+        messages.len(),
+        writes,
+    )
+    .await
+    {
+        Ok(()) => Ok(true),
+        Err(StoreError::ConditionFailed { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Moves messages to another mailbox: each gets a new UID there; counters of both mailboxes
@@ -236,68 +258,93 @@ async fn move_messages(
     messages: Vec<Message>,
     changes: &FlagChanges,
 ) -> DomainResult<Vec<(u32, u32)>> {
-    let user = source.mailbox.user;
     let mut moved = Vec::new();
-    let now = Utc::now();
     for chunk in messages.chunks(BATCH / 2) {
-        let first_uid = allocate_uids(state, target, chunk.len()).await?;
-        let seq = journal::reserve(state.table.as_ref(), &user, chunk.len() * 2).await?;
-        let mut writes = Vec::new();
-        let (mut src, mut dst) = ((0, 0, 0), (0, 0, 0));
-        for (i, message) in chunk.iter().enumerate() {
-            let mut next = message.clone();
-            changes.apply(&mut next);
-            next.mailbox = target.mailbox.id;
-            next.uid = first_uid + i as u32;
-            if changes.expires.is_none() {
-                next.expires = retention_expiry(target, now);
+        let mut pending = chunk.to_vec();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            if let Some(pairs) = try_move(state, source, target, &pending, changes).await? {
+                moved.extend(pairs);
+                break;
             }
-            let (t, u, s) = message.counts();
-            src = (src.0 - t, src.1 - u, src.2 - s);
-            let (t, u, s) = next.counts();
-            dst = (dst.0 + t, dst.1 + u, dst.2 + s);
-            writes.push(Write::delete(message.key()).when(Condition::Exists, MESSAGE_GONE));
-            writes.push(Write::put_new(next.item(target), UID_TAKEN));
-            writes.push(Write::put(Item::new(
-                keys::message_pointer(&user, &next.id),
-                json!({ "mailbox": target.mailbox.id, "uid": next.uid }),
-            )));
-            let base = seq + 2 * i as i64;
-            writes.push(journal::event_write(
-                &state.config,
-                &user,
-                base,
-                message.expunge_event(),
-            ));
-            writes.push(journal::event_write(
-                &state.config,
-                &user,
-                base + 1,
-                next.exists_event(),
-            ));
-            moved.push((message.uid, next.uid));
-        }
-        writes.push(mailbox_counters(source, src.0, src.1, src.2));
-        writes.push(mailbox_counters(target, dst.0, dst.1, dst.2));
-        match journal::commit(
-            state.table.as_ref(),
-            &state.config,
-            &user,
-            seq,
-            chunk.len() * 2,
-            writes,
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(StoreError::ConditionFailed { .. }) => {
-                // Some message vanished meanwhile: this batch moved nothing.
-                moved.truncate(moved.len() - chunk.len());
+            attempt += 1;
+            if attempt >= CHANGE_ATTEMPTS {
+                return Err(DomainError::Contended(CONTENDED));
             }
-            Err(e) => return Err(e.into()),
+            retry::pause(attempt).await;
+            pending = reload(state, &pending).await?;
         }
     }
     Ok(moved)
+}
+
+/// One attempt at moving a batch: `None` when some message changed or went meanwhile.
+async fn try_move(
+    state: &AppState,
+    source: &StoredMailbox,
+    target: &StoredMailbox,
+    chunk: &[Message],
+    changes: &FlagChanges,
+) -> DomainResult<Option<Vec<(u32, u32)>>> {
+    let user = source.mailbox.user;
+    let now = Utc::now();
+    let mut moved = Vec::new();
+    let first_uid = allocate_uids(state, target, chunk.len()).await?;
+    let seq = journal::reserve(state.table.as_ref(), &user, chunk.len() * 2).await?;
+    let mut writes = Vec::new();
+    let (mut src, mut dst) = ((0, 0, 0), (0, 0, 0));
+    for (i, message) in chunk.iter().enumerate() {
+        let mut next = message.clone();
+        changes.apply(&mut next);
+        next.mailbox = target.mailbox.id;
+        next.uid = first_uid + i as u32;
+        if changes.expires.is_none() {
+            next.expires = retention_expiry(target, now);
+        }
+        let (t, u, s) = message.counts();
+        src = (src.0 - t, src.1 - u, src.2 - s);
+        let (t, u, s) = next.counts();
+        dst = (dst.0 + t, dst.1 + u, dst.2 + s);
+        writes.push(Write::delete(message.key()).when(message.unchanged(), MESSAGE_GONE));
+        next.revision = 0;
+        writes.push(Write::put_new(next.item(target), UID_TAKEN));
+        writes.push(Write::put(Item::new(
+            keys::message_pointer(&user, &next.id),
+            json!({ "mailbox": target.mailbox.id, "uid": next.uid }),
+        )));
+        let base = seq + 2 * i as i64;
+        writes.push(journal::event_write(
+            &state.config,
+            &user,
+            base,
+            message.expunge_event(),
+        ));
+        writes.push(journal::event_write(
+            &state.config,
+            &user,
+            base + 1,
+            next.exists_event(),
+        ));
+        moved.push((message.uid, next.uid));
+    }
+    writes.push(mailbox_counters(source, src.0, src.1, src.2));
+    writes.push(mailbox_counters(target, dst.0, dst.1, dst.2));
+    match journal::commit(
+        state.table.as_ref(),
+        &state.config,
+        &user,
+        seq,
+        chunk.len() * 2,
+        writes,
+    )
+    .await
+    {
+        Ok(()) => {}
+        // Some message changed or vanished meanwhile: this batch moved nothing.
+        Err(StoreError::ConditionFailed { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(moved))
 }
 
 /// What `PUT .../messages/{message}` did.

@@ -59,10 +59,14 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// Labels of the conditions on message items (see [`crate::store::Guard`]).
 /// The message is gone (moved or deleted meanwhile).
 pub const MESSAGE_GONE: &str = "message gone";
+/// The counter every change of a message item adds 1 to: a write computed from a read is
+/// conditioned on it (the message is as it was read), so counters derived from the read
+/// (unseen, sizes) can't drift under concurrent changes.
+pub const REVISION: &str = "rev";
 /// The UID (or the message id) is in use already.
 pub const UID_TAKEN: &str = "uid taken";
 /// The message would take the user over the quota.
-const OVER_QUOTA: &str = "over quota";
+pub(crate) const OVER_QUOTA: &str = "over quota";
 /// The idempotency key was used by an earlier upload.
 const ALREADY_STORED: &str = "already stored";
 /// The pending-blob marker of an upload: committed, or doomed by the janitor.
@@ -147,6 +151,9 @@ pub struct Message {
     /// SMTP envelope it was composed with, the storage files it attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_info: Option<DraftInfo>,
+    /// The item's [`REVISION`] when it was read (not stored in the body).
+    #[serde(skip)]
+    pub revision: i64,
 }
 
 /// What a reply or forward refers to (WildDuck's `reference`).
@@ -213,6 +220,53 @@ impl Message {
         keys::message(&self.user, &self.mailbox, self.uid)
     }
 
+    /// Bounds what the item keeps so that it fits DynamoDB's 400 KB with room to spare: file
+    /// names cut to 255 characters, then fewer attachments listed (the first ones), then the
+    /// address lists and the subject shortened. The message itself is stored whole; only what
+    /// the listing shows of it is cut (WildDuck caps its stored MIME tree the same way).
+    pub(crate) fn fit_item(&mut self) {
+        const BUDGET: usize = 300 * 1024;
+        let size = |m: &Message| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+        if size(self) <= BUDGET {
+            return;
+        }
+        for a in &mut self.attachments {
+            if a.filename.chars().count() > 255 {
+                a.filename = a.filename.chars().take(255).collect();
+            }
+        }
+        while size(self) > BUDGET && self.attachments.len() > 10 {
+            let keep = self.attachments.len() / 2;
+            self.attachments.truncate(keep);
+        }
+        for list in [
+            &mut self.to,
+            &mut self.cc,
+            &mut self.bcc,
+            &mut self.reply_to,
+        ] {
+            if list.len() > 100 {
+                list.truncate(100);
+            }
+        }
+        if self.subject.chars().count() > 2048 {
+            self.subject = self.subject.chars().take(2048).collect();
+        }
+        while size(self) > BUDGET && self.references.len() > 10 {
+            let keep = self.references.len() / 2;
+            self.references.drain(..keep);
+        }
+        if size(self) > BUDGET {
+            self.intro.truncate(self.intro.floor_char_boundary(128));
+            self.meta_data = None;
+        }
+    }
+
+    /// The condition that the item is still as it was read.
+    pub(crate) fn unchanged(&self) -> Condition {
+        Condition::CounterEquals(REVISION.into(), self.revision)
+    }
+
     /// The item of this message in `mailbox`: listed as flagged unless deleted or in
     /// Junk/Trash; scheduled for purge when it expires.
     pub fn item(&self, mailbox: &StoredMailbox) -> Item {
@@ -271,8 +325,23 @@ impl Message {
 }
 
 pub fn from_item(item: &Item) -> DomainResult<Message> {
-    serde_json::from_value(item.body.clone())
-        .map_err(|e| DomainError::corrupt("message", format!("{}/{}", item.pk, item.sk), e))
+    let mut message: Message = serde_json::from_value(item.body.clone())
+        .map_err(|e| DomainError::corrupt("message", format!("{}/{}", item.pk, item.sk), e))?;
+    message.revision = item.counter(REVISION);
+    Ok(message)
+}
+
+/// Reads `messages` again (those still in their mailbox, with their current state), by UID.
+pub(crate) async fn reload(state: &AppState, messages: &[Message]) -> DomainResult<Vec<Message>> {
+    let keys: Vec<Key> = messages.iter().map(Message::key).collect();
+    let mut fresh = Vec::new();
+    for chunk in keys.chunks(100) {
+        for item in state.table.get_many(chunk).await? {
+            fresh.push(from_item(&item)?);
+        }
+    }
+    fresh.sort_by_key(|m| m.uid);
+    Ok(fresh)
 }
 
 fn message_not_found() -> DomainError {
@@ -293,9 +362,15 @@ fn mailbox_counters(mailbox: &StoredMailbox, total: i64, unseen: i64, size: i64)
 }
 
 /// When a message added to `mailbox` now expires by the mailbox's retention.
-fn retention_expiry(mailbox: &StoredMailbox, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn retention_expiry(
+    mailbox: &StoredMailbox,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let ms = mailbox.mailbox.retention;
-    (ms > 0).then(|| now + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64))
+    if ms == 0 {
+        return None;
+    }
+    crate::time::after_millis(now, ms)
 }
 
 /// Allocates `count` UIDs in a mailbox; returns the first. UIDs are never reused, even when

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::change::BATCH;
 use super::upload::unindex_terms;
-use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters};
+use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters, reload};
 use crate::domain::mailboxes::{self, StoredMailbox};
 use crate::domain::users::{self, ARCHIVED_COUNT, STORAGE_USED};
-use crate::domain::{AppState, DomainError, DomainResult, journal, keys};
+use crate::domain::{AppState, DomainError, DomainResult, journal, keys, retry};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, StoreError, Update, Write};
 
@@ -48,82 +48,99 @@ pub async fn remove_messages(
     messages: Vec<Message>,
     archive: bool,
 ) -> DomainResult<usize> {
+    let mut removed = 0;
+    for chunk in messages.chunks(BATCH / 2) {
+        let mut pending = chunk.to_vec();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            if try_remove(state, mailbox, &pending, archive).await? {
+                removed += pending.len();
+                break;
+            }
+            // Some message changed or went meanwhile: the rest as they are now.
+            attempt += 1;
+            if attempt >= REMOVE_ATTEMPTS {
+                return Err(DomainError::Contended(
+                    "The messages were changed concurrently, try again",
+                ));
+            }
+            retry::pause(attempt).await;
+            pending = reload(state, &pending).await?;
+        }
+    }
+    Ok(removed)
+}
+
+const REMOVE_ATTEMPTS: usize = 16;
+
+/// One attempt at removing a batch: false when some message changed or went meanwhile (each
+/// is removed only as it was read, so the counters it takes off are right).
+async fn try_remove(
+    state: &AppState,
+    mailbox: &StoredMailbox,
+    chunk: &[Message],
+    archive: bool,
+) -> DomainResult<bool> {
     let user = mailbox.mailbox.user;
     let now = Utc::now();
     let keep = chrono::Duration::from_std(state.config.archive_retention)
         .unwrap_or(chrono::Duration::days(14));
-    let mut removed = 0;
-    for chunk in messages.chunks(BATCH / 2) {
-        let seq = journal::reserve(state.table.as_ref(), &user, chunk.len()).await?;
-        let mut writes = Vec::new();
-        let (mut total, mut unseen, mut size, mut archived) = (0, 0, 0, 0);
-        let mut gone_for_good = Vec::new();
-        for (i, message) in chunk.iter().enumerate() {
-            let (t, u, s) = message.counts();
-            total -= t;
-            unseen -= u;
-            size -= s;
-            writes.push(Write::delete(message.key()).when(Condition::Exists, MESSAGE_GONE));
-            writes.push(Write::delete(keys::message_pointer(&user, &message.id)));
-            writes.push(journal::event_write(
-                &state.config,
-                &user,
-                seq + i as i64,
-                message.expunge_event(),
-            ));
-            if archive && !message.draft {
-                writes.push(Write::put(Archived::new(message, now, keep).item()));
-                archived += 1;
-            } else {
-                gone_for_good.push(message);
-            }
-        }
-        writes.push(mailbox_counters(mailbox, total, unseen, size));
-        // Never recreate the profile of a user deleted meanwhile (the janitor purges the rest).
-        writes.push(Write::Update {
-            key: keys::user(&user),
-            update: Update::default()
-                .add(STORAGE_USED, size)
-                .add(ARCHIVED_COUNT, archived),
-            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
-        });
-        match journal::commit(
-            state.table.as_ref(),
+    let seq = journal::reserve(state.table.as_ref(), &user, chunk.len()).await?;
+    let mut writes = Vec::new();
+    let (mut total, mut unseen, mut size, mut archived) = (0, 0, 0, 0);
+    let mut gone_for_good = Vec::new();
+    for (i, message) in chunk.iter().enumerate() {
+        let (t, u, s) = message.counts();
+        total -= t;
+        unseen -= u;
+        size -= s;
+        writes.push(Write::delete(message.key()).when(message.unchanged(), MESSAGE_GONE));
+        writes.push(Write::delete(keys::message_pointer(&user, &message.id)));
+        writes.push(journal::event_write(
             &state.config,
             &user,
-            seq,
-            chunk.len(),
-            writes,
-        )
-        .await
-        {
-            Ok(()) => removed += chunk.len(),
-            Err(StoreError::ConditionFailed { .. }) if chunk.len() > 1 => {
-                for message in chunk {
-                    removed += Box::pin(remove_messages(
-                        state,
-                        mailbox,
-                        vec![message.clone()],
-                        archive,
-                    ))
-                    .await
-                    .unwrap_or(0);
-                }
-                continue;
-            }
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        for message in chunk {
-            unindex_terms(state, &user, &message.id, &message.terms).await;
-        }
-        for message in gone_for_good {
-            if let Err(e) = state.blobs.delete(&message.blob).await {
-                tracing::warn!(error = %e, blob = %message.blob, "blob not removed; the janitor retries");
-            }
+            seq + i as i64,
+            message.expunge_event(),
+        ));
+        if archive && !message.draft {
+            writes.push(Write::put(Archived::new(message, now, keep).item()));
+            archived += 1;
+        } else {
+            gone_for_good.push(message);
         }
     }
-    Ok(removed)
+    writes.push(mailbox_counters(mailbox, total, unseen, size));
+    // Never recreate the profile of a user deleted meanwhile (the janitor purges the rest).
+    writes.push(Write::Update {
+        key: keys::user(&user),
+        update: Update::default()
+            .add(STORAGE_USED, size)
+            .add(ARCHIVED_COUNT, archived),
+        guard: Some(Condition::Exists.labeled(users::USER_GONE)),
+    });
+    match journal::commit(
+        state.table.as_ref(),
+        &state.config,
+        &user,
+        seq,
+        chunk.len(),
+        writes,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    for message in chunk {
+        unindex_terms(state, &user, &message.id, &message.terms).await;
+    }
+    for message in gone_for_good {
+        if let Err(e) = state.blobs.delete(&message.blob).await {
+            tracing::warn!(error = %e, blob = %message.blob, "blob not removed; the janitor retries");
+        }
+    }
+    Ok(true)
 }
 
 /// `DELETE /users/{user}/mailboxes/{mailbox}/messages/{message}`: into the archive.
@@ -192,7 +209,8 @@ pub async fn drain_deleted_mailbox(
 }
 
 /// Like [`remove_messages`] for a mailbox that is already gone: no mailbox counters or
-/// journal (its DELETE event said it all).
+/// journal (its DELETE event said it all), and no quota (the delete took the mailbox's size
+/// off at once).
 async fn remove_deleted_mailbox_messages(
     state: &AppState,
     user: &ObjectId,
@@ -203,10 +221,9 @@ async fn remove_deleted_mailbox_messages(
     let keep = chrono::Duration::from_std(state.config.archive_retention)
         .unwrap_or(chrono::Duration::days(14));
     let mut writes = Vec::new();
-    let (mut size, mut archived) = (0, 0);
+    let mut archived = 0;
     for message in &messages {
-        size -= message.size as i64;
-        writes.push(Write::delete(message.key()).when(Condition::Exists, MESSAGE_GONE));
+        writes.push(Write::delete(message.key()).when(message.unchanged(), MESSAGE_GONE));
         writes.push(Write::delete(keys::message_pointer(&user, &message.id)));
         if !message.draft {
             writes.push(Write::put(Archived::new(message, now, keep).item()));
@@ -217,9 +234,7 @@ async fn remove_deleted_mailbox_messages(
     if state.table.get(&keys::user(&user)).await?.is_some() {
         writes.push(Write::Update {
             key: keys::user(&user),
-            update: Update::default()
-                .add(STORAGE_USED, size)
-                .add(ARCHIVED_COUNT, archived),
+            update: Update::default().add(ARCHIVED_COUNT, archived),
             guard: Some(Condition::Exists.labeled(users::USER_GONE)),
         });
     }

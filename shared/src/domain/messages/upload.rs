@@ -238,7 +238,7 @@ async fn commit_new_message(
     let uid = allocate_uids(state, mailbox, 1).await?;
     let seq = journal::reserve(state.table.as_ref(), user, 1).await?;
     let now = Utc::now();
-    let message = Message {
+    let mut message = Message {
         id,
         user: *user,
         mailbox: mailbox.mailbox.id,
@@ -280,7 +280,9 @@ async fn commit_new_message(
         envelope: upload.envelope.clone(),
         outbound: upload.outbound.clone(),
         draft_info: upload.draft_info.clone(),
+        revision: 0,
     };
+    message.fit_item();
     let stored = Stored {
         id,
         mailbox: mailbox.mailbox.id,

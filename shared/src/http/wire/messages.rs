@@ -64,8 +64,15 @@ pub(crate) fn binary(
         }
         Value::String(text) => {
             if guess_base64 && !starts_with_header(&text) {
-                let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-                if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(cleaned) {
+                // Large uploads: no copy of the text unless it has line breaks to remove.
+                let decoded = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+                    let cleaned: Vec<u8> =
+                        text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+                    base64::engine::general_purpose::STANDARD.decode(cleaned)
+                } else {
+                    base64::engine::general_purpose::STANDARD.decode(text.as_bytes())
+                };
+                if let Ok(raw) = decoded {
                     return Some(raw);
                 }
             }
