@@ -134,7 +134,7 @@ EOF
 
 # ------------------------------------------------------------------ run
 mkdir -p "$RESULTS"
-rm -rf "$RESULTS/downloads"
+rm -rf "$RESULTS/downloads" "$RESULTS/downloads-2" "$RESULTS/upload"
 rm -f "$RESULTS"/*.png "$RESULTS"/*.log "$RESULTS"/*.jsonl "$RESULTS"/results.json "$RESULTS"/walkthrough.txt "$RESULTS"/client-fix.diff
 diff -u "$WEBMAIL_DIR/lib/passport.js" "$FIX_DIR/lib/passport.js" >"$RESULTS/client-fix.diff" || true
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/eider-webmail.XXXXXX")"
@@ -241,7 +241,7 @@ log "results in $RESULTS"
 
 set +e
 WEBMAIL_URL="http://127.0.0.1:$P_WEB" WEBMAIL_FIX_URL="http://127.0.0.1:$P_WEBFIX" PROXY_URL="http://127.0.0.1:$P_PROXY" API_LOG="$RESULTS/api-log.jsonl" \
-    SHOTS_DIR="$RESULTS" LMTP_PORT="$P_LMTP" ACCESS_TOKEN="$TOKEN" EIDER_DOMAIN=example.com \
+    SHOTS_DIR="$RESULTS" LMTP_PORT="$P_LMTP" ACCESS_TOKEN="$TOKEN" EIDER_DOMAIN=example.com OUTBOX_DIR="$RUN_DIR/data/outbox" \
     BROWSER_PID_FILE="$RUN_DIR/browser.pid" HARNESS_NODE_MODULES="$HARNESS" CHROMIUM="${CHROMIUM:-$(command -v chromium)}" \
     timeout --kill-after=10 "$WALK_TIMEOUT" node "$HERE/walkthrough.mjs" 2>&1 | tee "$RESULTS/walkthrough.txt"
 rc=${PIPESTATUS[0]}
