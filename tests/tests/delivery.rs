@@ -27,6 +27,7 @@ eider_tests::on_both_backends!(
     autoreplies_follow_rfc_3834,
     ses_ingest_delivers_once_per_recipient_even_when_retried,
     spam_headers_file_into_junk_and_deliveries_carry_their_envelope,
+    an_autoreply_to_a_local_sender_is_delivered_directly,
 );
 
 async fn new_user(app: &TestApp, name: &str, extra: Value) -> String {
@@ -944,7 +945,7 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
         json!({"address": "gus@example.com", "name": "Gus Grant"}),
     )
     .await;
-    new_user(
+    let other = new_user(
         &app,
         "gusalias",
         json!({"address": "gus.other@example.com"}),
@@ -1097,7 +1098,8 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
         deliver(&pipeline, sender, to, raw).await;
         assert_eq!(sink.messages().len(), 1, "replied to {sender}: {raw}");
     }
-    // Another user's address is not "ourselves".
+    // Another user's address is not "ourselves"; being local, that user gets the reply
+    // directly (not through the relay).
     deliver(
         &pipeline,
         "gus.other@example.com",
@@ -1105,7 +1107,13 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
         &mail("gus.other@example.com", "hi", "", "x"),
     )
     .await;
-    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(sink.messages().len(), 1);
+    let other_inbox = app.mailbox_id(&other, "INBOX").await;
+    let (_, listed) = app
+        .get(&format!("/users/{other}/mailboxes/{other_inbox}/messages"))
+        .await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["results"][0]["subject"], "Auto: Out of office");
 
     // Only inside start/end.
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
@@ -1118,7 +1126,7 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
         &mail("c1@remote.example", "x", "", "x"),
     )
     .await;
-    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(sink.messages().len(), 1);
     app.put(&path, json!({"start": false, "end": yesterday}))
         .await;
     deliver(
@@ -1128,7 +1136,7 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
         &mail("c2@remote.example", "x", "", "x"),
     )
     .await;
-    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(sink.messages().len(), 1);
     // Without an own subject: "Auto: Re: <subject>"; a dropped message still gets one.
     app.put(&path, json!({"end": false, "subject": ""})).await;
     let outcome = deliver(
@@ -1140,11 +1148,11 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
     .await;
     assert!(matches!(outcome, Outcome::Dropped { .. }));
     let sent = sink.messages();
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 2);
     assert!(
-        sent[2].data.contains("Subject: Auto: Re: dropme please"),
+        sent[1].data.contains("Subject: Auto: Re: dropme please"),
         "{}",
-        sent[2].data
+        sent[1].data
     );
     // Status off: nothing.
     app.put(&path, json!({"status": false})).await;
@@ -1155,7 +1163,7 @@ async fn autoreplies_follow_rfc_3834(app: TestApp) {
         &mail("c4@remote.example", "x", "", "x"),
     )
     .await;
-    assert_eq!(sink.messages().len(), 3);
+    assert_eq!(sink.messages().len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1328,4 +1336,46 @@ async fn spam_headers_file_into_junk_and_deliveries_carry_their_envelope(app: Te
     )
     .await;
     assert_eq!(stored(&outcome).0, inbox);
+}
+
+async fn an_autoreply_to_a_local_sender_is_delivered_directly(app: TestApp) {
+    let away = new_user(&app, "away", json!({"address": "away@example.com"})).await;
+    let asker = new_user(&app, "asker", json!({"address": "asker@example.com"})).await;
+    app.put(
+        &format!("/users/{away}/autoreply"),
+        json!({"status": true, "subject": "Away", "text": "Back Monday"}),
+    )
+    .await;
+    // The asker is away too: an autoreply must not answer an autoreply.
+    app.put(
+        &format!("/users/{asker}/autoreply"),
+        json!({"status": true, "subject": "Also away", "text": "Later"}),
+    )
+    .await;
+    let sink = smtp_sink().await;
+    let pipeline = pipeline(&app, relay(&sink));
+    let outcome = deliver(
+        &pipeline,
+        "asker@example.com",
+        "away@example.com",
+        &mail("asker@example.com", "Question", "", "Are you there?"),
+    )
+    .await;
+    stored(&outcome);
+    let inbox = app.mailbox_id(&asker, "INBOX").await;
+    assert_eq!(
+        total(&app, &asker, &inbox).await,
+        1,
+        "the reply arrived directly"
+    );
+    let reply = message(&app, &asker, &inbox, 1).await;
+    assert_eq!(reply["subject"], "Auto: Away");
+    let away_inbox = app.mailbox_id(&away, "INBOX").await;
+    assert_eq!(
+        total(&app, &away, &away_inbox).await,
+        1,
+        "no reply to the reply"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(sink.messages().is_empty(), "nothing went out");
 }

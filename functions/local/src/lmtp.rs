@@ -227,6 +227,38 @@ fn plausible_address(address: &str) -> bool {
         && !address.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Runs what a session does with its input short of delivering (lines, commands, paths,
+/// `SIZE=`, the DATA reader) over `input`: the entry point of the LMTP fuzz target.
+#[doc(hidden)]
+pub fn parse_for_fuzzing(input: &[u8]) {
+    futures::executor::block_on(async {
+        let mut reader = input;
+        let mut line = Vec::new();
+        loop {
+            match read_line(&mut reader, 512, &mut line).await {
+                Ok(Line::Text) => {}
+                Ok(Line::TooLong) => continue,
+                Ok(Line::Eof) | Err(_) => return,
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            let (verb, argument) = text.split_once(' ').unwrap_or((text, ""));
+            if verb.eq_ignore_ascii_case("DATA") {
+                if read_data(&mut reader, 4096).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            for keyword in ["FROM:", "TO:"] {
+                if let Some((address, parameters)) = parse_path(argument.trim(), keyword) {
+                    plausible_address(address);
+                    size_parameter(parameters);
+                }
+            }
+        }
+    });
+}
+
 /// Writes one reply in one write: a reply split over two small writes waits for the peer's
 /// delayed ACK under Nagle's algorithm (about 40 ms a reply on Linux).
 async fn reply<W: AsyncWrite + Unpin>(writer: &mut W, text: &str) -> std::io::Result<()> {

@@ -708,13 +708,30 @@ impl Delivery {
         }
         let mut event = json!({ "action": "AUTOREPLY", "time": Utc::now(), "to": sender });
         let result = match build_reply(&settings, owner, recipient, &sender, parsed, stored) {
-            Ok(raw) => {
-                let envelope = OutEnvelope {
-                    from: String::new(),
-                    to: vec![sender.clone()],
-                };
-                self.outbound.send(&envelope, &raw).await
-            }
+            Ok(raw) => match self.recipient(&sender).await {
+                // A sender who is a user here gets the reply directly, as WildDuck's MTA
+                // delivers it; it is auto-submitted, so it starts no autoreply of its own.
+                Ok(Ok(local)) => {
+                    let incoming = Incoming {
+                        raw: &raw,
+                        sender: "",
+                        source: "API",
+                        id: None,
+                        spam_score: None,
+                    };
+                    match Box::pin(self.deliver(&incoming, &local)).await {
+                        Outcome::Stored { id, .. } => Ok(format!("delivered as {id}")),
+                        other => Err(anyhow::anyhow!("local delivery: {other:?}")),
+                    }
+                }
+                _ => {
+                    let envelope = OutEnvelope {
+                        from: String::new(),
+                        to: vec![sender.clone()],
+                    };
+                    self.outbound.send(&envelope, &raw).await
+                }
+            },
             Err(e) => Err(e),
         };
         match result {

@@ -122,7 +122,6 @@ pub async fn decode_cursor(
     positions: Positions<'_>,
     token: &str,
 ) -> StoreResult<Option<Cursor>> {
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
     if let Some(name) = token.strip_prefix('s') {
         if name.is_empty() || name.len() > 64 {
             return Ok(None);
@@ -135,15 +134,18 @@ pub async fn decode_cursor(
         }
         return Ok(serde_json::from_value(item.body["cursor"].clone()).ok());
     }
-    let Some(parts) = token
+    Ok(decode_compact(positions, token))
+}
+
+/// The position a compact (`c…`) token names in this listing, or `None`: pure, no storage.
+pub fn decode_compact(positions: Positions<'_>, token: &str) -> Option<Cursor> {
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let parts = token
         .strip_prefix('c')
         .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
-        .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).ok())
-    else {
-        return Ok(None);
-    };
+        .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).ok())?;
     let parts: Option<Vec<String>> = parts.iter().map(text).collect();
-    Ok(match (parts.as_deref(), positions.index, positions.pk) {
+    match (parts.as_deref(), positions.index, positions.pk) {
         (Some([sk]), None, Some(pk)) => Some(Cursor {
             pk: pk.to_string(),
             sk: sk.clone(),
@@ -160,7 +162,7 @@ pub async fn decode_cursor(
             index: Some((ipk.clone(), isk.clone())),
         }),
         _ => None,
-    })
+    }
 }
 
 impl PageRequest {
