@@ -42,6 +42,15 @@ impl ObjectId {
         ObjectId(bytes)
     }
 
+    /// The id's 12 bytes.
+    pub fn bytes(&self) -> [u8; 12] {
+        self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 12]) -> Self {
+        ObjectId(bytes)
+    }
+
     /// Unix seconds the id was made at.
     pub fn timestamp(&self) -> i64 {
         i64::from(u32::from_be_bytes(self.0[..4].try_into().expect("4 bytes")))

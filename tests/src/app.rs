@@ -33,7 +33,20 @@ pub fn test_config() -> Config {
 
 impl TestApp {
     pub fn new(backend: Backend, config: Config) -> TestApp {
-        let state = AppState::new(backend.table.clone(), backend.blobs.clone(), config);
+        let mut state = AppState::new(backend.table.clone(), backend.blobs.clone(), config);
+        if let Some(index) = &backend.text_index {
+            state = state.with_text_index(index.clone());
+        }
+        let router = finish(eider_local::router(), state.clone());
+        TestApp {
+            router,
+            state,
+            backend,
+        }
+    }
+
+    /// An app over `backend` with a state built by the caller.
+    pub fn new_with_state(backend: Backend, state: AppState) -> TestApp {
         let router = finish(eider_local::router(), state.clone());
         TestApp {
             router,

@@ -8,6 +8,8 @@ use eider_shared::store::blob_fs::FsBlobStore;
 use eider_shared::store::dynamo::{DynamoTable, create_table};
 use eider_shared::store::embedded::EmbeddedTable;
 use eider_shared::store::s3::{S3BlobStore, create_bucket};
+use eider_shared::store::tantivy_index::TantivyIndex;
+use eider_shared::store::text_index::TextIndex;
 use eider_shared::store::{BlobStore, Table};
 
 use crate::moto;
@@ -18,6 +20,8 @@ pub struct Backend {
     pub name: &'static str,
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
+    /// The full-text index search uses (the embedded backend's, as on the local server).
+    pub text_index: Option<Arc<dyn TextIndex>>,
     /// The temporary folder of the embedded store (removed on drop).
     _guard: Box<dyn Any + Send + Sync>,
 }
@@ -35,10 +39,12 @@ pub async fn embedded() -> Backend {
     let dir = tempfile::tempdir().expect("temporary folder");
     let table = EmbeddedTable::open(&dir.path().join("eider.redb")).expect("open the store");
     let blobs = FsBlobStore::new(dir.path().join("blobs")).expect("blob folder");
+    let index = TantivyIndex::open(&dir.path().join("search-v1")).expect("open the index");
     Backend {
         name: "embedded",
         table: Arc::new(table),
         blobs: Arc::new(blobs),
+        text_index: Some(Arc::new(index)),
         _guard: Box::new(dir),
     }
 }
@@ -47,10 +53,12 @@ pub async fn embedded() -> Backend {
 pub async fn embedded_at(dir: &std::path::Path) -> Backend {
     let table = EmbeddedTable::open(&dir.join("eider.redb")).expect("open the store");
     let blobs = FsBlobStore::new(dir.join("blobs")).expect("blob folder");
+    let index = TantivyIndex::open(&dir.join("search-v1")).expect("open the index");
     Backend {
         name: "embedded",
         table: Arc::new(table),
         blobs: Arc::new(blobs),
+        text_index: Some(Arc::new(index)),
         _guard: Box::new(()),
     }
 }
@@ -69,6 +77,7 @@ pub async fn moto() -> Backend {
         name: "moto",
         table: Arc::new(DynamoTable::new(dynamo, name.clone())),
         blobs: Arc::new(S3BlobStore::new(s3, name)),
+        text_index: None,
         _guard: Box::new(()),
     }
 }

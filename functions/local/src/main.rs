@@ -55,7 +55,17 @@ async fn run() -> anyhow::Result<()> {
     let blobs = Arc::new(FsBlobStore::new(local.data_dir.join("blobs"))?);
     // Journal writes wake the update streams directly: no polling of the store.
     let notifier = Arc::new(LocalNotifier::new());
-    let state = AppState::new(table.clone(), blobs, config).with_notifier(notifier.clone());
+    // Search's full-text index; checked against the store in the background at start-up
+    // (a crash may have left it behind, and removing the folder rebuilds it).
+    // `EIDER_SEARCH_INDEX=terms` searches the table's term items instead, as the Lambda
+    // functions do (for comparing the two on the bench).
+    let mut state = AppState::new(table.clone(), blobs, config).with_notifier(notifier.clone());
+    if std::env::var("EIDER_SEARCH_INDEX").as_deref() != Ok("terms") {
+        let folder = local.data_dir.join("search-v1");
+        let index = eider_shared::store::tantivy_index::TantivyIndex::open(&folder)?;
+        state = state.with_text_index(Arc::new(index));
+        tokio::spawn(reconcile_search_index(state.clone()));
+    }
     // Incoming mail: LMTP into the shared delivery pipeline. Outgoing mail (autoreplies,
     // forwards) goes to EIDER_SMTP_RELAY, or without one into <data>/outbox/.
     let delivery_config = eider_shared::config::DeliveryConfig::from_env()?;
@@ -129,6 +139,21 @@ async fn run() -> anyhow::Result<()> {
 /// Runs the janitor (the same purge as the cloud's scheduled function) every `every`. Each
 /// run may work for most of the interval, so a backlog (a large deleted user) is worked off
 /// over several runs without one run holding on for long; `janitor::run` logs what it removed.
+async fn reconcile_search_index(state: AppState) {
+    let started = Instant::now();
+    match eider_shared::domain::messages::reconcile(&state).await {
+        Ok(report) => tracing::info!(
+            messages = report.messages,
+            added = report.added,
+            removed = report.removed,
+            moved = report.moved,
+            ms = started.elapsed().as_millis() as u64,
+            "search index checked"
+        ),
+        Err(e) => tracing::warn!(error = %e, "search index not checked"),
+    }
+}
+
 async fn janitor_loop(state: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -871,6 +871,7 @@ impl Run<'_> {
                 .map(|m| keys::message(user, &m.mailbox, m.uid))
                 .collect();
             self.delete_keys(keys).await?;
+            messages::indexing::unindex(self.state, chunk).await;
             self.report.messages_purged += chunk.len();
         }
         Ok(())

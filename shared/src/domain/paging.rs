@@ -261,16 +261,37 @@ pub async fn walk_buckets(
         (0..=start_bucket).rev().collect()
     };
     let want = request.limit + 1;
+    let first_query = |n: usize, bucket: usize| {
+        Query::index(index, buckets[bucket].clone())
+            .range(SortRange::All)
+            .forward(forward)
+            .limit(want.max(50))
+            .start_after(if n == 0 { start.clone() } else { None })
+    };
+    // The first bucket alone (an unfiltered page usually fills there), then every other
+    // bucket's first read at once: two round trips, whatever the number of buckets, before
+    // any bucket that needs more is read on.
+    let mut firsts = Vec::with_capacity(order.len());
+    if let Some(&bucket) = order.first() {
+        firsts.push(table.query(&first_query(0, bucket)).await?);
+    }
+    let needs_rest = firsts
+        .first()
+        .is_none_or(|p| p.items.iter().filter(|i| keep(i)).count() < want);
+    if needs_rest {
+        let rest: Vec<Query> = order
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(n, &bucket)| first_query(n, bucket))
+            .collect();
+        firsts.extend(futures::future::try_join_all(rest.iter().map(|q| table.query(q))).await?);
+    }
     let mut fetched = Vec::new();
-    'buckets: for (n, bucket) in order.into_iter().enumerate() {
-        let mut after = if n == 0 { start.clone() } else { None };
+    'buckets: for (n, first) in firsts.into_iter().enumerate() {
+        let bucket = order[n];
+        let mut page = first;
         loop {
-            let query = Query::index(index, buckets[bucket].clone())
-                .range(SortRange::All)
-                .forward(forward)
-                .limit((want - fetched.len()).max(50))
-                .start_after(after.take());
-            let page = table.query(&query).await?;
             for item in page.items {
                 if keep(&item) {
                     fetched.push(item);
@@ -280,7 +301,14 @@ pub async fn walk_buckets(
                 }
             }
             match page.next {
-                Some(next) => after = Some(next),
+                Some(next) => {
+                    let query = Query::index(index, buckets[bucket].clone())
+                        .range(SortRange::All)
+                        .forward(forward)
+                        .limit((want - fetched.len()).max(50))
+                        .start_after(Some(next));
+                    page = table.query(&query).await?;
+                }
                 None => break,
             }
         }
@@ -381,12 +409,14 @@ pub async fn count_buckets(
     buckets: &[String],
     keep: &(dyn Fn(&Item) -> bool + Sync),
 ) -> StoreResult<u64> {
-    let mut total = 0;
-    for bucket in buckets {
-        total +=
-            count_matching(table, Query::index(index, bucket.clone()).limit(500), keep).await?;
-    }
-    Ok(total)
+    // Every bucket at once: the round trips are those of the largest bucket.
+    let counts = buckets
+        .iter()
+        .map(|bucket| count_matching(table, Query::index(index, bucket.clone()).limit(500), keep));
+    Ok(futures::future::try_join_all(counts)
+        .await?
+        .into_iter()
+        .sum())
 }
 
 /// The bucket of a name in a bucketed listing: its first character when that is a lowercase

@@ -1,7 +1,12 @@
 //! Account-wide message search (`GET /users/{user}/search`) and the flagged listing
 //! (`GET /users/{user}/flagged`), served from indexes rather than by reading every message.
 //!
-//! Every search walks one "driver" partition in message-id order (newest first by default)
+//! With a full-text index ([`AppState::text_index`], the local server) a search with words
+//! asks the index for its matches in id order, a page at a time, and checks each against the
+//! table (flags and substrings live there). When the index decides every condition, `total` is
+//! its count; otherwise the candidates are checked one by one.
+//!
+//! Without one (Lambda today), every search walks one "driver" partition in message-id order (newest first by default)
 //! and checks each candidate against the rest of the query:
 //!
 //! | the query has | driver |
@@ -26,6 +31,7 @@ use super::paging::{Direction, PageRequest, PageResult, Positions, encode_cursor
 use super::{AppState, DomainResult, keys, users};
 use crate::id::ObjectId;
 use crate::mail::parse::{Address, search_terms};
+use crate::store::text_index::{IndexPage, TextIndex, TextQuery};
 use crate::store::{Cursor, Index, Item, Key, Query};
 
 /// What a search asks for, validated. Words are search terms ([`search_terms`]).
@@ -36,6 +42,9 @@ pub struct SearchQuery {
     pub terms: Vec<String>,
     /// Words no message may contain.
     pub excluded: Vec<String>,
+    /// `word*` of `q`: a word starting so (the full-text index; term items match it whole).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
     pub mailbox: Option<ObjectId>,
     /// `in:<path>` of `q`, resolved to a mailbox once the user's mailboxes are read.
     pub mailbox_path: Option<String>,
@@ -171,6 +180,13 @@ pub fn parse_q(q: &str, query: &mut SearchQuery) {
         }
         if let Some(negated) = token.strip_prefix('-').filter(|t| !t.is_empty()) {
             query.excluded.extend(search_terms(negated));
+        } else if let Some(stem) = token.strip_suffix('*').filter(|t| !t.is_empty()) {
+            // The last word of `stem` is the prefix (whole: `john.do*`), the others must match.
+            let (head, last) = stem.rsplit_once(char::is_whitespace).unwrap_or(("", stem));
+            query.terms.extend(search_terms(head));
+            if let Some(prefix) = search_terms(last).into_iter().next() {
+                query.prefixes.push(prefix);
+            }
         } else {
             query.terms.extend(search_terms(token));
         }
@@ -455,6 +471,25 @@ async fn run(
             _ => break,
         }
     }
+    let total = if with_total {
+        count(state, user, driver, query, &boxes).await?
+    } else {
+        0
+    };
+    Ok(SearchResult {
+        total,
+        page: page_of(table, positions, hits, page, backwards).await?,
+    })
+}
+
+/// Up to `limit + 1` hits in walk order as a page with WildDuck's paging flags.
+async fn page_of(
+    table: &dyn crate::store::Table,
+    positions: Positions<'_>,
+    mut hits: Vec<Hit>,
+    page: &PageRequest,
+    backwards: bool,
+) -> DomainResult<PageResult<Message>> {
     let more = hits.len() > page.limit;
     hits.truncate(page.limit);
     if backwards {
@@ -476,18 +511,201 @@ async fn run(
     };
     let next = token(hits.last().filter(|_| has_next)).await?;
     let previous = token(hits.first().filter(|_| has_previous)).await?;
-    let total = if with_total {
-        count(state, user, driver, query, &boxes).await?
-    } else {
-        0
+    Ok(PageResult {
+        items: hits.into_iter().map(|h| h.message).collect(),
+        next,
+        previous,
+    })
+}
+
+/// What the full-text index decides of `query`, and whether that is all of it (then the
+/// index's count is the `total`).
+fn text_query(query: &SearchQuery, boxes: &BTreeMap<ObjectId, StoredMailbox>) -> (TextQuery, bool) {
+    let mut exact = true;
+    let any = match &query.any_of {
+        Some(any) if any.from.is_none() && any.to.is_none() && any.subject.is_none() => {
+            any.terms.clone()
+        }
+        Some(_) => {
+            exact = false;
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let mailboxes = match query.mailbox {
+        Some(mailbox) => vec![mailbox],
+        None => boxes
+            .values()
+            .filter(|m| query.searchable == Some(false) || !m.is_junk_or_trash())
+            .map(|m| m.mailbox.id)
+            .collect(),
+    };
+    let seen_wanted = query.unseen.is_none() && query.seen == Some(true);
+    // `\Deleted` messages are left out by `searchable`, `unseen` and `seen` (see `matches`).
+    let not_deleted = query.searchable == Some(true) || query.unseen == Some(true) || seen_wanted;
+    let on_the_table = query.flagged.is_some()
+        || query.unseen.is_some()
+        || seen_wanted
+        || query.uids.is_some()
+        || query.cc.is_some()
+        || query.bcc.is_some()
+        || query.from.is_some()
+        || query.to.is_some()
+        || query.subject.is_some();
+    if on_the_table {
+        exact = false;
+    }
+    let text = TextQuery {
+        all: query.terms.clone(),
+        prefixes: query.prefixes.clone(),
+        none: query.excluded.clone(),
+        any,
+        mailboxes: Some(mailboxes),
+        thread: query.thread,
+        idate_from: query.date_start.map(|d| d.timestamp_millis()),
+        idate_to: query.date_end.map(|d| d.timestamp_millis()),
+        size_from: query.min_size,
+        size_to: query.max_size,
+        attachments: query.attachments,
+        deleted: not_deleted.then_some(false),
+    };
+    (text, exact)
+}
+
+/// Candidates read from the index per round (a page usually needs one).
+const INDEX_BATCH: usize = 100;
+
+/// One page of a search through the full-text index: candidates in id order, each checked
+/// against the table.
+async fn run_indexed(
+    state: &AppState,
+    index: &dyn TextIndex,
+    user: &ObjectId,
+    query: &SearchQuery,
+    page: &PageRequest,
+    newest_first: bool,
+    with_total: bool,
+) -> DomainResult<SearchResult> {
+    let boxes: BTreeMap<ObjectId, StoredMailbox> = mailboxes::load_all(state, user)
+        .await?
+        .into_iter()
+        .map(|m| (m.mailbox.id, m))
+        .collect();
+    let (text, exact) = text_query(query, &boxes);
+    // What this caller wrote before is searchable now.
+    index.settle().await?;
+    // `or` is checked on the table for its header substrings; its words are the index's
+    // (decided in the query when `or` has only words, else looked up here once).
+    let mut rest = query.clone();
+    let mut any_ids = None;
+    if let Some(any) = &query.any_of {
+        if !text.any.is_empty() {
+            rest.any_of = None;
+        } else if !any.terms.is_empty() {
+            let words = TextQuery {
+                any: any.terms.clone(),
+                mailboxes: text.mailboxes.clone(),
+                ..Default::default()
+            };
+            let limit = index.count(user, &words).await? as usize;
+            let found = index
+                .page(
+                    user,
+                    &words,
+                    IndexPage {
+                        after: None,
+                        newest_first: true,
+                        limit,
+                    },
+                )
+                .await?;
+            any_ids = Some(found.into_iter().collect::<BTreeSet<ObjectId>>());
+        }
+    }
+    let without_any = SearchQuery {
+        any_of: None,
+        ..rest.clone()
+    };
+    let passes = |m: &Message| {
+        let mailbox = boxes.get(&m.mailbox);
+        rest.matches(m, mailbox)
+            || any_ids
+                .as_ref()
+                .is_some_and(|ids| ids.contains(&m.id) && without_any.matches(m, mailbox))
+    };
+    let table = state.table.as_ref();
+    let pk = keys::message_pointers_pk(user);
+    let positions = Positions {
+        index: None,
+        pk: Some(&pk),
+    };
+    let (start, backwards) = page.start(table, positions).await?;
+    let mut after = match start {
+        Some(cursor) => Some(
+            cursor
+                .sk
+                .parse::<ObjectId>()
+                .map_err(|_| page.invalid_cursor())?,
+        ),
+        None => None,
+    };
+    let walk = IndexPage {
+        after: None,
+        newest_first: newest_first != backwards,
+        limit: (page.limit + 1).max(INDEX_BATCH),
+    };
+    let want = page.limit + 1;
+    let mut hits = Vec::new();
+    while !query.matches_nothing && hits.len() < want {
+        let ids = index.page(user, &text, IndexPage { after, ..walk }).await?;
+        let Some(last) = ids.last().copied() else {
+            break;
+        };
+        for message in resolve_ids(state, user, &ids).await? {
+            if hits.len() < want && passes(&message) {
+                let cursor = Cursor {
+                    pk: pk.clone(),
+                    sk: message.id.to_string(),
+                    index: None,
+                };
+                hits.push(Hit { cursor, message });
+            }
+        }
+        if ids.len() < walk.limit {
+            break;
+        }
+        after = Some(last);
+    }
+    let total = match (with_total, exact) {
+        (false, _) => 0,
+        _ if query.matches_nothing => 0,
+        (true, true) => index.count(user, &text).await?,
+        (true, false) => {
+            // Every candidate checked against the table: the cost grows with the matches of
+            // the indexed part (docs/data-model.md).
+            let mut total = 0;
+            let mut after = None;
+            loop {
+                let ids = index.page(user, &text, IndexPage { after, ..walk }).await?;
+                let Some(last) = ids.last().copied() else {
+                    break;
+                };
+                total += resolve_ids(state, user, &ids)
+                    .await?
+                    .iter()
+                    .filter(|m| passes(m))
+                    .count() as u64;
+                if ids.len() < walk.limit {
+                    break;
+                }
+                after = Some(last);
+            }
+            total
+        }
     };
     Ok(SearchResult {
         total,
-        page: PageResult {
-            items: hits.into_iter().map(|h| h.message).collect(),
-            next,
-            previous,
-        },
+        page: page_of(table, positions, hits, page, backwards).await?,
     })
 }
 
@@ -555,6 +773,24 @@ async fn search_with(
             None => query.matches_nothing = true,
         }
     }
+    let wordy = !(query.terms.is_empty() && query.prefixes.is_empty() && query.excluded.is_empty());
+    if let Some(index) = &state.text_index
+        && (wordy || query.any_of.is_some())
+    {
+        return run_indexed(
+            state,
+            index.as_ref(),
+            user,
+            &query,
+            page,
+            !ascending,
+            with_total,
+        )
+        .await;
+    }
+    // Term items have whole words only: a prefix matches as a word.
+    let prefixes = std::mem::take(&mut query.prefixes);
+    query.terms.extend(prefixes);
     let driver = if let Some(term) = query.terms.first() {
         Driver::Ids {
             pk: keys::search_term_pk(user, term),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::outgoing::Dispatcher;
 use super::updates::{ChangeNotifier, JournalHook};
 use crate::config::Config;
+use crate::store::text_index::TextIndex;
 use crate::store::{BlobStore, Table};
 
 /// The storage ports and the configuration, built once per process (per Lambda instance) and
@@ -22,6 +23,9 @@ pub struct AppState {
     /// `None` where a function sends nothing itself: its submissions wait in the queue for
     /// the janitor.
     pub dispatcher: Option<Arc<dyn Dispatcher>>,
+    /// The full-text index search asks which messages match (the local server's Tantivy).
+    /// `None` in Lambda, where search walks the table's term items.
+    pub text_index: Option<Arc<dyn TextIndex>>,
 }
 
 impl AppState {
@@ -32,12 +36,20 @@ impl AppState {
             config: Arc::new(config),
             notifier: None,
             dispatcher: None,
+            text_index: None,
         }
     }
 
     /// Queued mail is sent by `dispatcher`.
     pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
         self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// Search asks `index` which messages match; stored messages are indexed there (and not
+    /// as term items).
+    pub fn with_text_index(mut self, index: Arc<dyn TextIndex>) -> Self {
+        self.text_index = Some(index);
         self
     }
 

@@ -645,6 +645,31 @@ pub struct UserListing {
     pub page: PageResult<StoredUser>,
 }
 
+/// Every user's id, in username order: one index query per bucket and 1,000 users (for
+/// whole-store maintenance such as reconciling the search index).
+pub async fn all_ids(state: &AppState) -> DomainResult<Vec<ObjectId>> {
+    let mut ids = Vec::new();
+    for bucket in bucket_names(keys::USERS_BUCKET_PREFIX) {
+        let mut after = None;
+        loop {
+            let query = crate::store::Query::index(Index::Gsi1, bucket.clone())
+                .limit(1000)
+                .start_after(after.take());
+            let page = state.table.query(&query).await?;
+            ids.extend(
+                page.items
+                    .iter()
+                    .filter_map(|item| item.pk.strip_prefix("USER#")?.parse::<ObjectId>().ok()),
+            );
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(ids)
+}
+
 /// `GET /users`: users in username order, one bucketed index walk per page.
 pub async fn list(state: &AppState, request: &ListUsers) -> DomainResult<UserListing> {
     let buckets = bucket_names(keys::USERS_BUCKET_PREFIX);

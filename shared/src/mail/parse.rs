@@ -48,6 +48,8 @@ pub const SEARCH_TEXT_BYTES: usize = 4 * 1024;
 pub const MAX_TERM_CHARS: usize = 64;
 /// At most this many search terms per message.
 pub const MAX_SEARCH_TERMS: usize = 1000;
+/// Terms one message gives the full-text index at most (100 KiB of text rarely has more).
+pub const MAX_INDEX_TERMS: usize = 20_000;
 /// Longest decoded header value kept (subject, `headers`, list headers), in UTF-8 bytes, so a
 /// hostile header cannot blow up the stored item.
 pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
@@ -219,7 +221,17 @@ pub struct ParsedMessage {
 pub fn parse(raw: &[u8]) -> ParsedMessage {
     // The parser is written not to panic; this guard keeps a bug in it (or in a dependency)
     // from failing a whole delivery. The caught panic is still logged by the panic hook.
-    std::panic::catch_unwind(|| parse_inner(raw)).unwrap_or_else(|_| fallback(raw))
+    std::panic::catch_unwind(|| parse_with(raw, true)).unwrap_or_else(|_| fallback(raw))
+}
+
+/// [`parse`] without the search terms (empty): what showing a stored message needs.
+pub fn parse_for_display(raw: &[u8]) -> ParsedMessage {
+    std::panic::catch_unwind(|| parse_with(raw, false)).unwrap_or_else(|_| fallback(raw))
+}
+
+#[cfg(test)]
+fn parse_inner(raw: &[u8]) -> ParsedMessage {
+    parse_with(raw, true)
 }
 
 /// Decodes an encoded body taken from `raw[body_start..body_end]`: lenient base64 (invalid
@@ -280,7 +292,7 @@ pub fn search_terms(text: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // The parse itself
 
-fn parse_inner(raw: &[u8]) -> ParsedMessage {
+fn parse_with(raw: &[u8], with_terms: bool) -> ParsedMessage {
     let parts = split(raw);
     let root = &parts[0];
     let fields = &root.fields;
@@ -336,20 +348,20 @@ fn parse_inner(raw: &[u8]) -> ParsedMessage {
     let list_unsubscribe = non_empty(last_raw(fields, "list-unsubscribe"));
 
     let mut terms = Terms::default();
-    terms.add_text(&subject);
-    for address in from
-        .iter()
-        .chain(sender.iter())
-        .chain(&reply_to)
-        .chain(&to)
-        .chain(&cc)
-    {
-        terms.add_address(address);
+    if with_terms {
+        add_header_terms(
+            &mut terms,
+            &subject,
+            [from.as_ref(), sender.as_ref()]
+                .into_iter()
+                .flatten()
+                .chain(&reply_to)
+                .chain(&to)
+                .chain(&cc),
+            list_id.as_deref(),
+        );
+        terms.add_text(cap_str(&body.text, SEARCH_TEXT_BYTES));
     }
-    if let Some(list_id) = &list_id {
-        terms.add_text(list_id);
-    }
-    terms.add_text(cap_str(&body.text, SEARCH_TEXT_BYTES));
 
     let headers = fields
         .iter()
@@ -394,6 +406,45 @@ fn parse_inner(raw: &[u8]) -> ParsedMessage {
         search_terms: terms.list,
         headers,
     }
+}
+
+/// The words of the headers search looks at: subject, From, Sender, Reply-To, To, Cc, List-ID.
+fn add_header_terms<'a>(
+    terms: &mut Terms,
+    subject: &str,
+    addresses: impl Iterator<Item = &'a Address>,
+    list_id: Option<&str>,
+) {
+    terms.add_text(subject);
+    for address in addresses {
+        terms.add_address(address);
+    }
+    if let Some(list_id) = list_id {
+        terms.add_text(list_id);
+    }
+}
+
+/// Every search term of a message for the full-text index: the header words of
+/// [`ParsedMessage::search_terms`] and those of the whole plain text (up to
+/// [`MAX_TEXT_BYTES`]), each once, at most [`MAX_INDEX_TERMS`].
+pub fn index_terms(parsed: &ParsedMessage) -> Vec<String> {
+    let mut terms = Terms {
+        cap: MAX_INDEX_TERMS,
+        ..Terms::default()
+    };
+    add_header_terms(
+        &mut terms,
+        &parsed.subject,
+        [parsed.from.as_ref(), parsed.sender.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(&parsed.reply_to)
+            .chain(&parsed.to)
+            .chain(&parsed.cc),
+        parsed.list_id.as_deref(),
+    );
+    terms.add_text(&parsed.text);
+    terms.list
 }
 
 /// What [`parse`] returns if parsing itself panicked: nothing but a message id.
@@ -1758,10 +1809,21 @@ fn strip_fwd_suffix(subject: &str) -> Option<&str> {
 // ---------------------------------------------------------------------------------------------
 // Search terms
 
-#[derive(Default)]
 struct Terms {
     seen: HashSet<String>,
     list: Vec<String>,
+    /// At most this many terms.
+    cap: usize,
+}
+
+impl Default for Terms {
+    fn default() -> Self {
+        Terms {
+            seen: HashSet::new(),
+            list: Vec::new(),
+            cap: MAX_SEARCH_TERMS,
+        }
+    }
 }
 
 impl Terms {
@@ -1774,7 +1836,7 @@ impl Terms {
     }
 
     fn add_text(&mut self, text: &str) {
-        if self.list.len() >= MAX_SEARCH_TERMS {
+        if self.list.len() >= self.cap {
             return;
         }
         let folded = fold_for_search(text);
@@ -1793,7 +1855,7 @@ impl Terms {
                     self.push(word);
                 }
             }
-            if self.list.len() >= MAX_SEARCH_TERMS {
+            if self.list.len() >= self.cap {
                 return;
             }
         }
@@ -1801,7 +1863,7 @@ impl Terms {
 
     fn push(&mut self, term: &str) {
         if term.is_empty()
-            || self.list.len() >= MAX_SEARCH_TERMS
+            || self.list.len() >= self.cap
             || term.chars().nth(MAX_TERM_CHARS).is_some()
         {
             return;

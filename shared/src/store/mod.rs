@@ -19,6 +19,9 @@ pub mod dynamo;
 pub mod embedded;
 mod rules;
 pub mod s3;
+#[cfg(feature = "text-index")]
+pub mod tantivy_index;
+pub mod text_index;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;

@@ -207,6 +207,7 @@ async fn try_flags(
     let seq = journal::reserve(state.table.as_ref(), &user, messages.len()).await?;
     let mut writes = Vec::new();
     let mut unseen_delta = 0;
+    let mut after = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
         let mut changed = message.clone();
         changes.apply(&mut changed);
@@ -230,6 +231,7 @@ async fn try_flags(
             seq + i as i64,
             changed.fetch_event(changed.seen != message.seen),
         ));
+        after.push(changed);
     }
     writes.push(mailbox_counters(mailbox, 0, unseen_delta, 0));
     match journal::commit(
@@ -242,7 +244,10 @@ async fn try_flags(
     )
     .await
     {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            super::indexing::relocate(state, messages.iter().zip(&after)).await;
+            Ok(true)
+        }
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
@@ -289,6 +294,7 @@ async fn try_move(
     let user = source.mailbox.user;
     let now = Utc::now();
     let mut moved = Vec::new();
+    let mut after = Vec::with_capacity(chunk.len());
     let first_uid = allocate_uids(state, target, chunk.len()).await?;
     let seq = journal::reserve(state.table.as_ref(), &user, chunk.len() * 2).await?;
     let mut writes = Vec::new();
@@ -326,6 +332,7 @@ async fn try_move(
             next.exists_event(),
         ));
         moved.push((message.uid, next.uid));
+        after.push(next);
     }
     writes.push(mailbox_counters(source, src.0, src.1, src.2));
     writes.push(mailbox_counters(target, dst.0, dst.1, dst.2));
@@ -339,7 +346,7 @@ async fn try_move(
     )
     .await
     {
-        Ok(()) => {}
+        Ok(()) => super::indexing::relocate(state, chunk.iter().zip(&after)).await,
         // Some message changed or vanished meanwhile: this batch moved nothing.
         Err(StoreError::ConditionFailed { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),

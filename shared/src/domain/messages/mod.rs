@@ -17,6 +17,7 @@
 //! * [`remove`]: deletion into the archive, draining a deleted mailbox.
 
 pub mod change;
+pub mod indexing;
 pub mod read;
 pub mod remove;
 pub mod threads;
@@ -30,10 +31,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use change::{FlagChanges, MessageUpdate, Selector, Updated, update};
+pub use indexing::{Reconciled, reconcile, reindex};
 pub use read::{
     Details, Download, ListMessages, MessageListing, PRESIGNED_FOR, attachment,
-    attachment_download, details, events, get, list, load, raw_source, reindex, resolve_ids,
-    safe_filename,
+    attachment_download, details, events, get, list, load, raw_source, resolve_ids, safe_filename,
 };
 pub use remove::{
     Archived, ClearTask, Emptied, delete, drain_deleted_mailbox, empty_mailbox, empty_step,

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::change::apply_flags;
-use super::upload::index_terms;
 use super::{FlagChanges, Message, from_item, message_not_found};
 use crate::domain::mailboxes;
 use crate::domain::paging::{PageRequest, PageResult, walk_partition};
@@ -101,7 +100,7 @@ pub struct Details {
 /// Reads the stored source of `message` for its [`Details`].
 pub async fn details(state: &AppState, message: Message) -> DomainResult<Details> {
     let raw = state.blobs.get(&message.blob).await?.unwrap_or_default();
-    let parsed = parse::parse(&raw);
+    let parsed = parse::parse_for_display(&raw);
     Ok(Details {
         message,
         text: parsed.text,
@@ -305,9 +304,4 @@ pub async fn resolve_ids(
         }
     }
     Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
-}
-
-/// Indexes a message's search terms again (after a restore).
-pub async fn reindex(state: &AppState, message: &Message) {
-    index_terms(state, &message.user, &message.id, &message.terms).await;
 }

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::change::BATCH;
-use super::upload::unindex_terms;
 use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters, reload};
 use crate::domain::mailboxes::{self, StoredMailbox};
 use crate::domain::users::{self, ARCHIVED_COUNT, STORAGE_USED};
@@ -132,9 +131,7 @@ async fn try_remove(
         Err(StoreError::ConditionFailed { .. }) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    for message in chunk {
-        unindex_terms(state, &user, &message.id, &message.terms).await;
-    }
+    super::indexing::unindex(state, chunk).await;
     for message in gone_for_good {
         if let Err(e) = state.blobs.delete(&message.blob).await {
             tracing::warn!(error = %e, blob = %message.blob, "blob not removed; the janitor retries");
@@ -239,8 +236,8 @@ async fn remove_deleted_mailbox_messages(
         });
     }
     state.table.transact(writes).await?;
+    super::indexing::unindex(state, &messages).await;
     for message in &messages {
-        unindex_terms(state, &user, &message.id, &message.terms).await;
         if message.draft {
             let _ = state.blobs.delete(&message.blob).await;
         }

@@ -151,7 +151,6 @@ pub async fn store(
     .await;
     match result {
         Ok(stored) => {
-            index_terms(state, user, &id, &parsed.search_terms).await;
             if let Some(key) = &staged_key
                 && let Err(e) = state.blobs.delete(key).await
             {
@@ -274,7 +273,13 @@ async fn commit_new_message(
         encrypted: parsed.encrypted,
         expires: retention_expiry(mailbox, now),
         blob: blob.to_string(),
-        terms: parsed.search_terms.clone(),
+        // Kept on the item only to remove the term items again; the full-text index needs
+        // none (and a listing then decodes no terms).
+        terms: if state.text_index.is_some() {
+            Vec::new()
+        } else {
+            parsed.search_terms.clone()
+        },
         meta_data: upload.meta_data.clone(),
         source: upload.source.to_string(),
         envelope: upload.envelope.clone(),
@@ -327,7 +332,10 @@ async fn commit_new_message(
         UPLOAD_SETTLED,
     ));
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
-        Ok(()) => Ok(stored),
+        Ok(()) => {
+            super::indexing::index_new(state, &message, parsed).await;
+            Ok(stored)
+        }
         Err(StoreError::ConditionFailed {
             label: UPLOAD_SETTLED,
         }) => Err(Commit::Failed(DomainError::Internal(anyhow::anyhow!(
@@ -391,59 +399,6 @@ fn encrypt_if_wanted(
             "this function was built without PGP support and can't encrypt"
         ))),
         _ => Ok(raw),
-    }
-}
-
-/// Writes a message's search terms (after its transaction: a message has up to 1000 terms,
-/// more than a transaction holds). A failure is logged; the message is still stored and
-/// listed, only search may miss it.
-pub(super) async fn index_terms(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    terms: &[String],
-) {
-    let put = |key| Write::put(Item::new(key, Value::Null));
-    write_terms(state, user, id, terms, put, "search terms not indexed").await;
-}
-
-/// Removes a message's search terms (best effort: a stale term only costs a lookup).
-pub(super) async fn unindex_terms(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    terms: &[String],
-) {
-    write_terms(
-        state,
-        user,
-        id,
-        terms,
-        Write::delete,
-        "search terms not removed",
-    )
-    .await;
-}
-
-/// One `write` per term item of message `id`, in transactions of the largest size; stops at
-/// the first failure, logged as `failed`.
-async fn write_terms(
-    state: &AppState,
-    user: &ObjectId,
-    id: &ObjectId,
-    terms: &[String],
-    write: impl Fn(Key) -> Write,
-    failed: &str,
-) {
-    for chunk in terms.chunks(crate::store::MAX_TRANSACTION_WRITES) {
-        let writes = chunk
-            .iter()
-            .map(|t| write(keys::search_term(user, t, id)))
-            .collect();
-        if let Err(e) = state.table.transact(writes).await {
-            tracing::warn!(error = %e, message = %id, "{failed}");
-            return;
-        }
     }
 }
 

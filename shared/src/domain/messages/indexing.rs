@@ -1,0 +1,193 @@
+//! Keeping search's view of messages current: the full-text index where there is one
+//! ([`AppState::text_index`]), otherwise one term item per word (`TERM#<user>#<word>`).
+//!
+//! Every hook runs after the message's own transaction committed and is best effort: a
+//! failure is logged, the message stays stored and listed, and search checks every page
+//! against the table, so a stale index entry can only hide or add a match, never show wrong
+//! data. On the local server, `reconcile` repairs the index at start-up.
+
+use super::Message;
+use crate::domain::{AppState, DomainResult, keys, mailboxes, users};
+use crate::id::ObjectId;
+use crate::mail::parse::{self, ParsedMessage};
+use crate::store::text_index::{IndexedMessage, Relocation};
+use crate::store::{Item, Query, Write};
+use serde_json::Value;
+
+/// What the full-text index holds of a stored message.
+fn indexed(message: &Message, terms: Vec<String>) -> IndexedMessage {
+    IndexedMessage {
+        user: message.user,
+        id: message.id,
+        mailbox: message.mailbox,
+        thread: message.thread,
+        idate: message.idate.timestamp_millis(),
+        size: message.size,
+        attachments: message.has_attachments,
+        deleted: message.deleted,
+        terms,
+    }
+}
+
+/// Indexes a message just stored, from its parse.
+pub(super) async fn index_new(state: &AppState, message: &Message, parsed: &ParsedMessage) {
+    match &state.text_index {
+        Some(index) => {
+            let doc = indexed(message, parse::index_terms(parsed));
+            if let Err(e) = index.put(vec![doc]).await {
+                tracing::warn!(error = %e, message = %message.id, "message not indexed");
+            }
+        }
+        None => write_term_items(state, message, true).await,
+    }
+}
+
+/// Indexes a message again (after a restore from the archive): its source is parsed again
+/// for the full-text index.
+pub async fn reindex(state: &AppState, message: &Message) {
+    match &state.text_index {
+        Some(_) => match state.blobs.get(&message.blob).await {
+            Ok(Some(raw)) => index_new(state, message, &parse::parse(&raw)).await,
+            Ok(None) => tracing::warn!(message = %message.id, "no source to index"),
+            Err(e) => tracing::warn!(error = %e, message = %message.id, "message not indexed"),
+        },
+        None => write_term_items(state, message, true).await,
+    }
+}
+
+/// Forgets messages that are gone (deleted, archived or purged).
+pub(crate) async fn unindex(state: &AppState, messages: &[Message]) {
+    match &state.text_index {
+        Some(index) => {
+            let ids = messages.iter().map(|m| m.id).collect();
+            if let Err(e) = index.remove(ids).await {
+                tracing::warn!(error = %e, "messages not removed from the search index");
+            }
+        }
+        None => {
+            for message in messages {
+                write_term_items(state, message, false).await;
+            }
+        }
+    }
+}
+
+/// Records what changed about messages that the index keeps: their folder (`moved_to`) and
+/// their `\Deleted` flag (`before` → `after`). Term items need nothing.
+pub(super) async fn relocate(
+    state: &AppState,
+    changes: impl IntoIterator<Item = (&Message, &Message)>,
+) {
+    let Some(index) = &state.text_index else {
+        return;
+    };
+    let mut relocations = Vec::new();
+    for (before, after) in changes {
+        if before.mailbox != after.mailbox {
+            relocations.push((after.id, Relocation::Mailbox(after.mailbox)));
+        }
+        if before.deleted != after.deleted {
+            relocations.push((after.id, Relocation::Deleted(after.deleted)));
+        }
+    }
+    if let Err(e) = index.relocate(relocations).await {
+        tracing::warn!(error = %e, "search index not updated");
+    }
+}
+
+/// Puts (`add`) or deletes a message's term items, in transactions of the largest size; stops
+/// at the first failure, logged (a stale term only costs a lookup, a missing one a match).
+async fn write_term_items(state: &AppState, message: &Message, add: bool) {
+    let (user, id) = (&message.user, &message.id);
+    for chunk in message.terms.chunks(crate::store::MAX_TRANSACTION_WRITES) {
+        let writes = chunk
+            .iter()
+            .map(|t| {
+                let key = keys::search_term(user, t, id);
+                if add {
+                    Write::put(Item::new(key, Value::Null))
+                } else {
+                    Write::delete(key)
+                }
+            })
+            .collect();
+        if let Err(e) = state.table.transact(writes).await {
+            let what = if add { "indexed" } else { "removed" };
+            tracing::warn!(error = %e, message = %id, "search terms not {what}");
+            return;
+        }
+    }
+}
+
+/// What [`reconcile`] repaired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    pub messages: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub moved: u64,
+}
+
+/// Makes the full-text index agree with the table, user by user and folder by folder: adds
+/// what it misses (a crash between a message's commit and its indexing, or an index folder
+/// removed to be rebuilt), forgets what is gone, fixes folders. Reads every message pointer
+/// and each folder's ids from the index; parses only the sources of messages to add.
+pub async fn reconcile(state: &AppState) -> DomainResult<Reconciled> {
+    let Some(index) = state.text_index.clone() else {
+        return Ok(Reconciled::default());
+    };
+    let mut report = Reconciled::default();
+    for user in users::all_ids(state).await? {
+        // Where the table says each message is.
+        let mut places = std::collections::BTreeMap::new();
+        let mut after = None;
+        loop {
+            let q = Query::table(keys::message_pointers_pk(&user))
+                .limit(1000)
+                .start_after(after.take());
+            let batch = state.table.query(&q).await?;
+            for item in &batch.items {
+                let mailbox: Option<ObjectId> =
+                    serde_json::from_value(item.body["mailbox"].clone()).ok();
+                if let (Ok(id), Some(mailbox)) = (item.sk.parse::<ObjectId>(), mailbox) {
+                    places.insert(id, mailbox);
+                }
+            }
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        report.messages += places.len() as u64;
+        // Where the index says they are.
+        let mut indexed_in = std::collections::BTreeMap::new();
+        for mailbox in mailboxes::load_all(state, &user).await? {
+            for id in index.ids_in(&user, &mailbox.mailbox.id).await? {
+                indexed_in.insert(id, mailbox.mailbox.id);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut moved = Vec::new();
+        for (id, mailbox) in &places {
+            match indexed_in.remove(id) {
+                None => missing.push(*id),
+                Some(m) if m != *mailbox => moved.push((*id, Relocation::Mailbox(*mailbox))),
+                Some(_) => {}
+            }
+        }
+        // Left in `indexed_in`: indexed but no longer in the table.
+        let gone: Vec<ObjectId> = indexed_in.into_keys().collect();
+        report.removed += gone.len() as u64;
+        report.moved += moved.len() as u64;
+        index.remove(gone).await?;
+        index.relocate(moved).await?;
+        for chunk in missing.chunks(100) {
+            for message in super::resolve_ids(state, &user, chunk).await? {
+                reindex(state, &message).await;
+                report.added += 1;
+            }
+        }
+    }
+    index.settle().await?;
+    Ok(report)
+}
