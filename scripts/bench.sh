@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
 # The bench command: builds release binaries and prints figures, each against a baseline
-# measured in the same run (ratios hold on a noisy machine). Not part of CI.
+# measured in the same run (ratios hold on a noisy machine), and writes docs/benchmarks.md.
+# Not part of CI. Arguments go to eider-bench: --sizes 1000,10000 (the default), --full (adds
+# 100,000), --seed N, --runs N, --wrk-seconds N, --no-inprocess, --no-load, --no-doc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${EIDER_TOOLS_DIR:-$HOME/.cache/eider}/target}
+
+# The load figures need wrk (Debian package `wrk`).
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bench.sh: installing wrk (apt-get install -y wrk)" >&2
+        apt-get install -y -q wrk >&2 || { apt-get update -q >&2 && apt-get install -y -q wrk >&2; }
+    else
+        echo "bench.sh: wrk is not on PATH; install it (Debian/Ubuntu: sudo apt-get install wrk)," >&2
+        echo "          or run without the load figures: scripts/bench.sh --no-load" >&2
+        case " $* " in *" --no-load "*) ;; *) exit 1 ;; esac
+    fi
+fi
+
 cargo build --release -q -p eider-local
 cargo build --release -q -p eider-tests --bin eider-bench
-exec "$CARGO_TARGET_DIR/release/eider-bench"
+EIDER_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" exec "$CARGO_TARGET_DIR/release/eider-bench" "$@"

@@ -1,5 +1,5 @@
-//! `eider-bench`: prints figures of the local stack, each against a baseline measured in the
-//! same run so the ratio holds on a noisy shared machine. Run with `scripts/bench.sh`.
+//! The in-process figures (the local stack through its router, on the embedded store), each
+//! against a baseline measured in the same run:
 //!
 //! * creating a user vs hashing one password (argon2id dominates, by design);
 //! * storing a 10 KB message vs its bare storage writes (blob put + one transaction);
@@ -41,13 +41,35 @@ where
     median(samples)
 }
 
-fn row(name: &str, value: Duration, baseline_name: &str, baseline: Duration) {
+/// One figure and its baseline.
+pub struct Row {
+    pub name: String,
+    pub value: Duration,
+    pub baseline_name: String,
+    pub baseline: Duration,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        self.value.as_secs_f64() / self.baseline.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Prints the row as it is measured, and keeps it for the report.
+fn row(rows: &mut Vec<Row>, name: &str, value: Duration, baseline_name: &str, baseline: Duration) {
+    let row = Row {
+        name: name.to_string(),
+        value,
+        baseline_name: baseline_name.to_string(),
+        baseline,
+    };
     println!(
         "{name:<44} {:>9.3} ms   vs {baseline_name:<36} {:>9.3} ms   ratio {:>6.2}",
         value.as_secs_f64() * 1e3,
         baseline.as_secs_f64() * 1e3,
-        value.as_secs_f64() / baseline.as_secs_f64().max(1e-9)
+        row.ratio()
     );
+    rows.push(row);
 }
 
 fn message(i: usize) -> String {
@@ -88,6 +110,10 @@ fn start_local(data: &std::path::Path) -> Duration {
     let start = Instant::now();
     let mut child = std::process::Command::new(&exe)
         .env("EIDER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "EIDER_LMTP_LISTEN",
+            format!("127.0.0.1:{}", crate::server::free_port()),
+        )
         .env("EIDER_DATA_DIR", data)
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
@@ -108,9 +134,9 @@ fn start_local(data: &std::path::Path) -> Duration {
     elapsed
 }
 
-#[tokio::main]
-async fn main() {
-    println!("eider-bench: medians; in-process on the embedded store unless noted\n");
+/// Runs the in-process figures, printing each as it is measured.
+pub async fn run() -> Vec<Row> {
+    let mut rows = Vec::new();
     let app = TestApp::embedded().await;
 
     let hash = time(9, |_| async {
@@ -125,7 +151,13 @@ async fn main() {
         }
     })
     .await;
-    row("POST /users", create, "argon2id hash alone", hash);
+    row(
+        &mut rows,
+        "POST /users",
+        create,
+        "argon2id hash alone",
+        hash,
+    );
 
     let (user, inbox) = mailbox_with(&app, "uploader", 0).await;
     let raw = message(0);
@@ -156,6 +188,7 @@ async fn main() {
     })
     .await;
     row(
+        &mut rows,
         &format!("store a {} KB message", raw.len() / 1024),
         upload,
         "blob put + one put transaction",
@@ -176,6 +209,7 @@ async fn main() {
     let small = time(30, list(small_user.clone(), small_box.clone())).await;
     let large = time(30, list(large_user.clone(), large_box.clone())).await;
     row(
+        &mut rows,
         "list 20 of 5,000 messages",
         large,
         "list 20 of 50 messages",
@@ -193,6 +227,7 @@ async fn main() {
     let small = time(30, get(small_user, small_box)).await;
     let large = time(30, get(large_user, large_box)).await;
     row(
+        &mut rows,
         "get a message among 5,000",
         large,
         "get a message among 50",
@@ -237,6 +272,7 @@ async fn main() {
     })
     .await;
     row(
+        &mut rows,
         "deliver a 10 KB message (lookup, 1 filter)",
         deliver,
         "upload it through the API",
@@ -265,6 +301,7 @@ async fn main() {
     let purge_each = started.elapsed() / DOOMED;
     assert_eq!(report.messages_purged, DOOMED as usize, "{report:?}");
     row(
+        &mut rows,
         "janitor: purge a deleted user's message",
         purge_each,
         "store that message (API)",
@@ -291,9 +328,11 @@ async fn main() {
         warm.push(start_local(full.path()));
     }
     row(
+        &mut rows,
         "eider-local start, 2,000 users (process)",
         median(warm),
         "eider-local start, empty folder",
         median(cold),
     );
+    rows
 }
