@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use eider_shared::store::decorate::{Call, Decorated, TableHooks};
-use eider_shared::store::{BlobStore, StoreError, StoreResult, Table, Write};
+use eider_shared::store::{BlobStore, BlobStream, StoreError, StoreResult, Table, Write};
 
 /// Fails every transaction that puts an item whose key starts with `pk_prefix`, `times`
 /// times; everything else goes to the real table.
@@ -73,6 +73,9 @@ impl BlobStore for FailingBlobDeletes {
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Option<Bytes>> {
         self.inner.get_range(key, range).await
+    }
+    async fn spool(&self, body: BlobStream, max: u64) -> StoreResult<Bytes> {
+        self.inner.spool(body, max).await
     }
     async fn delete(&self, _key: &str) -> StoreResult<()> {
         Err(StoreError::Backend(anyhow::anyhow!(

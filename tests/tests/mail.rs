@@ -34,6 +34,7 @@ eider_tests::on_both_backends!(
     a_failed_metadata_write_leaves_no_message_and_no_quota_drift,
     other_users_mailboxes_and_messages_are_unreachable,
     large_messages_use_staged_uploads_and_stream_or_redirect,
+    large_bodies_are_spooled_and_stored_byte_exact,
     encrypted_users_get_pgp_mime_and_messages_still_list,
 );
 
@@ -980,6 +981,141 @@ async fn large_messages_use_staged_uploads_and_stream_or_redirect(app: TestApp) 
     );
     assert_eq!(app.counters(&user, &inbox).await, (1, 1));
     assert_eq!(app.storage_used(&user).await, raw.len() as u64);
+}
+
+/// Posts `body` to the folder's messages with its declared length (as real clients send it)
+/// or, with `length: None`, as a stream of pieces without one (chunked).
+async fn post_message_body(
+    app: &TestApp,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    length: Option<usize>,
+) -> (StatusCode, Value) {
+    let mut request = http::Request::post(uri).header("content-type", content_type);
+    let body = match length {
+        Some(length) => {
+            request = request.header("content-length", length);
+            Body::from(body)
+        }
+        None => {
+            let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = body
+                .chunks(100_000)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            Body::from_stream(futures::stream::iter(pieces))
+        }
+    };
+    app.send(request.body(body).unwrap()).await
+}
+
+/// Bodies over a MiB, or of unknown length, go to scratch space (spooled) rather than
+/// memory on the local folder: every form of upload still stores the message byte-exact,
+/// and a body over the limit is refused in JSON with nothing stored.
+async fn large_bodies_are_spooled_and_stored_byte_exact(app: TestApp) {
+    let user = new_user(&app, "spooled").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let uri = format!("/users/{user}/mailboxes/{inbox}/messages");
+    let (raw, payload) = large_message(2 * 1024 * 1024);
+    let encoded = STANDARD.encode(&raw);
+    // Line breaks and slashes escaped, as JSON encoders write base64 (PHP escapes `/`).
+    let escaped: String = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap().replace('/', "\\/") + "\\r\\n")
+        .collect();
+    let mut sent = Vec::new();
+    let forms: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("message/rfc822", "", raw.clone().into_bytes()),
+        (
+            "application/json",
+            "",
+            json!({"raw": encoded, "flagged": true})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "application/json",
+            "?unseen=true",
+            format!(r#"{{"unseen": false, "raw": "{escaped}"}}"#).into_bytes(),
+        ),
+        // A message as text: escapes, so the usual validation reads it.
+        (
+            "application/json",
+            "",
+            json!({ "raw": raw }).to_string().into_bytes(),
+        ),
+    ];
+    for (content_type, query, body) in forms {
+        for declared in [true, false] {
+            let length = declared.then_some(body.len());
+            let (status, answer) = post_message_body(
+                &app,
+                &format!("{uri}{query}"),
+                content_type,
+                body.clone(),
+                length,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{content_type}{query}: {answer}");
+            assert_eq!(answer["message"]["size"], raw.len());
+            sent.push((answer["message"]["id"].as_u64().unwrap(), query, body.len()));
+        }
+    }
+    for (uid, query, _) in &sent {
+        let (_, eml) = download(&app, &format!("{uri}/{uid}/message.eml")).await;
+        assert!(eml.as_ref() == raw.as_bytes(), "source of {uid} differs");
+        let (_, details) = app.get(&format!("{uri}/{uid}")).await;
+        assert_eq!(details["seen"], !query.contains("unseen"), "{uid}");
+        // sizeKb is of the decoded attachment (size is WildDuck's encoded one).
+        let size_kb = payload.len().div_ceil(1024);
+        assert_eq!(details["attachments"][0]["sizeKb"], size_kb, "{uid}");
+    }
+    let (_, attachment) =
+        download(&app, &format!("{uri}/{}/attachments/ATT00001", sent[1].0)).await;
+    assert!(
+        attachment.as_ref() == payload.as_slice(),
+        "attachment differs"
+    );
+    let stored = sent.len() as u64;
+    assert_eq!(app.counters(&user, &inbox).await, (stored, 2));
+    let used = app.storage_used(&user).await;
+    assert_eq!(used, stored * raw.len() as u64);
+
+    // Over the body limit (6 MB here), declared or not: 413 in JSON, nothing stored.
+    let limit = test_config().body_limit;
+    let too_large = vec![b'a'; limit + 1];
+    for declared in [true, false] {
+        let (status, answer) = post_message_body(
+            &app,
+            &uri,
+            "message/rfc822",
+            too_large.clone(),
+            declared.then_some(too_large.len()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+        assert_eq!(answer["code"], "PayloadTooLarge");
+    }
+    // A large body that is no JSON object, or a raw that names nothing: 400, nothing stored.
+    let mut not_json = b"{\"raw\": ".to_vec();
+    not_json.extend(vec![b'A'; 2 << 20]);
+    for body in [not_json, format!("[\"{encoded}\"]").into_bytes()] {
+        let (status, answer) = post_message_body(&app, &uri, "application/json", body, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "InvalidContent");
+    }
+    let (status, answer) = post_message_body(
+        &app,
+        &uri,
+        "application/json",
+        json!({"raw": encoded, "bogus": 1}).to_string().into_bytes(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(app.counters(&user, &inbox).await, (stored, 2));
+    assert_eq!(app.storage_used(&user).await, used);
 }
 
 async fn encrypted_users_get_pgp_mime_and_messages_still_list(app: TestApp) {

@@ -16,7 +16,7 @@ use eider_shared::http::extract::{
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::messages as wire;
 use eider_shared::http::wire::outgoing as outgoing_wire;
-use eider_shared::http::{ApiError, ApiResult, AppState, Ids, Params, Routes};
+use eider_shared::http::{ApiError, ApiResult, AppState, Ids, Params, Routes, spool};
 use serde_json::{Value, json};
 
 /// Every route of this group: the router is built from it, and template.yaml must list it.
@@ -83,7 +83,15 @@ async fn upload_message(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("message/rfc822"));
-    let (params, raw) = if is_rfc822 {
+    let (params, raw) = if spool::wanted(&request) {
+        // Large bodies go to scratch files instead of memory (see `spool`).
+        if is_rfc822 {
+            let Params(params) = Params::from_query(request.uri());
+            (params, Some(spool::body(&state, request).await?))
+        } else {
+            spool::upload_params(&state, request).await?
+        }
+    } else if is_rfc822 {
         let Params(params) = Params::from_query(request.uri());
         let body = axum::body::Bytes::from_request(request, &state)
             .await
@@ -94,8 +102,7 @@ async fn upload_message(
                     "Request body could not be read",
                 )
             })?;
-        // The body's own allocation, not a copy (a message may be 64 MiB).
-        (params, Some(Vec::from(body)))
+        (params, Some(body))
     } else {
         let Params(params) = Params::from_request(request, &state).await?;
         (params, None)

@@ -362,6 +362,8 @@ impl Delivery {
                 reason: "message too large".into(),
             });
         }
+        // Shared by each copy stored (filters may store it again after a full folder).
+        let prepared = bytes::Bytes::from(prepared);
         let size = prepared.len() as u64;
         if owner.storage_used + size as i64 > messages::allowed_storage(state, &owner) {
             return Ok(Outcome::OverQuota);
@@ -433,7 +435,7 @@ impl Delivery {
         &self,
         incoming: &Incoming<'_>,
         recipient: &Recipient,
-        prepared: &[u8],
+        prepared: &bytes::Bytes,
         decision: &Decision,
     ) -> DomainResult<Outcome> {
         let user = recipient.user;
@@ -465,7 +467,7 @@ impl Delivery {
         let mut mailbox = target;
         loop {
             let upload = Upload {
-                raw: prepared.to_vec(),
+                raw: prepared.clone(),
                 seen: decision.seen == Some(true),
                 flagged: decision.flag == Some(true),
                 source: incoming.source,

@@ -347,7 +347,7 @@ async fn store_copy(state: &AppState, mail: &mut QueuedMail, copy: &CopyPlan) ->
         DomainError::Internal(anyhow::anyhow!("copy blob {} is missing", copy.blob))
     })?;
     let upload = Upload {
-        raw: raw.to_vec(),
+        raw: raw.clone(),
         seen: true,
         source: "API",
         outbound: vec![mail.id],
@@ -361,7 +361,7 @@ async fn store_copy(state: &AppState, mail: &mut QueuedMail, copy: &CopyPlan) ->
         Err(DomainError::MailboxNotFound(_)) => {
             let inbox = mailboxes::inbox(state, &mail.user).await?;
             let upload = Upload {
-                raw: raw.to_vec(),
+                raw: raw.clone(),
                 seen: true,
                 source: "API",
                 outbound: vec![mail.id],
@@ -614,7 +614,7 @@ pub async fn submit(
 
     if !deliver {
         let upload = Upload {
-            raw: prepared.raw(true),
+            raw: prepared.raw(true).into(),
             seen: true,
             draft: request.is_draft,
             source: "API",
@@ -963,7 +963,7 @@ pub async fn store_composed(
     let files = fields.files.clone();
     let prepared: Prepared = compose::prepare(state, &owner, fields, flags.draft).await?;
     let recipients = prepared.header_recipients();
-    flags.raw = prepared.raw(flags.draft);
+    flags.raw = prepared.raw(flags.draft).into();
     flags.draft_info = Some(prepared.draft_info(recipients, files));
     let stored = messages::store(state, user, mailbox, flags).await?;
     if let Some((mailbox, uid)) = replace_previous {

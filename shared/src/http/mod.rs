@@ -8,6 +8,7 @@ pub mod finish;
 pub mod paging;
 pub mod params;
 pub mod routes;
+pub mod spool;
 pub mod validate;
 pub mod wire;
 

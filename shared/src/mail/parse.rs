@@ -1006,7 +1006,7 @@ fn attachment_info(
     listed: bool,
 ) -> AttachmentInfo {
     let encoded = part.body(raw);
-    let decoded = decode_body(encoded, &part.mime.transfer_encoding);
+    let (size, decoded_digest) = decoded_size_and_digest(encoded, &part.mime.transfer_encoding);
     let hash = hex(&Sha256::digest(encoded));
     let filename = part
         .mime
@@ -1018,7 +1018,6 @@ fn attachment_info(
         .disposition
         .clone()
         .unwrap_or_else(|| if related { "inline" } else { "attachment" }.to_string());
-    let size = decoded.len() as u64;
     AttachmentInfo {
         id: format!("ATT{number:05}"),
         filename,
@@ -1030,7 +1029,7 @@ fn attachment_info(
         size,
         size_kb: size.div_ceil(1024),
         hash,
-        file_content_hash: STANDARD.encode(Sha256::digest(&decoded)),
+        file_content_hash: STANDARD.encode(decoded_digest),
         body_start: part.body_start as u64,
         body_end: part.end as u64,
         listed,
@@ -1531,43 +1530,86 @@ fn extension_for(ctype: &str) -> &'static str {
 // Transfer decoding
 
 fn decode_base64(input: &[u8]) -> Vec<u8> {
-    fn flush(out: &mut Vec<u8>, acc: u32, n: u8) {
-        match n {
-            2 => out.push((acc >> 4) as u8),
-            3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    let mut decoder = Base64Decoder::default();
+    decoder.feed(input, &mut out);
+    decoder.finish(&mut out);
+    out
+}
+
+/// The lenient base64 decoding of [`decode_body`], fed a piece at a time (an attachment's
+/// size and digest are taken without holding its decoding whole).
+#[derive(Default)]
+struct Base64Decoder {
+    acc: u32,
+    n: u8,
+}
+
+impl Base64Decoder {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            let value = match b {
+                b'A'..=b'Z' => b - b'A',
+                b'a'..=b'z' => b - b'a' + 26,
+                b'0'..=b'9' => b - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' => {
+                    // Padding ends the group: what was read so far is kept, and decoding goes
+                    // on (concatenated base64 blocks stay aligned).
+                    self.finish(out);
+                    continue;
+                }
+                _ => continue,
+            };
+            self.acc = (self.acc << 6) | u32::from(value);
+            self.n += 1;
+            if self.n == 4 {
+                let acc = self.acc;
+                out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+                self.acc = 0;
+                self.n = 0;
+            }
+        }
+    }
+
+    /// Ends a group: the bytes of a partial one are kept.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        match self.n {
+            2 => out.push((self.acc >> 4) as u8),
+            3 => out.extend_from_slice(&[(self.acc >> 10) as u8, (self.acc >> 2) as u8]),
             _ => {}
         }
+        self.acc = 0;
+        self.n = 0;
     }
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut n: u8 = 0;
-    for &b in input {
-        let value = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                // Padding ends the group: what was read so far is kept, and decoding goes on
-                // (concatenated base64 blocks stay aligned).
-                flush(&mut out, acc, n);
-                acc = 0;
-                n = 0;
-                continue;
-            }
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(value);
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-            n = 0;
+}
+
+/// The size and SHA-256 of what [`decode_body`] gives, without its whole decoding in memory
+/// at once (an attachment may be most of a 64 MiB message).
+fn decoded_size_and_digest(encoded: &[u8], transfer_encoding: &str) -> (u64, Vec<u8>) {
+    let encoding = transfer_encoding.trim();
+    if encoding.eq_ignore_ascii_case("base64") {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut decoder = Base64Decoder::default();
+        let mut out = Vec::with_capacity(48 * 1024);
+        for piece in encoded.chunks(64 * 1024) {
+            decoder.feed(piece, &mut out);
+            size += out.len() as u64;
+            hasher.update(&out);
+            out.clear();
         }
+        decoder.finish(&mut out);
+        size += out.len() as u64;
+        hasher.update(&out);
+        (size, hasher.finalize().to_vec())
+    } else if encoding.eq_ignore_ascii_case("quoted-printable") {
+        let decoded = decode_quoted_printable(encoded);
+        (decoded.len() as u64, Sha256::digest(&decoded).to_vec())
+    } else {
+        (encoded.len() as u64, Sha256::digest(encoded).to_vec())
     }
-    flush(&mut out, acc, n);
-    out
 }
 
 fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
@@ -2571,6 +2613,24 @@ mod tests {
             text_to_html("  a <b> & \"c\"  \r\nd\n\n\ne  "),
             "<p>a &lt;b&gt; &amp; &quot;c&quot;<br/>d</p><p>e</p>"
         );
+    }
+
+    #[test]
+    fn attachment_size_and_digest_match_the_whole_decoding() {
+        // Pieces of 64 KiB: groups, padding and junk fall across their edges.
+        let mut encoded = Vec::new();
+        for i in 0..40_000u32 {
+            let block = STANDARD.encode(i.to_be_bytes().repeat((i % 5 + 1) as usize));
+            encoded.extend_from_slice(block.as_bytes());
+            encoded.extend_from_slice(if i % 7 == 0 { b"\r\n" } else { b"!" });
+        }
+        assert!(encoded.len() > 3 * 64 * 1024);
+        for encoding in ["base64", " BASE64 ", "quoted-printable", "7bit", "binary"] {
+            let whole = decode_body(&encoded, encoding);
+            let (size, digest) = decoded_size_and_digest(&encoded, encoding);
+            assert_eq!(size, whole.len() as u64, "{encoding}");
+            assert_eq!(digest, Sha256::digest(&whole).to_vec(), "{encoding}");
+        }
     }
 
     #[test]

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
 
 use super::rules::check_blob_key;
-use super::{BlobStore, StoreError, StoreResult};
+use super::{BlobStore, BlobStream, StoreError, StoreResult};
 
 /// Blobs as files under one root folder.
 #[derive(Debug, Clone)]
@@ -90,6 +92,49 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+
+    async fn spool(&self, mut body: BlobStream, max: u64) -> StoreResult<Bytes> {
+        let root = self.root.clone();
+        // Unnamed (O_TMPFILE where the system has it): nothing to clean up, even after a crash.
+        let file =
+            blocking(move || tempfile::tempfile_in(&root).map_err(|e| io_error(e, &root))).await?;
+        let mut writer = tokio::io::BufWriter::with_capacity(
+            SPOOL_WRITE_BUFFER,
+            tokio::fs::File::from_std(file),
+        );
+        let mut len = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| spool_error(e.into()))?;
+            len += chunk.len() as u64;
+            if len > max {
+                return Err(StoreError::TooLarge(max));
+            }
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| spool_error(e.into()))?;
+        }
+        writer.flush().await.map_err(|e| spool_error(e.into()))?;
+        if len == 0 {
+            return Ok(Bytes::new()); // an empty file cannot be mapped
+        }
+        let file = writer.into_inner().into_std().await;
+        blocking(move || {
+            // SAFETY: the file has no name and only this process holds it; nothing can
+            // truncate or change it under the mapping, which is read-only.
+            #[allow(unsafe_code)]
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| spool_error(e.into()))?;
+            Ok(Bytes::from_owner(map))
+        })
+        .await
+    }
+}
+
+/// Bytes gathered before each write of a spool (hyper hands a body on in small chunks).
+const SPOOL_WRITE_BUFFER: usize = 1 << 20;
+
+fn spool_error(e: anyhow::Error) -> StoreError {
+    StoreError::Backend(e.context("spooled body"))
 }
 
 /// Writes `bytes` to a fresh temporary file beside `path`, syncs it, then renames it over

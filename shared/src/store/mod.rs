@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt as _;
 use serde_json::Value;
 
 /// The primary key of an item.
@@ -381,6 +382,9 @@ pub enum StoreError {
     /// The transaction names too many items, the same item twice, or an item is too large.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A spooled body was larger than allowed (the limit in bytes).
+    #[error("larger than {0} bytes")]
+    TooLarge(u64),
     /// Anything else: I/O, the network, the service.
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
@@ -468,4 +472,24 @@ pub trait BlobStore: Send + Sync {
     ) -> StoreResult<Option<String>> {
         Ok(None)
     }
+
+    /// A scratch copy of what `body` yields (a large request body, a decoded upload), at
+    /// most `max` bytes (more: [`StoreError::TooLarge`]). The local folder writes it chunk by
+    /// chunk to an unnamed file beside the blobs and answers it memory-mapped, so it never
+    /// sits in memory and vanishes with its last reference, even after a crash; this default
+    /// (S3, where Lambda has the whole body in memory anyway) gathers it in memory.
+    async fn spool(&self, mut body: BlobStream, max: u64) -> StoreResult<Bytes> {
+        let mut gathered = bytes::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Backend(e.into()))?;
+            if (gathered.len() + chunk.len()) as u64 > max {
+                return Err(StoreError::TooLarge(max));
+            }
+            gathered.extend_from_slice(&chunk);
+        }
+        Ok(gathered.freeze())
+    }
 }
+
+/// Chunks of bytes on their way into [`BlobStore::spool`]: a request body, a decoding.
+pub type BlobStream = futures::stream::BoxStream<'static, std::io::Result<Bytes>>;

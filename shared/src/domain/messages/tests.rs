@@ -60,7 +60,7 @@ fn raw(subject: &str, headers: &str) -> Vec<u8> {
 impl Fixture {
     async fn store(&self, mailbox: &ObjectId, raw: Vec<u8>, seen: bool) -> DomainResult<Stored> {
         let upload = Upload {
-            raw,
+            raw: raw.into(),
             seen,
             source: "API",
             ..Default::default()

@@ -2,6 +2,7 @@
 //! then the one transaction that makes it visible and counted; staged uploads for messages
 //! larger than a request body.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -32,7 +33,8 @@ pub struct Envelope {
 /// what they set.
 #[derive(Default)]
 pub struct Upload {
-    pub raw: Vec<u8>,
+    /// The source; a large one may be a memory-mapped spool (see `BlobStore::spool`).
+    pub raw: Bytes,
     /// A message uploaded beforehand through `POST /users/{user}/uploads` (large messages).
     pub staged: Option<ObjectId>,
     pub seen: bool,
@@ -107,7 +109,7 @@ pub async fn store(
                 format!("the uploaded message must be 1 to {MAX_MESSAGE_SIZE} bytes"),
             ));
         }
-        upload.raw = staged.to_vec();
+        upload.raw = staged;
     }
     let raw = encrypt_if_wanted(&owner, &mailbox, std::mem::take(&mut upload.raw))?;
     let size = raw.len() as i64;
@@ -130,7 +132,7 @@ pub async fn store(
             UPLOAD_SETTLED,
         )])
         .await?;
-    if let Err(e) = state.blobs.put(&blob, raw.into()).await {
+    if let Err(e) = state.blobs.put(&blob, raw).await {
         let _ = state.table.transact(vec![Write::delete(pending)]).await;
         return Err(e.into());
     }
@@ -381,13 +383,13 @@ fn store_event(upload: &Upload, message: &Message, now: DateTime<Utc>) -> Value 
 fn encrypt_if_wanted(
     owner: &StoredUser,
     mailbox: &StoredMailbox,
-    raw: Vec<u8>,
-) -> DomainResult<Vec<u8>> {
+    raw: Bytes,
+) -> DomainResult<Bytes> {
     let wanted = owner.user.encrypt_messages || mailbox.mailbox.encrypt_messages;
     match (&owner.user.pub_key, wanted) {
         #[cfg(feature = "pgp")]
         (Some(key), true) => match crate::mail::encrypt::encrypt_message(&raw, key) {
-            Ok(Some(encrypted)) => Ok(encrypted),
+            Ok(Some(encrypted)) => Ok(encrypted.into()),
             Ok(None) => Ok(raw),
             Err(e) => Err(DomainError::Internal(anyhow::anyhow!(
                 "encryption failed: {e}"
@@ -436,7 +438,7 @@ pub async fn put_upload(
     state: &AppState,
     user: &ObjectId,
     id: &ObjectId,
-    raw: bytes::Bytes,
+    raw: Bytes,
 ) -> DomainResult<()> {
     users::load(state, user).await?;
     if raw.is_empty() || raw.len() > MAX_MESSAGE_SIZE {

@@ -2,6 +2,7 @@
 //! flagged listing, validated into the domain's commands and answered in WildDuck's shape.
 
 use base64::Engine;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -28,7 +29,7 @@ use crate::time::iso;
 
 /// Whether `text` starts with a header line (`Name: value`): then it is a message as text. A
 /// base64 string never does (its alphabet has no `:`).
-fn starts_with_header(text: &str) -> bool {
+pub(crate) fn starts_with_header(text: &str) -> bool {
     let first = text.split(['\r', '\n']).next().unwrap_or("");
     match first.split_once(':') {
         Some((name, _)) => {
@@ -108,11 +109,11 @@ pub(crate) fn binary(
 /// seen), `flagged`, `draft`, `date`, `metaData`.
 pub fn upload(
     params: Map<String, Value>,
-    body_raw: Option<Vec<u8>>,
+    body_raw: Option<Bytes>,
     idempotency_key: Option<String>,
 ) -> ApiResult<Upload> {
     let mut v = Validator::new(params);
-    let raw_given = raw_bytes(&mut v);
+    let raw_given = raw_bytes(&mut v).map(Bytes::from);
     let unseen = v.boolean("unseen").unwrap_or(false);
     let flagged = v.boolean("flagged").unwrap_or(false);
     let draft = v.boolean("draft").unwrap_or(false);

@@ -8,11 +8,12 @@
 //!   127.0.0.1, one user filled with generated mail (`mail_gen.rs`) at each mailbox size in a
 //!   fresh data folder: ingest over HTTP and LMTP vs mail-parser alone, medians of search,
 //!   list, get, the data folder's size vs the mail's, and `wrk` throughput vs a hello-world
-//!   axum server (`eider-bench hello ADDR`, this binary) at the largest size up to 10,000.
+//!   axum server (`eider-bench hello ADDR`, this binary) at the largest size up to 10,000;
+//! * the memory of large uploads (`memory.rs`): peaks while one 60 MB message is stored.
 //!
 //! ```text
 //! eider-bench [--sizes 1000,10000] [--full] [--seed N] [--runs 20] [--wrk-seconds 10]
-//!             [--no-inprocess] [--no-load] [--no-compare]
+//!             [--no-inprocess] [--no-memory] [--no-load] [--no-compare]
 //!             [--doc docs/benchmarks.md | --no-doc]
 //! eider-bench hello 127.0.0.1:0
 //! ```
@@ -22,6 +23,7 @@ mod lmtp;
 mod load;
 mod loopback;
 mod mail_gen;
+mod memory;
 mod report;
 mod server;
 mod tables;
@@ -36,6 +38,7 @@ struct Args {
     runs: usize,
     wrk_seconds: u32,
     inprocess: bool,
+    memory: bool,
     load: bool,
     /// Also measure search over term items (the alternative design).
     compare: bool,
@@ -43,7 +46,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: eider-bench [--sizes 1000,10000] [--full] [--seed N] [--runs 20] \
-[--wrk-seconds 10] [--no-inprocess] [--no-load] [--no-compare] [--doc PATH | --no-doc]\n       eider-bench hello ADDR";
+[--wrk-seconds 10] [--no-inprocess] [--no-memory] [--no-load] [--no-compare] [--doc PATH | --no-doc]\n       eider-bench hello ADDR";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
@@ -52,6 +55,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         runs: 20,
         wrk_seconds: 10,
         inprocess: true,
+        memory: true,
         load: true,
         compare: true,
         doc: Some("docs/benchmarks.md".into()),
@@ -78,6 +82,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("{e}"))?
             }
             "--no-inprocess" => parsed.inprocess = false,
+            "--no-memory" => parsed.memory = false,
             "--no-load" => parsed.load = false,
             "--no-compare" => parsed.compare = false,
             "--doc" => parsed.doc = Some(value("--doc")?),
@@ -148,6 +153,10 @@ async fn bench(args: Args) {
             ]);
         }
         tables.push(table);
+    }
+
+    if args.memory {
+        tables.push(memory::run().await);
     }
 
     let options = loopback::Options {
