@@ -1,26 +1,39 @@
-//! The addresses endpoint group: `GET /addresses`, `GET/POST /users/{user}/addresses`,
-//! `GET/PUT/DELETE /users/{user}/addresses/{address}`. Handlers validate through
-//! `eider_shared::http::wire::addresses`, call `eider_shared::domain::addresses`, and answer
-//! the JSON; the rules live in shared/.
+//! The addresses endpoint group: `GET /addresses`, `GET /addresses/resolve/{address}`,
+//! `GET/POST /users/{user}/addresses`, `GET/PUT/DELETE /users/{user}/addresses/{address}`,
+//! and the domain aliases (`/domainaliases...`). Handlers validate through
+//! `eider_shared::http::wire::{addresses, domain_aliases}`, call the domain, and answer the
+//! JSON; the rules live in shared/.
 
 use axum::extract::State;
 use axum::{Json, Router};
-use eider_shared::domain::addresses;
-use eider_shared::http::extract::{AddressId, UserId};
+use eider_shared::domain::{addresses, domain_aliases, forwarded};
+use eider_shared::http::extract::{AddressId, DomainAliasId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::addresses as wire;
-use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
+use eider_shared::http::wire::domain_aliases as alias_wire;
+use eider_shared::http::wire::forwarded as forwarded_wire;
+use eider_shared::http::{ApiResult, AppState, Ids, Params, PathParam, Routes};
 use serde_json::{Value, json};
 
 /// Every route of this group: the router is built from it, and template.yaml must list it.
 pub fn routes() -> Routes {
     Routes::new()
         .get("/addresses", list_all_addresses)
+        .get("/addresses/resolve/{address}", resolve_address)
+        .post("/addresses/forwarded", create_forwarded)
+        .get("/addresses/forwarded/{address}", get_forwarded)
+        .put("/addresses/forwarded/{address}", update_forwarded)
+        .delete("/addresses/forwarded/{address}", delete_forwarded)
         .get("/users/{user}/addresses", list_user_addresses)
         .post("/users/{user}/addresses", create_address)
         .get("/users/{user}/addresses/{address}", get_address)
         .put("/users/{user}/addresses/{address}", update_address)
         .delete("/users/{user}/addresses/{address}", delete_address)
+        .get("/domainaliases", list_domain_aliases)
+        .post("/domainaliases", create_domain_alias)
+        .get("/domainaliases/resolve/{alias}", resolve_domain_alias)
+        .get("/domainaliases/{alias}", get_domain_alias)
+        .delete("/domainaliases/{alias}", delete_domain_alias)
 }
 
 pub fn router() -> Router<AppState> {
@@ -89,5 +102,113 @@ async fn delete_address(
 ) -> ApiResult<Json<Value>> {
     session_only(params)?;
     addresses::delete(&state, &user, &address).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `GET /addresses/resolve/{address}` (WildDuck's): an address (through the resolver, with
+/// wildcards when `allowWildcard`), a wildcard address as stored, or an address id.
+async fn resolve_address(
+    State(state): State<AppState>,
+    PathParam(address): PathParam<String>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let request = wire::resolve_request(&address, params)?;
+    let found = addresses::resolve_for_api(&state, &request.by).await?;
+    Ok(Json(wire::resolved_json(&found, &request)))
+}
+
+/// `GET /domainaliases` (WildDuck's): in alias order, `query` a substring of either domain.
+async fn list_domain_aliases(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let request = alias_wire::list(params)?;
+    let listing = domain_aliases::list(&state, &request).await?;
+    Ok(Json(alias_wire::list_json(&request, &listing)))
+}
+
+/// `POST /domainaliases` (WildDuck's).
+async fn create_domain_alias(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (alias, domain) = alias_wire::create(params)?;
+    let id = domain_aliases::create(&state, &alias, &domain).await?;
+    Ok(Json(json!({ "success": true, "id": id })))
+}
+
+/// `GET /domainaliases/resolve/{alias}` (WildDuck's): the id of an alias domain.
+async fn resolve_domain_alias(
+    State(state): State<AppState>,
+    PathParam(alias): PathParam<String>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let found = domain_aliases::resolve(&state, &alias).await?;
+    Ok(Json(json!({ "success": true, "id": found.id })))
+}
+
+/// `GET /domainaliases/{alias}` (WildDuck's), by id.
+async fn get_domain_alias(
+    State(state): State<AppState>,
+    Ids(id): Ids<DomainAliasId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let alias = domain_aliases::get(&state, &id).await?;
+    Ok(Json(alias_wire::alias_json(&alias)))
+}
+
+/// `DELETE /domainaliases/{alias}` (WildDuck's), by id.
+async fn delete_domain_alias(
+    State(state): State<AppState>,
+    Ids(id): Ids<DomainAliasId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    domain_aliases::delete(&state, &id).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /addresses/forwarded` (WildDuck's): an address whose mail goes on to its targets.
+async fn create_forwarded(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let input = forwarded_wire::create(params)?;
+    let id = forwarded::create(&state, input).await?;
+    Ok(Json(json!({ "success": true, "id": id })))
+}
+
+/// `GET /addresses/forwarded/{address}` (WildDuck's), by id: with today's forwards count.
+async fn get_forwarded(
+    State(state): State<AppState>,
+    Ids(id): Ids<AddressId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let found = forwarded::get(&state, &id).await?;
+    Ok(Json(forwarded_wire::forwarded_json(&found, true, true)))
+}
+
+/// `PUT /addresses/forwarded/{address}` (WildDuck's).
+async fn update_forwarded(
+    State(state): State<AppState>,
+    Ids(id): Ids<AddressId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let changes = forwarded_wire::changes(params)?;
+    forwarded::update(&state, &id, changes).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `DELETE /addresses/forwarded/{address}` (WildDuck's).
+async fn delete_forwarded(
+    State(state): State<AppState>,
+    Ids(id): Ids<AddressId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    forwarded::delete(&state, &id).await?;
     Ok(Json(json!({ "success": true })))
 }

@@ -503,6 +503,9 @@ fn outcome_reply(address: &str, outcome: &Outcome) -> String {
         Outcome::Failed { .. } => {
             format!("451 4.3.0 <{address}> Temporary failure, try again later")
         }
+        Outcome::Forwarded { sent } => {
+            format!("250 2.0.0 <{address}> Message forwarded to {sent} target(s)")
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json, Router};
-use eider_shared::domain::{outgoing, users};
+use eider_shared::domain::{health, outgoing, users};
 use eider_shared::http::access::Caller;
 use eider_shared::http::extract::UserId;
 use eider_shared::http::validate::session_only;
@@ -22,6 +22,7 @@ pub fn routes() -> Routes {
         .delete("/users/{user}", delete_user)
         .put("/users/{user}/logout", logout_user)
         .get("/users/resolve/{username}", resolve_user)
+        .get("/health", health)
 }
 
 pub fn router() -> Router<AppState> {
@@ -130,4 +131,19 @@ async fn resolve_user(
     let username = wire::resolve_request(&username, params)?;
     let id = users::resolve_username(&state, &username).await?;
     Ok(Json(json!({ "success": true, "id": id })))
+}
+
+/// `GET /health` (WildDuck's): 200 when the table and the blob store can be read and
+/// written, else 500 with what failed. Any valid token may ask.
+async fn health(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let version = env!("CARGO_PKG_VERSION");
+    match health::check(&state).await {
+        Ok(()) => Json(json!({ "success": true, "version": version })).into_response(),
+        Err(failed) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "success": false, "version": version, "message": failed.message() })),
+        )
+            .into_response(),
+    }
 }

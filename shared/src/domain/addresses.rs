@@ -124,23 +124,170 @@ async fn load(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<
     }
 }
 
-/// Who owns an address (exact normalized match), for login and delivery.
+/// Who owns an address, for login: the exact normalized address, else the same local part
+/// on the domain an alias domain stands for (WildDuck's resolver without wildcards).
 pub async fn resolve(
     state: &AppState,
     address: &str,
 ) -> DomainResult<Option<(ObjectId, ObjectId)>> {
+    Ok(match lookup(state, address, false).await? {
+        Some(Resolved::User { user, id }) => Some((user, id)),
+        _ => None,
+    })
+}
+
+/// What an address resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// One of a user's addresses.
+    User { user: ObjectId, id: ObjectId },
+    /// A forwarded address (its id).
+    Forwarded { id: ObjectId },
+}
+
+/// WildDuck's resolver order (delivery and `/addresses/resolve` ask for wildcards, login
+/// does not): the exact normalized address (`+label` dropped); the same local part on the
+/// domain an alias domain stands for; with `wildcards`, the longest of `*@domain`,
+/// `*suffix@domain`, `prefix*@domain` on the address's domain, then on the alias's target;
+/// then `local@*`.
+pub async fn lookup(
+    state: &AppState,
+    address: &str,
+    wildcards: bool,
+) -> DomainResult<Option<Resolved>> {
     let Ok(normalized) = names::normalize_address(address, true) else {
         return Ok(None);
     };
-    let claim = state
+    if let Some(found) = claim(state, &normalized.addrview).await? {
+        return Ok(Some(found));
+    }
+    let Some((local, domain)) = normalized.addrview.rsplit_once('@') else {
+        return Ok(None);
+    };
+    let target = super::domain_aliases::target_of(state, domain)
+        .await?
+        .map(|alias| alias.domain);
+    if let Some(target) = &target
+        && let Some(found) = claim(state, &format!("{local}@{target}")).await?
+    {
+        return Ok(Some(found));
+    }
+    if !wildcards {
+        return Ok(None);
+    }
+    // Every candidate in one batch read, best first: the original domain's before the
+    // alias target's, a longer fixed part before a shorter one, `local@*` last.
+    let mut candidates = wildcard_patterns(local, domain);
+    if let Some(target) = &target {
+        candidates.extend(wildcard_patterns(local, target));
+    }
+    candidates.push(format!("{local}@*"));
+    let keys: Vec<_> = candidates.iter().map(|c| keys::address_claim(c)).collect();
+    let found = state.table.get_many(&keys).await?;
+    for key in &keys {
+        if let Some(item) = found.iter().find(|i| i.pk == key.pk && i.sk == key.sk)
+            && let Some(resolved) = from_claim(item)
+        {
+            return Ok(Some(resolved));
+        }
+    }
+    Ok(None)
+}
+
+/// The wildcard views that could match `local@domain`, longest fixed part first: for each
+/// length from 32 down to 1, `*<last n>@domain` then `<first n>*@domain`; then `*@domain`.
+fn wildcard_patterns(local: &str, domain: &str) -> Vec<String> {
+    let chars: Vec<char> = local.chars().collect();
+    let mut out = Vec::new();
+    for n in (1..=chars.len().min(32)).rev() {
+        let suffix: String = chars[chars.len() - n..].iter().collect();
+        let prefix: String = chars[..n].iter().collect();
+        out.push(format!("*{suffix}@{domain}"));
+        out.push(format!("{prefix}*@{domain}"));
+    }
+    out.push(format!("*@{domain}"));
+    out
+}
+
+async fn claim(state: &AppState, addrview: &str) -> DomainResult<Option<Resolved>> {
+    Ok(state
         .table
-        .get(&keys::address_claim(&normalized.addrview))
-        .await?;
-    Ok(claim.and_then(|c| {
-        let user = serde_json::from_value(c.body["user"].clone()).ok()?;
-        let id = serde_json::from_value(c.body["id"].clone()).ok()?;
-        Some((user, id))
-    }))
+        .get(&keys::address_claim(addrview))
+        .await?
+        .as_ref()
+        .and_then(from_claim))
+}
+
+/// A claim names a user's address (`user`, `id`) or a forwarded address (`forwarded`).
+fn from_claim(item: &Item) -> Option<Resolved> {
+    if let Some(id) = item.body.get("forwarded") {
+        return Some(Resolved::Forwarded {
+            id: serde_json::from_value(id.clone()).ok()?,
+        });
+    }
+    Some(Resolved::User {
+        user: serde_json::from_value(item.body["user"].clone()).ok()?,
+        id: serde_json::from_value(item.body["id"].clone()).ok()?,
+    })
+}
+
+/// What `GET /addresses/resolve/{address}` looks for.
+pub enum ResolveBy {
+    /// An address, through the resolver (wildcards only when asked for).
+    Address { address: String, wildcards: bool },
+    /// A wildcard address as stored (`*@example.com`).
+    Wildcard(String),
+    /// An address's id.
+    Id(ObjectId),
+}
+
+/// What `GET /addresses/resolve/{address}` found.
+pub enum FoundAddress {
+    User(StoredAddress),
+    Forwarded(Box<super::forwarded::ForwardedStatus>),
+}
+
+/// `GET /addresses/resolve/{address}`: the user address or forwarded address found.
+pub async fn resolve_for_api(state: &AppState, by: &ResolveBy) -> DomainResult<FoundAddress> {
+    let resolved = match by {
+        ResolveBy::Address { address, wildcards } => lookup(state, address, *wildcards).await?,
+        ResolveBy::Wildcard(address) => match names::normalize_alias(address, true) {
+            Ok(normalized) => claim(state, &normalized.addrview).await?,
+            Err(_) => None,
+        },
+        ResolveBy::Id(id) => {
+            if let Some(found) = find_by_id(state, id).await? {
+                return Ok(FoundAddress::User(found));
+            }
+            match super::forwarded::load(state, id).await {
+                Ok(_) => Some(Resolved::Forwarded { id: *id }),
+                Err(DomainError::AddressNotFound(_)) => None,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match resolved {
+        Some(Resolved::User { user, id }) => Ok(FoundAddress::User(load(state, &user, &id).await?)),
+        Some(Resolved::Forwarded { id }) => Ok(FoundAddress::Forwarded(Box::new(
+            super::forwarded::get(state, &id).await?,
+        ))),
+        None => Err(not_found()),
+    }
+}
+
+/// An address by its id alone. Address items live under their user, so this reads the
+/// address listing until it is found: its cost grows with the number of addresses (the
+/// resolver by address is one read).
+async fn find_by_id(state: &AppState, id: &ObjectId) -> DomainResult<Option<StoredAddress>> {
+    let buckets = bucket_names(keys::ADDRS_BUCKET_PREFIX);
+    let keep = |item: &Item| from_item(item).is_ok_and(|a| a.id == *id);
+    let request = PageRequest {
+        limit: 1,
+        direction: super::paging::Direction::First,
+        page: 1,
+    };
+    let page = walk_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &request, &keep).await?;
+    page.items.first().map(from_item).transpose()
 }
 
 /// An address as its owner sees it: whether it is the main one.

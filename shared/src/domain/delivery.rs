@@ -48,7 +48,7 @@ use super::messages::{self, Envelope, MAX_MESSAGE_SIZE, Upload};
 use super::names::normalize_address;
 use super::users::{self, StoredUser};
 use super::{AppState, DomainError, DomainResult};
-use super::{addresses, keys, mailboxes, unix_now};
+use super::{addresses, forwarded, keys, mailboxes, unix_now};
 use crate::config::DeliveryConfig;
 use crate::id::ObjectId;
 use crate::mail::outbound::{OutEnvelope, Outbound, send_smtp, split_host_port};
@@ -66,7 +66,10 @@ pub struct Recipient {
     /// The address as the envelope named it (lowercased), `+tag` included: it goes into
     /// `Delivered-To`, and autoreplies come from it.
     pub address: String,
+    /// The user the address is one of; for a forwarded address, that address's id.
     pub user: ObjectId,
+    /// The address is a forwarded address: mail to it is only sent on, never stored.
+    pub forwarded: bool,
 }
 
 /// Why a recipient is refused.
@@ -113,6 +116,8 @@ pub enum Outcome {
     Refused { reason: String },
     /// A fault (storage, network): try again later. Never recorded.
     Failed { reason: String },
+    /// Sent on to `sent` of a forwarded address's targets (and not stored).
+    Forwarded { sent: usize },
 }
 
 impl Outcome {
@@ -247,8 +252,22 @@ impl Delivery {
         // Addresses never carry a `+` (aliases refuse it, main addresses drop the label),
         // so the exact lookup and the sub-address lookup are one claim read: the label is
         // stripped by the normalization and the claim of `user@domain` answers.
-        let Some((user, _)) = addresses::resolve(&self.state, &address).await? else {
-            return Ok(Err(RecipientError::Unknown));
+        // Delivery takes wildcard addresses and alias domains (WildDuck's MX order).
+        let user = match addresses::lookup(&self.state, &address, true).await? {
+            Some(addresses::Resolved::User { user, .. }) => user,
+            Some(addresses::Resolved::Forwarded { id }) => {
+                return match forwarded::load(&self.state, &id).await {
+                    Ok(f) if f.forwarded_disabled => Ok(Err(RecipientError::Disabled)),
+                    Ok(_) => Ok(Ok(Recipient {
+                        address,
+                        user: id,
+                        forwarded: true,
+                    })),
+                    Err(DomainError::AddressNotFound(_)) => Ok(Err(RecipientError::Unknown)),
+                    Err(e) => Err(e),
+                };
+            }
+            None => return Ok(Err(RecipientError::Unknown)),
         };
         let owner = match users::load(&self.state, &user).await {
             Ok(owner) => owner,
@@ -258,12 +277,19 @@ impl Delivery {
         if owner.user.disabled {
             return Ok(Err(RecipientError::Disabled));
         }
-        Ok(Ok(Recipient { address, user }))
+        Ok(Ok(Recipient {
+            address,
+            user,
+            forwarded: false,
+        }))
     }
 
     /// Whether `size` more bytes fit into the recipient's quota (a check before DATA when
     /// the client announced a SIZE).
     pub async fn fits(&self, recipient: &Recipient, size: u64) -> DomainResult<bool> {
+        if recipient.forwarded {
+            return Ok(true); // nothing is stored
+        }
         let owner = users::load(&self.state, &recipient.user).await?;
         Ok(owner.storage_used + size as i64 <= messages::allowed_storage(&self.state, &owner))
     }
@@ -335,6 +361,9 @@ impl Delivery {
     }
 
     async fn run(&self, incoming: &Incoming<'_>, recipient: &Recipient) -> DomainResult<Outcome> {
+        if recipient.forwarded {
+            return self.forward_only(incoming, recipient).await;
+        }
         let state = &self.state;
         let user = recipient.user;
         let owner = match users::load(state, &user).await {
@@ -572,6 +601,93 @@ impl Delivery {
             events.push(event);
         }
         events
+    }
+
+    /// Mail to a forwarded address: sent on to each of its targets within its daily forwards
+    /// limit, never stored. A temporary failure (the sender retries) when the limit is used
+    /// up or no target took it; a loop or spam is refused.
+    async fn forward_only(
+        &self,
+        incoming: &Incoming<'_>,
+        recipient: &Recipient,
+    ) -> DomainResult<Outcome> {
+        let address = match forwarded::load(&self.state, &recipient.user).await {
+            Ok(address) => address,
+            Err(DomainError::AddressNotFound(_)) => {
+                return Ok(Outcome::Refused {
+                    reason: "unknown recipient".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if address.forwarded_disabled {
+            return Ok(Outcome::Refused {
+                reason: "forwarding disabled".into(),
+            });
+        }
+        if incoming.spam_score.is_some_and(|score| score >= 100) {
+            return Ok(Outcome::Refused {
+                reason: "spam is never forwarded".into(),
+            });
+        }
+        let mut prepared = format!(
+            "Delivered-To: {}\r\nReturn-Path: <{}>\r\n",
+            recipient.address, incoming.sender
+        )
+        .into_bytes();
+        prepared.extend_from_slice(incoming.raw);
+        // A copy that already passed this address once is in a forwarding loop.
+        let parsed = parse::parse_for_display(&prepared);
+        let passes = parsed
+            .headers
+            .iter()
+            .filter(|(n, v)| {
+                n.eq_ignore_ascii_case("delivered-to")
+                    && v.trim().eq_ignore_ascii_case(&recipient.address)
+            })
+            .count();
+        if passes > 1 {
+            return Ok(Outcome::Refused {
+                reason: "forwarding loop (Delivered-To)".into(),
+            });
+        }
+        if address.targets.is_empty() {
+            return Ok(Outcome::Refused {
+                reason: "the address has no targets".into(),
+            });
+        }
+        if !forwarded::count_forwards(&self.state, &address, address.targets.len()).await? {
+            return Ok(Outcome::Failed {
+                reason: "daily forwards limit reached".into(),
+            });
+        }
+        let mut sent = 0;
+        for target in &address.targets {
+            match self
+                .send_to_target(target, recipient, incoming, &prepared)
+                .await
+            {
+                Ok(result) => {
+                    sent += 1;
+                    tracing::info!(forwarded = %address.id, target = %target.value, result, "forwarded");
+                }
+                Err(e) => {
+                    tracing::warn!(forwarded = %address.id, target = %target.value, error = format!("{e:#}"), "forward failed")
+                }
+            }
+        }
+        if sent == 0 {
+            // Nothing went out: give the forwards back and let the sender retry.
+            if let Err(e) =
+                forwarded::return_forwards(&self.state, &address, address.targets.len()).await
+            {
+                tracing::warn!(error = %e, "forwards not given back");
+            }
+            return Ok(Outcome::Failed {
+                reason: "no forward target took the message".into(),
+            });
+        }
+        Ok(Outcome::Forwarded { sent })
     }
 
     /// Counts `n` forwards against the user's daily limit; false (and nothing counted) when
@@ -881,6 +997,10 @@ impl super::outgoing::Dispatcher for Delivery {
                         Outcome::Failed { reason } => {
                             (DeliveryStatus::Deferred, format!("451 {reason}"))
                         }
+                        Outcome::Forwarded { sent } => (
+                            DeliveryStatus::Delivered,
+                            format!("250 forwarded to {sent} target(s)"),
+                        ),
                     };
                     results.push(result(address, status, response));
                 }

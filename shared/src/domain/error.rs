@@ -41,6 +41,10 @@ pub enum DomainError {
     },
     #[error("{0}")]
     MailboxExists(&'static str),
+    #[error("{0}")]
+    AliasNotFound(&'static str),
+    #[error("This domain alias already exists")]
+    AliasExists,
 
     /// Concurrent changes kept winning over this one: try again.
     #[error("{0}")]

@@ -7,6 +7,9 @@
 //! | username claim | `USERNAME#<unameview>` | `USERNAME` | |
 //! | address | `USER#<user>` | `ADDR#<address id>` | `ADDRS#<bucket>` / addrview |
 //! | address claim | `ADDRESS#<addrview>` | `ADDRESS` | |
+//! | forwarded address | `FORWARDED#<id>` | `FORWARDED` | |
+//! | domain alias, and its id pointer | `DOMAINALIASES` | `ALIAS#<alias>`, `ID#<id>` | |
+//! | health probe | `HEALTH` | `<probe id>` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
 //! | mailbox path claim | `USER#<user>` | `MPATH#<path>` (over 512 bytes: `MPATHH#<sha256>`) | |
 //! | authlog entry | `USER#<user>` | `AUTHLOG#<id>` | |
@@ -392,4 +395,27 @@ pub const SEARCH_TASK_PK_PREFIX: &str = "SEARCHAPPLY#";
 /// entry of second `now_unix`.
 pub fn due_until(now_unix: i64) -> (String, String) {
     ("-".to_string(), format!("{now_unix:012}$"))
+}
+
+/// The one partition of domain aliases.
+pub const DOMAIN_ALIASES_PK: &str = "DOMAINALIASES";
+pub const DOMAIN_ALIAS_SK_PREFIX: &str = "ALIAS#";
+
+pub fn domain_alias(alias: &str) -> Key {
+    Key::new(
+        DOMAIN_ALIASES_PK,
+        format!("{DOMAIN_ALIAS_SK_PREFIX}{alias}"),
+    )
+}
+
+pub fn domain_alias_id(id: &ObjectId) -> Key {
+    Key::new(DOMAIN_ALIASES_PK, format!("ID#{id}"))
+}
+
+pub fn forwarded_address(id: &ObjectId) -> Key {
+    Key::new(format!("FORWARDED#{id}"), "FORWARDED")
+}
+
+pub fn health_probe(probe: &ObjectId) -> Key {
+    Key::new("HEALTH", probe.to_string())
 }

@@ -11,8 +11,11 @@ pub mod compose;
 pub mod connections;
 #[cfg(feature = "delivery")]
 pub mod delivery;
+pub mod domain_aliases;
 pub mod error;
 pub mod filters;
+pub mod forwarded;
+pub mod health;
 pub mod janitor;
 pub mod journal;
 pub mod keys;

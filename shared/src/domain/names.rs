@@ -71,7 +71,7 @@ fn valid_local(local: &str) -> bool {
 }
 
 /// The domain in lowercase Unicode form, or None when it is not a valid host name.
-fn normalize_domain(domain: &str) -> Option<String> {
+pub fn normalize_domain(domain: &str) -> Option<String> {
     let domain = domain.trim().to_lowercase();
     if domain.is_empty() || domain.len() > 253 || domain.starts_with('.') || domain.ends_with('.') {
         return None;

@@ -108,6 +108,8 @@ impl From<DomainError> for ApiError {
             E::FileNotFound => (S::NOT_FOUND, "FileNotFound"),
             E::FilterNotFound(_) => (S::NOT_FOUND, "FilterNotFound"),
             E::AspNotFound(_) => (S::NOT_FOUND, "AspNotFound"),
+            E::AliasNotFound(_) => (S::NOT_FOUND, "AliasNotFound"),
+            E::AliasExists => (S::BAD_REQUEST, "AliasExists"),
             E::UserExists { username } => {
                 return ApiError::conflict("UserExistsError", message)
                     .with_extra("username", username);

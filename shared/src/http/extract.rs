@@ -138,6 +138,11 @@ object_id_part!(
     "filter"
 );
 object_id_part!(
+    /// `{alias}`: a domain alias's id.
+    DomainAliasId,
+    "alias"
+);
+object_id_part!(
     /// `{asp}`.
     AspId,
     "asp"

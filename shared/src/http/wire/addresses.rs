@@ -5,13 +5,15 @@ use serde_json::{Map, Value, json};
 
 use super::users::parsed_object;
 use crate::domain::addresses::{
-    AddressChanges, AddressListing, ListAddresses, NewAddress, OwnedAddress, StoredAddress,
+    AddressChanges, AddressListing, FoundAddress, ListAddresses, NewAddress, OwnedAddress,
+    ResolveBy, StoredAddress,
 };
 use crate::domain::names::normalize_alias;
 use crate::domain::users::MAX_LIST_ITEMS;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::{add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator};
+use crate::id::ObjectId;
 use crate::time::iso;
 
 /// Which optional fields a listing answers with.
@@ -216,5 +218,84 @@ pub fn list_json(request: &ListAddresses, fields: &DataFields, listing: &Address
     body["total"] = json!(listing.total);
     add_paging(&mut body, &listing.page, &request.page);
     body["results"] = Value::Array(results);
+    body
+}
+
+/// A validated `GET /addresses/resolve/{address}`.
+pub struct ResolveRequest {
+    pub by: ResolveBy,
+    pub fields: DataFields,
+}
+
+/// Validates `GET /addresses/resolve/{address}`: an address (with `allowWildcard`, wildcard
+/// addresses match it), a wildcard address, or a 24-hex id; `metaData`, `internalData`.
+pub fn resolve_request(address: &str, params: Map<String, Value>) -> ApiResult<ResolveRequest> {
+    let mut v = Validator::new(params);
+    let wildcards = v.boolean("allowWildcard").unwrap_or(false);
+    let meta_data = v.boolean("metaData").unwrap_or(false);
+    let internal_data = v.boolean("internalData").unwrap_or(false);
+    v.session();
+    v.deny_unknown();
+    let address = address.trim();
+    let by = if address.contains('*') {
+        ResolveBy::Wildcard(address.to_string())
+    } else if address.contains('@') {
+        ResolveBy::Address {
+            address: address.to_string(),
+            wildcards,
+        }
+    } else {
+        match address.parse::<ObjectId>() {
+            Ok(id) => ResolveBy::Id(id),
+            Err(_) => {
+                v.error(
+                    "address",
+                    "\"address\" must be an email address or an address id",
+                );
+                ResolveBy::Wildcard(String::new())
+            }
+        }
+    };
+    v.finish()?;
+    Ok(ResolveRequest {
+        by,
+        fields: DataFields {
+            meta_data,
+            internal_data,
+        },
+    })
+}
+
+/// WildDuck's answer: for a user address no `name`; for a forwarded one its targets,
+/// limits and autoreply, without `forwardedDisabled`.
+pub fn resolved_json(found: &FoundAddress, request: &ResolveRequest) -> Value {
+    let address = match found {
+        FoundAddress::User(address) => address,
+        FoundAddress::Forwarded(forwarded) => {
+            let mut body = super::forwarded::forwarded_json(forwarded, false, false);
+            let a = &forwarded.address;
+            if request.fields.meta_data {
+                body["metaData"] = parsed_object(&a.meta_data);
+            }
+            if request.fields.internal_data {
+                body["internalData"] = parsed_object(&a.internal_data);
+            }
+            return body;
+        }
+    };
+    let mut body = json!({
+        "success": true,
+        "id": address.id,
+        "address": address.address,
+        "user": address.user,
+        "tags": address.tags,
+        "created": iso(&address.created),
+    });
+    if request.fields.meta_data {
+        body["metaData"] = parsed_object(&address.meta_data);
+    }
+    if request.fields.internal_data {
+        body["internalData"] = parsed_object(&address.internal_data);
+    }
     body
 }

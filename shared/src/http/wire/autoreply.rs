@@ -9,7 +9,7 @@ use crate::http::validate::{Str, Validator, parse_date};
 use crate::time::{iso, iso_or_false};
 
 /// A bound: `Some(None)` clears it (`false`), `Some(Some(d))` sets it, `None` leaves it.
-fn bound(v: &mut Validator, field: &str) -> Option<Option<DateTime<Utc>>> {
+pub(crate) fn bound(v: &mut Validator, field: &str) -> Option<Option<DateTime<Utc>>> {
     match v.raw(field)? {
         Value::Bool(false) => Some(None),
         Value::String(s) if s.trim().is_empty() => None,

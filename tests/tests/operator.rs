@@ -1,0 +1,556 @@
+//! The operator's API (issue 15): domain aliases, forwarded addresses, wildcard addresses,
+//! the address resolver and `/health`, through the endpoints and through delivery over a
+//! real LMTP conversation (Python's smtplib.LMTP against the in-process listener). Every test
+//! runs on the embedded store and on DynamoDB + S3 (moto).
+
+use std::time::Duration;
+
+use eider_shared::config::DeliveryConfig;
+use eider_shared::domain::delivery::Delivery;
+use eider_shared::mail::outbound::Outbound;
+use eider_tests::app::TestApp;
+use eider_tests::lmtp_client::converse_async;
+use eider_tests::sinks::{http_sink, smtp_sink};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+eider_tests::on_both_backends!(
+    domain_aliases_are_created_listed_resolved_and_deleted,
+    alias_domains_reach_the_main_domain_at_login_lookup_and_delivery,
+    wildcard_addresses_catch_mail_with_the_longest_match_first,
+    forwarded_addresses_are_managed_and_forward_over_lmtp,
+    health_answers_when_the_store_is_writable,
+);
+
+async fn new_user(app: &TestApp, name: &str, address: &str) -> String {
+    app.create_user(json!({"username": name, "password": "a-long-pass", "address": address}))
+        .await
+}
+
+async fn ok(app: &TestApp, method: &str, uri: &str, body: Option<Value>) -> Value {
+    let (status, answer) = app.call(method, uri, body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{method} {uri} {body:?} -> {answer}"
+    );
+    answer
+}
+
+/// Starts the LMTP listener over the app's storage, forwarding through `outbound`.
+async fn lmtp_server(app: &TestApp, outbound: Outbound) -> u16 {
+    let config = DeliveryConfig {
+        target_url_timeout: Duration::from_secs(3),
+        ..DeliveryConfig::default()
+    };
+    let pipeline = Delivery::new(app.state.clone(), outbound, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(eider_local::lmtp::serve(
+        listener,
+        pipeline,
+        eider_local::lmtp::LmtpLimits::default(),
+        std::future::pending(),
+    ));
+    port
+}
+
+/// One message to `recipients` over LMTP: the RCPT replies and the DATA replies.
+async fn lmtp_send(
+    port: u16,
+    recipients: &[&str],
+    subject: &str,
+) -> (Vec<u16>, Vec<(u16, String)>) {
+    let raw = format!(
+        "From: Sender <sender@remote.example>\nTo: someone@example.com\nSubject: {subject}\n\nHello\n"
+    );
+    let conversation = converse_async(
+        port,
+        vec![(
+            "sender@remote.example".into(),
+            recipients.iter().map(|r| r.to_string()).collect(),
+            raw,
+        )],
+    )
+    .await;
+    let replies = &conversation.messages[0];
+    (
+        replies.rcpt.iter().map(|r| r.0).collect(),
+        replies.data.clone(),
+    )
+}
+
+async fn inbox_subjects(app: &TestApp, user: &str) -> Vec<String> {
+    let inbox = app.mailbox_id(user, "INBOX").await;
+    let (_, list) = app
+        .get(&format!(
+            "/users/{user}/mailboxes/{inbox}/messages?order=asc"
+        ))
+        .await;
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn domain_aliases_are_created_listed_resolved_and_deleted(app: TestApp) {
+    let mut ids = Vec::new();
+    for (alias, domain) in [
+        ("alias-b.example", "example.com"),
+        ("ALIAS-A.example", "Example.COM"),
+        ("xn--bcher-kva.example", "example.org"),
+    ] {
+        let created = ok(
+            &app,
+            "POST",
+            "/domainaliases",
+            Some(json!({"alias": alias, "domain": domain})),
+        )
+        .await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    // Stored normalized: lowercase, punycode as Unicode.
+    let one = ok(&app, "GET", &format!("/domainaliases/{}", ids[1]), None).await;
+    assert_eq!(one["alias"], "alias-a.example");
+    assert_eq!(one["domain"], "example.com");
+    assert_eq!(one["created"].as_str().unwrap().len(), 24);
+    let third = ok(&app, "GET", &format!("/domainaliases/{}", ids[2]), None).await;
+    assert_eq!(third["alias"], "bücher.example");
+    let resolved = ok(&app, "GET", "/domainaliases/resolve/Alias-B.Example", None).await;
+    assert_eq!(resolved["id"], ids[0].as_str());
+
+    // Listed in alias order, paged, filtered by a part of either domain.
+    let all = ok(&app, "GET", "/domainaliases", None).await;
+    assert_eq!(all["total"], 3);
+    let aliases: Vec<&str> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alias"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        aliases,
+        ["alias-a.example", "alias-b.example", "bücher.example"]
+    );
+    let first = ok(&app, "GET", "/domainaliases?limit=2", None).await;
+    assert_eq!(first["results"].as_array().unwrap().len(), 2);
+    let next = first["nextCursor"].as_str().unwrap();
+    let second = ok(
+        &app,
+        "GET",
+        &format!("/domainaliases?limit=2&next={next}"),
+        None,
+    )
+    .await;
+    assert_eq!(second["results"][0]["alias"], "bücher.example");
+    let filtered = ok(&app, "GET", "/domainaliases?query=example.org", None).await;
+    assert_eq!(filtered["total"], 1);
+    assert_eq!(filtered["query"], "example.org");
+
+    // Bad input: a 4xx with WildDuck's code, nothing changed.
+    for (body, code) in [
+        (
+            json!({"alias": "alias-a.example", "domain": "example.net"}),
+            "AliasExists",
+        ),
+        (
+            json!({"alias": "not a domain", "domain": "example.com"}),
+            "InputValidationError",
+        ),
+        (
+            json!({"alias": "x.example", "domain": "-bad-.example"}),
+            "InputValidationError",
+        ),
+        (json!({"alias": "x.example"}), "InputValidationError"),
+        (
+            json!({"alias": "x.example", "domain": "example.com", "extra": 1}),
+            "InputValidationError",
+        ),
+    ] {
+        let (status, answer) = app.post("/domainaliases", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        assert_eq!(answer["code"], code, "{body} -> {answer}");
+    }
+    let (status, answer) = app.get("/domainaliases/resolve/unknown.example").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("AliasNotFound"))
+    );
+    let (status, _) = app.get("/domainaliases/not-an-id").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ok(&app, "GET", "/domainaliases", None).await["total"], 3);
+
+    ok(&app, "DELETE", &format!("/domainaliases/{}", ids[0]), None).await;
+    let (status, answer) = app.delete(&format!("/domainaliases/{}", ids[0])).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("AliasNotFound"))
+    );
+    let (status, _) = app.get("/domainaliases/resolve/alias-b.example").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The alias is free again.
+    ok(
+        &app,
+        "POST",
+        "/domainaliases",
+        Some(json!({"alias": "alias-b.example", "domain": "example.net"})),
+    )
+    .await;
+}
+
+async fn alias_domains_reach_the_main_domain_at_login_lookup_and_delivery(app: TestApp) {
+    let bob = new_user(&app, "bob", "bob.smith@example.com").await;
+    ok(
+        &app,
+        "POST",
+        "/domainaliases",
+        Some(json!({"alias": "example.net", "domain": "example.com"})),
+    )
+    .await;
+    // Login by an address on the alias domain (dots and the +label ignored as usual).
+    let login = ok(
+        &app,
+        "POST",
+        "/authenticate",
+        Some(json!({"username": "BobSmith+x@example.net", "password": "a-long-pass"})),
+    )
+    .await;
+    assert_eq!(login["id"], bob.as_str());
+    let found = ok(
+        &app,
+        "GET",
+        "/addresses/resolve/bob.smith@example.net",
+        None,
+    )
+    .await;
+    assert_eq!(found["user"], bob.as_str());
+    assert_eq!(found["address"], "bob.smith@example.com");
+    assert!(found.get("name").is_none(), "{found}");
+    // By id too.
+    let by_id = ok(
+        &app,
+        "GET",
+        &format!("/addresses/resolve/{}", found["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(by_id["address"], "bob.smith@example.com");
+    let (status, answer) = app.get("/addresses/resolve/nobody@example.net").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("AddressNotFound"))
+    );
+
+    let sink = smtp_sink().await;
+    let port = lmtp_server(
+        &app,
+        Outbound::Smtp {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+        },
+    )
+    .await;
+    let (rcpt, data) = lmtp_send(
+        port,
+        &[
+            "bob.smith@example.net",
+            "nobody@example.net",
+            "bob.smith@unrelated.example",
+        ],
+        "via the alias",
+    )
+    .await;
+    assert_eq!(rcpt, [250, 550, 550]);
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].0, 250, "{data:?}");
+    assert_eq!(inbox_subjects(&app, &bob).await, ["via the alias"]);
+}
+
+async fn wildcard_addresses_catch_mail_with_the_longest_match_first(app: TestApp) {
+    let exact = new_user(&app, "exact", "info@catch.example").await;
+    let any = new_user(&app, "any", "any@other.example").await;
+    let sales = new_user(&app, "sales", "sales@other.example").await;
+    let suffix = new_user(&app, "suffix", "suffix@other.example").await;
+    let everywhere = new_user(&app, "everywhere", "everywhere@other.example").await;
+    for (user, address) in [
+        (&any, "*@catch.example"),
+        (&sales, "sales*@catch.example"),
+        (&suffix, "*-team@catch.example"),
+        (&everywhere, "postmaster@*"),
+    ] {
+        ok(
+            &app,
+            "POST",
+            &format!("/users/{user}/addresses"),
+            Some(json!({"address": address, "allowWildcard": true})),
+        )
+        .await;
+    }
+    // A wildcard is refused where it is not allowed, and an ill-formed one always.
+    for body in [
+        json!({"address": "*@nope.example"}),
+        json!({"address": "a*b@nope.example", "allowWildcard": true}),
+        json!({"address": "**@nope.example", "allowWildcard": true}),
+    ] {
+        let (status, answer) = app
+            .post(&format!("/users/{any}/addresses"), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+    }
+    ok(
+        &app,
+        "POST",
+        "/domainaliases",
+        Some(json!({"alias": "catch-alias.example", "domain": "catch.example"})),
+    )
+    .await;
+    // The resolver: only with allowWildcard; the stored wildcard by its own spelling.
+    let (status, _) = app.get("/addresses/resolve/random@catch.example").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let found = ok(
+        &app,
+        "GET",
+        "/addresses/resolve/random@catch.example?allowWildcard=true",
+        None,
+    )
+    .await;
+    assert_eq!(found["user"], any.as_str());
+    let stored = ok(&app, "GET", "/addresses/resolve/sales*@catch.example", None).await;
+    assert_eq!(stored["user"], sales.as_str());
+    // No login through a wildcard.
+    let (status, _) = app
+        .post(
+            "/authenticate",
+            json!({"username": "random@catch.example", "password": "a-long-pass"}),
+        )
+        .await;
+    assert_ne!(status, StatusCode::OK);
+
+    let sink = smtp_sink().await;
+    let port = lmtp_server(
+        &app,
+        Outbound::Smtp {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+        },
+    )
+    .await;
+    for (to, subject) in [
+        ("info@catch.example", "exact wins"),
+        ("sales.europe@catch.example", "prefix"),
+        ("red-team@catch.example", "suffix"),
+        ("whoever@catch.example", "catch-all"),
+        ("whoever@catch-alias.example", "catch-all through the alias"),
+        ("postmaster@anywhere.example", "any domain"),
+    ] {
+        let (rcpt, data) = lmtp_send(port, &[to], subject).await;
+        assert_eq!(rcpt, [250], "{to}");
+        assert_eq!(data[0].0, 250, "{to}: {data:?}");
+    }
+    let (rcpt, _) = lmtp_send(port, &["someone@unknown.example"], "nobody").await;
+    assert_eq!(rcpt, [550]);
+    assert_eq!(inbox_subjects(&app, &exact).await, ["exact wins"]);
+    assert_eq!(inbox_subjects(&app, &sales).await, ["prefix"]);
+    assert_eq!(inbox_subjects(&app, &suffix).await, ["suffix"]);
+    assert_eq!(
+        inbox_subjects(&app, &any).await,
+        ["catch-all", "catch-all through the alias"]
+    );
+    assert_eq!(inbox_subjects(&app, &everywhere).await, ["any domain"]);
+}
+
+async fn forwarded_addresses_are_managed_and_forward_over_lmtp(app: TestApp) {
+    let local = new_user(&app, "local", "local@example.com").await;
+    let hooks = http_sink().await;
+    let sink = smtp_sink().await;
+    let hook = format!("http://127.0.0.1:{}/ok", hooks.port);
+    let created = ok(
+        &app,
+        "POST",
+        "/addresses/forwarded",
+        Some(json!({
+            "address": "Team@Example.com",
+            "name": "The team",
+            "targets": ["far@remote.example", hook, "far@remote.example"],
+            "forwards": 3,
+            "tags": [" b", "a", "b"],
+            "autoreply": {"subject": "Away", "text": "Back soon"},
+            "metaData": {"k": 1},
+        })),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let got = ok(&app, "GET", &format!("/addresses/forwarded/{id}"), None).await;
+    assert_eq!(got["address"], "team@example.com");
+    assert_eq!(got["name"], "The team");
+    assert_eq!(got["targets"], json!(["far@remote.example", hook]));
+    assert_eq!(got["tags"], json!(["a", "b"]));
+    assert_eq!(got["forwardedDisabled"], false);
+    assert_eq!(got["autoreply"]["status"], true, "a sent autoreply is on");
+    assert_eq!(got["autoreply"]["subject"], "Away");
+    assert_eq!(
+        got["limits"]["forwards"],
+        json!({"allowed": 3, "used": 0, "ttl": false})
+    );
+    assert_eq!(got["metaData"], json!({"k": 1}));
+    let resolved = ok(&app, "GET", "/addresses/resolve/team@example.com", None).await;
+    assert_eq!(resolved["id"], id.as_str());
+    assert!(resolved.get("forwardedDisabled").is_none());
+    let by_id = ok(&app, "GET", &format!("/addresses/resolve/{id}"), None).await;
+    assert_eq!(by_id["targets"], got["targets"]);
+
+    // One address is a user's or forwarded, never both; bad input changes nothing.
+    for (body, code) in [
+        (
+            json!({"address": "local@example.com", "targets": ["x@remote.example"]}),
+            "AddressExistsError",
+        ),
+        (
+            json!({"address": "team@example.com", "targets": ["x@remote.example"]}),
+            "AddressExistsError",
+        ),
+        (
+            json!({"address": "self@example.com", "targets": ["s.elf@example.com"]}),
+            "InputValidationError",
+        ),
+        (
+            json!({"address": "t2@example.com", "targets": ["ftp://nope"]}),
+            "InputValidationError",
+        ),
+        (
+            json!({"address": "*@example.com", "targets": ["x@remote.example"]}),
+            "InputValidationError",
+        ),
+        (
+            json!({"address": "t3@example.com", "autoreply": {"bogus": 1}}),
+            "InputValidationError",
+        ),
+    ] {
+        let (status, answer) = app.post("/addresses/forwarded", body.clone()).await;
+        // A taken address is 409, as for users' addresses (Eider's compatibility decision).
+        let wanted = if code == "AddressExistsError" {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, wanted, "{body} -> {answer}");
+        assert_eq!(answer["code"], code, "{body} -> {answer}");
+    }
+    let (status, _) = app
+        .post(
+            &format!("/users/{local}/addresses"),
+            json!({"address": "team@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a user can't take a forwarded address"
+    );
+
+    // Over LMTP: sent on to the relay and the URL, stored nowhere.
+    let port = lmtp_server(
+        &app,
+        Outbound::Smtp {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+        },
+    )
+    .await;
+    let (rcpt, data) = lmtp_send(
+        port,
+        &["team@example.com", "local@example.com"],
+        "for the team",
+    )
+    .await;
+    assert_eq!(rcpt, [250, 250]);
+    assert_eq!(
+        data.iter().map(|d| d.0).collect::<Vec<_>>(),
+        [250, 250],
+        "{data:?}"
+    );
+    assert!(data[0].1.contains("forwarded to 2"), "{data:?}");
+    let sent = sink.messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, ["far@remote.example"]);
+    assert!(
+        sent[0]
+            .data
+            .starts_with("Delivered-To: team@example.com\r\n")
+    );
+    let posted = hooks.bodies.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1);
+    assert!(String::from_utf8_lossy(&posted[0].1).contains("Subject: for the team"));
+    assert_eq!(inbox_subjects(&app, &local).await, ["for the team"]);
+    let got = ok(&app, "GET", &format!("/addresses/forwarded/{id}"), None).await;
+    assert_eq!(got["limits"]["forwards"]["used"], 2);
+    assert!(got["limits"]["forwards"]["ttl"].as_i64().unwrap() > 0);
+
+    // The daily limit (3): a second message needs 2 more: refused for now (4xx), not lost.
+    let (rcpt, data) = lmtp_send(port, &["team@example.com"], "one too many").await;
+    assert_eq!(rcpt, [250]);
+    assert_eq!(data[0].0, 451, "{data:?}");
+    assert_eq!(sink.messages().len(), 1);
+
+    // Updates: a rename moves the claim; disabled forwarding refuses the recipient.
+    ok(
+        &app,
+        "PUT",
+        &format!("/addresses/forwarded/{id}"),
+        Some(
+            json!({"address": "crew@example.com", "forwardedDisabled": true, "forwards": 10,
+                    "autoreply": {"status": false}}),
+        ),
+    )
+    .await;
+    let got = ok(&app, "GET", &format!("/addresses/forwarded/{id}"), None).await;
+    assert_eq!(got["address"], "crew@example.com");
+    assert_eq!(got["forwardedDisabled"], true);
+    assert_eq!(got["autoreply"]["status"], false);
+    assert_eq!(
+        got["autoreply"]["subject"], "Away",
+        "a partial autoreply keeps the rest"
+    );
+    let (status, _) = app.get("/addresses/resolve/team@example.com").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (rcpt, _) = lmtp_send(port, &["crew@example.com"], "disabled").await;
+    assert_eq!(rcpt, [550]);
+    let (status, answer) = app
+        .put(
+            &format!("/addresses/forwarded/{id}"),
+            json!({"address": "local@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::CONFLICT, Some("AddressExistsError"))
+    );
+
+    ok(&app, "DELETE", &format!("/addresses/forwarded/{id}"), None).await;
+    let (status, answer) = app.get(&format!("/addresses/forwarded/{id}")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("AddressNotFound"))
+    );
+    let (rcpt, _) = lmtp_send(port, &["crew@example.com"], "gone").await;
+    assert_eq!(rcpt, [550]);
+    // The address is free for a user now.
+    ok(
+        &app,
+        "POST",
+        &format!("/users/{local}/addresses"),
+        Some(json!({"address": "crew@example.com"})),
+    )
+    .await;
+}
+
+async fn health_answers_when_the_store_is_writable(app: TestApp) {
+    let answer = ok(&app, "GET", "/health", None).await;
+    assert_eq!(answer["success"], true);
+    assert!(answer["version"].as_str().is_some_and(|v| !v.is_empty()));
+    // It leaves nothing behind.
+    let leftovers = app.state.blobs.get("health/anything").await.unwrap();
+    assert!(leftovers.is_none());
+}
