@@ -19,6 +19,8 @@ eider_tests::on_both_backends!(
     alias_domains_reach_the_main_domain_at_login_lookup_and_delivery,
     wildcard_addresses_catch_mail_with_the_longest_match_first,
     forwarded_addresses_are_managed_and_forward_over_lmtp,
+    domain_access_lists_decide_junk_for_tagged_users,
+    a_deleted_user_is_restored_until_the_purge_starts,
     health_answers_when_the_store_is_writable,
 );
 
@@ -553,4 +555,264 @@ async fn health_answers_when_the_store_is_writable(app: TestApp) {
     // It leaves nothing behind.
     let leftovers = app.state.blobs.get("health/anything").await.unwrap();
     assert!(leftovers.is_none());
+}
+
+async fn domain_access_lists_decide_junk_for_tagged_users(app: TestApp) {
+    let tagged = app
+        .create_user(json!({"username": "tagged", "password": "a-long-pass",
+                            "address": "tagged@example.com", "tags": ["Customers", "vip"]}))
+        .await;
+    let plain = new_user(&app, "plain", "plain@example.com").await;
+    let blocked = ok(
+        &app,
+        "POST",
+        "/domainaccess/customers/block",
+        Some(json!({"domain": "Spammy.Example"})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &app,
+        "POST",
+        "/domainaccess/VIP/allow",
+        Some(json!({"domain": "friendly.example"})),
+    )
+    .await;
+    // `allow` for an allowed domain's tag twice keeps one entry; block then allow flips it.
+    let flip = ok(
+        &app,
+        "POST",
+        "/domainaccess/vip/block",
+        Some(json!({"domain": "flip.example"})),
+    )
+    .await;
+    let flipped = ok(
+        &app,
+        "POST",
+        "/domainaccess/vip/allow",
+        Some(json!({"domain": "flip.example"})),
+    )
+    .await;
+    assert_eq!(flip["id"], flipped["id"]);
+    let allowed = ok(&app, "GET", "/domainaccess/Vip/allow", None).await;
+    let domains: Vec<&str> = allowed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(domains, ["flip.example", "friendly.example"]);
+    assert_eq!(allowed["results"][0]["action"], "allow");
+    let blocks = ok(&app, "GET", "/domainaccess/customers/block", None).await;
+    assert_eq!(
+        blocks["results"],
+        json!([{"id": blocked, "domain": "spammy.example", "action": "block"}])
+    );
+    assert_eq!(
+        ok(&app, "GET", "/domainaccess/vip/block", None).await["results"],
+        json!([])
+    );
+    // Bad input changes nothing.
+    for body in [
+        json!({"domain": "not a domain"}),
+        json!({}),
+        json!({"domain": "a.example", "x": 1}),
+    ] {
+        let (status, answer) = app.post("/domainaccess/vip/allow", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+    }
+    assert_eq!(
+        ok(&app, "GET", "/domainaccess/vip/allow", None).await["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Over LMTP, a filter marking everything as junk and a spam score both lose to the rule.
+    ok(
+        &app,
+        "POST",
+        &format!("/users/{tagged}/filters"),
+        Some(json!({"query_subject": "offer", "action_spam": true})),
+    )
+    .await;
+    let sink = smtp_sink().await;
+    let port = lmtp_server(
+        &app,
+        Outbound::Smtp {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+        },
+    )
+    .await;
+    let send = |from: &'static str, subject: &'static str| async move {
+        let raw = format!("From: <{from}>\nTo: tagged@example.com\nSubject: {subject}\n\nHi\n");
+        let conversation = converse_async(
+            port,
+            vec![(
+                from.into(),
+                vec!["tagged@example.com".into(), "plain@example.com".into()],
+                raw,
+            )],
+        )
+        .await;
+        assert!(
+            conversation.messages[0].data.iter().all(|d| d.0 == 250),
+            "{conversation:?}"
+        );
+    };
+    send("news@spammy.example", "blocked").await;
+    send("boss@friendly.example", "an offer from a friend").await;
+    send("someone@sub.spammy.example", "subdomains are not listed").await;
+    let junk = app.mailbox_id(&tagged, "Junk").await;
+    let (_, list) = app
+        .get(&format!("/users/{tagged}/mailboxes/{junk}/messages"))
+        .await;
+    let junked: Vec<&str> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(junked, ["blocked"]);
+    assert_eq!(
+        inbox_subjects(&app, &tagged).await,
+        ["an offer from a friend", "subdomains are not listed"]
+    );
+    // A user without the tags is untouched by the lists.
+    assert_eq!(inbox_subjects(&app, &plain).await.len(), 3);
+
+    ok(&app, "DELETE", &format!("/domainaccess/{blocked}"), None).await;
+    let (status, answer) = app.delete(&format!("/domainaccess/{blocked}")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("DomainNotFound"))
+    );
+    send("news@spammy.example", "no longer blocked").await;
+    assert_eq!(inbox_subjects(&app, &tagged).await.len(), 3);
+}
+
+async fn a_deleted_user_is_restored_until_the_purge_starts(app: TestApp) {
+    use eider_shared::domain::janitor::{self, Budget};
+    let carol = new_user(&app, "carol", "carol@example.com").await;
+    for alias in ["carol.work@example.com", "carol.home@example.com"] {
+        ok(
+            &app,
+            "POST",
+            &format!("/users/{carol}/addresses"),
+            Some(json!({"address": alias})),
+        )
+        .await;
+    }
+    let inbox = app.mailbox_id(&carol, "INBOX").await;
+    app.upload_ok(
+        &carol,
+        &inbox,
+        "From: a@example.com\r\nSubject: kept\r\n\r\nhello\r\n",
+        json!({}),
+    )
+    .await;
+    let used = app.storage_used(&carol).await;
+    let deleted = ok(&app, "DELETE", &format!("/users/{carol}"), None).await;
+    assert_eq!(deleted["code"], "TaskScheduled");
+    assert_eq!(deleted["addresses"]["deleted"], 3);
+    let (status, _) = app.get(&format!("/users/{carol}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Its addresses are free at once; one is taken by someone else meanwhile.
+    let dave = new_user(&app, "dave", "dave@example.com").await;
+    ok(
+        &app,
+        "POST",
+        &format!("/users/{dave}/addresses"),
+        Some(json!({"address": "carol.home@example.com"})),
+    )
+    .await;
+
+    let restorable = ok(&app, "GET", &format!("/users/{carol}/restore"), None).await;
+    assert_eq!(restorable["username"], "carol");
+    assert_eq!(restorable["storageUsed"], used);
+    assert_eq!(restorable["deleted"].as_str().unwrap().len(), 24);
+    let mut recoverable: Vec<&str> = restorable["recoverableAddresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    recoverable.sort();
+    assert_eq!(recoverable, ["carol.work@example.com", "carol@example.com"]);
+
+    let restored = ok(
+        &app,
+        "POST",
+        &format!("/users/{carol}/restore"),
+        Some(json!({"sess": "s1"})),
+    )
+    .await;
+    assert_eq!(restored["code"], "TaskCancelled");
+    assert_eq!(restored["task"], deleted["task"]);
+    assert_eq!(
+        restored["addresses"],
+        json!({"recovered": 2, "main": "carol@example.com"})
+    );
+    let profile = ok(&app, "GET", &format!("/users/{carol}"), None).await;
+    assert_eq!(profile["address"], "carol@example.com");
+    assert_eq!(profile["limits"]["quota"]["used"], used);
+    assert_eq!(inbox_subjects(&app, &carol).await, ["kept"]);
+    let login = ok(
+        &app,
+        "POST",
+        "/authenticate",
+        Some(json!({"username": "carol.work@example.com", "password": "a-long-pass"})),
+    )
+    .await;
+    assert_eq!(login["id"], carol.as_str());
+    let (_, list) = app.get(&format!("/users/{carol}/addresses")).await;
+    assert_eq!(list["results"].as_array().unwrap().len(), 2);
+    // Once restored there is nothing to restore, and the janitor finds no task.
+    let (status, answer) = app.get(&format!("/users/{carol}/restore")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("AccountNotFound"))
+    );
+    let (status, _) = app
+        .post(&format!("/users/{carol}/restore"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let later = chrono::Utc::now() + chrono::Duration::days(30);
+    janitor::run(&app.state, later, Budget::items(1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(inbox_subjects(&app, &carol).await, ["kept"]);
+
+    // Deleted again: once the purge has started (a run cut short), no restore.
+    ok(&app, "DELETE", &format!("/users/{carol}"), None).await;
+    let cut = janitor::run(&app.state, later, Budget::items(2))
+        .await
+        .unwrap();
+    assert!(cut.more_work, "{cut:?}");
+    let (status, answer) = app
+        .post(&format!("/users/{carol}/restore"), json!({}))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::CONFLICT, Some("DeleteInProgress")),
+        "{answer}"
+    );
+    let (status, _) = app.get(&format!("/users/{carol}/restore")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    janitor::run(&app.state, later, Budget::items(1_000_000))
+        .await
+        .unwrap();
+    let (status, answer) = app
+        .post(&format!("/users/{carol}/restore"), json!({}))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("AccountNotFound"))
+    );
+    let (status, _) = app.get(&format!("/users/{carol}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

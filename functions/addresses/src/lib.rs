@@ -1,15 +1,18 @@
 //! The addresses endpoint group: `GET /addresses`, `GET /addresses/resolve/{address}`,
 //! `GET/POST /users/{user}/addresses`, `GET/PUT/DELETE /users/{user}/addresses/{address}`,
-//! and the domain aliases (`/domainaliases...`). Handlers validate through
+//! the domain aliases (`/domainaliases...`), forwarded addresses (`/addresses/forwarded...`)
+//! and domain access lists (`/domainaccess...`). Handlers validate through
 //! `eider_shared::http::wire::{addresses, domain_aliases}`, call the domain, and answer the
 //! JSON; the rules live in shared/.
 
 use axum::extract::State;
 use axum::{Json, Router};
+use eider_shared::domain::domain_access::{self, Access};
 use eider_shared::domain::{addresses, domain_aliases, forwarded};
-use eider_shared::http::extract::{AddressId, DomainAliasId, UserId};
+use eider_shared::http::extract::{AddressId, DomainAccessId, DomainAliasId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::addresses as wire;
+use eider_shared::http::wire::domain_access as access_wire;
 use eider_shared::http::wire::domain_aliases as alias_wire;
 use eider_shared::http::wire::forwarded as forwarded_wire;
 use eider_shared::http::{ApiResult, AppState, Ids, Params, PathParam, Routes};
@@ -34,6 +37,11 @@ pub fn routes() -> Routes {
         .get("/domainaliases/resolve/{alias}", resolve_domain_alias)
         .get("/domainaliases/{alias}", get_domain_alias)
         .delete("/domainaliases/{alias}", delete_domain_alias)
+        .post("/domainaccess/{tag}/allow", allow_domain)
+        .post("/domainaccess/{tag}/block", block_domain)
+        .get("/domainaccess/{tag}/allow", list_allowed_domains)
+        .get("/domainaccess/{tag}/block", list_blocked_domains)
+        .delete("/domainaccess/{domain}", delete_domain_access)
 }
 
 pub fn router() -> Router<AppState> {
@@ -211,4 +219,77 @@ async fn delete_forwarded(
     session_only(params)?;
     forwarded::delete(&state, &id).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /domainaccess/{tag}/allow` (WildDuck's): mail from the domain is never junk for
+/// users with the tag.
+async fn allow_domain(
+    state: State<AppState>,
+    PathParam(tag): PathParam<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    set_domain_access(state, &tag, params, Access::Allow).await
+}
+
+/// `POST /domainaccess/{tag}/block` (WildDuck's): mail from the domain is always junk for
+/// users with the tag.
+async fn block_domain(
+    state: State<AppState>,
+    PathParam(tag): PathParam<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    set_domain_access(state, &tag, params, Access::Block).await
+}
+
+async fn set_domain_access(
+    State(state): State<AppState>,
+    tag: &str,
+    Params(params): Params,
+    action: Access,
+) -> ApiResult<Json<Value>> {
+    let tag = access_wire::tag(tag)?;
+    let domain = access_wire::domain(params)?;
+    let id = domain_access::set(&state, &tag, &domain, action).await?;
+    Ok(Json(json!({ "success": true, "id": id })))
+}
+
+/// `GET /domainaccess/{tag}/allow` (WildDuck's).
+async fn list_allowed_domains(
+    state: State<AppState>,
+    PathParam(tag): PathParam<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    list_domain_access(state, &tag, params, Access::Allow).await
+}
+
+/// `GET /domainaccess/{tag}/block` (WildDuck's).
+async fn list_blocked_domains(
+    state: State<AppState>,
+    PathParam(tag): PathParam<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    list_domain_access(state, &tag, params, Access::Block).await
+}
+
+async fn list_domain_access(
+    State(state): State<AppState>,
+    tag: &str,
+    Params(params): Params,
+    action: Access,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let tag = access_wire::tag(tag)?;
+    let entries = domain_access::list(&state, &tag, action).await?;
+    Ok(Json(access_wire::list_json(&entries)))
+}
+
+/// `DELETE /domainaccess/{domain}` (WildDuck's): `{domain}` is the entry's id.
+async fn delete_domain_access(
+    State(state): State<AppState>,
+    Ids(id): Ids<DomainAccessId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    domain_access::delete(&state, &id).await?;
+    Ok(Json(json!({ "success": true, "deleted": id.0 })))
 }

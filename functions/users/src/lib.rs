@@ -23,6 +23,8 @@ pub fn routes() -> Routes {
         .put("/users/{user}/logout", logout_user)
         .get("/users/resolve/{username}", resolve_user)
         .get("/health", health)
+        .get("/users/{user}/restore", restorable_user)
+        .post("/users/{user}/restore", restore_user)
 }
 
 pub fn router() -> Router<AppState> {
@@ -146,4 +148,27 @@ async fn health(State(state): State<AppState>) -> axum::response::Response {
         )
             .into_response(),
     }
+}
+
+/// `GET /users/{user}/restore` (WildDuck's): a deleted user's account as a restore would
+/// bring it back, until its purge starts.
+async fn restorable_user(
+    State(state): State<AppState>,
+    Ids(user): Ids<UserId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let deleted = users::restorable(&state, &user).await?;
+    Ok(Json(wire::restorable_json(&user, &deleted)))
+}
+
+/// `POST /users/{user}/restore` (WildDuck's): cancels the purge and brings the account back.
+async fn restore_user(
+    State(state): State<AppState>,
+    Ids(user): Ids<UserId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let session = wire::session_request(params)?;
+    let restored = users::restore(&state, &user, &session).await?;
+    Ok(Json(wire::restored_json(&user, &restored)))
 }

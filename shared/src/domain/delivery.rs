@@ -48,7 +48,7 @@ use super::messages::{self, Envelope, MAX_MESSAGE_SIZE, Upload};
 use super::names::normalize_address;
 use super::users::{self, StoredUser};
 use super::{AppState, DomainError, DomainResult};
-use super::{addresses, forwarded, keys, mailboxes, unix_now};
+use super::{addresses, domain_access, forwarded, keys, mailboxes, unix_now};
 use crate::config::DeliveryConfig;
 use crate::id::ObjectId;
 use crate::mail::outbound::{OutEnvelope, Outbound, send_smtp, split_host_port};
@@ -200,6 +200,12 @@ impl Decision {
             self.mailbox = Some(mailbox);
             self.order.push(ActionKey::Mailbox);
         }
+    }
+
+    /// Decides spam ahead of every filter (a domain access rule): no filter changes it.
+    fn decide_spam(&mut self, spam: bool) {
+        self.spam = Some(spam);
+        self.order.push(ActionKey::Spam);
     }
 
     /// The user's spam level against the source's score (§3 step 6).
@@ -405,6 +411,10 @@ impl Delivery {
             Vec::new()
         });
         let mut decision = Decision::default();
+        // The sender's domain on the user's tags' access lists decides spam first, for good.
+        if let Some(access) = self.domain_access(&owner, &parsed).await {
+            decision.decide_spam(access == domain_access::Access::Block);
+        }
         for filter in &filters {
             if filter.matches(&input) {
                 decision.take(filter);
@@ -457,6 +467,26 @@ impl Delivery {
             }
         }
         Ok(outcome)
+    }
+
+    /// The access list rule for the sender's domain (the first From address, else Sender) on
+    /// the user's tags; `None` without tags, a rule or a readable list (delivery goes on).
+    async fn domain_access(
+        &self,
+        owner: &StoredUser,
+        parsed: &ParsedMessage,
+    ) -> Option<domain_access::Access> {
+        if owner.user.tags.is_empty() {
+            return None;
+        }
+        let (_, domain) = parsed.from.as_ref()?.address.rsplit_once('@')?;
+        match domain_access::verdict(&self.state, &owner.user.tags, domain).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                tracing::warn!(user = %owner.user.id, error = %e, "domain access lists not read");
+                None
+            }
+        }
     }
 
     /// Stores the prepared message where the decision puts it.

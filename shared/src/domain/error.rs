@@ -45,6 +45,14 @@ pub enum DomainError {
     AliasNotFound(&'static str),
     #[error("This domain alias already exists")]
     AliasExists,
+    #[error("Domain was not found")]
+    DomainAccessNotFound,
+    #[error("{0}")]
+    AccountNotFound(&'static str),
+    #[error("Account was already restored")]
+    AccountFound,
+    #[error("Deletion already in progress")]
+    DeleteInProgress,
 
     /// Concurrent changes kept winning over this one: try again.
     #[error("{0}")]

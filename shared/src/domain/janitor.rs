@@ -622,6 +622,24 @@ impl Run<'_> {
             tracing::warn!(pk = %tombstone.pk, "unreadable user tombstone; skipped");
             return Ok(true);
         };
+        // 0. Marked as purging: from now on a restore fails instead of bringing back a
+        // user whose mail is half gone. A restore that came first removed the tombstone.
+        if tombstone.counter(users::PURGING) == 0 {
+            let marked = self
+                .state
+                .table
+                .update(
+                    &tombstone.key(),
+                    Update::default().add(users::PURGING, 1),
+                    Some(Condition::Exists.labeled("tombstone gone")),
+                )
+                .await;
+            match marked {
+                Ok(_) => {}
+                Err(StoreError::ConditionFailed { .. }) => return Ok(true),
+                Err(e) => return Err(e.into()),
+            }
+        }
         // 1. Mailboxes: each one's message partition, then the mailbox item.
         loop {
             let page = self

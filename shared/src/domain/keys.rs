@@ -10,6 +10,7 @@
 //! | forwarded address | `FORWARDED#<id>` | `FORWARDED` | |
 //! | domain alias, and its id pointer | `DOMAINALIASES` | `ALIAS#<alias>`, `ID#<id>` | |
 //! | health probe | `HEALTH` | `<probe id>` | |
+//! | domain access entry, and its id pointer | `DOMAINACCESS#<tag>`, `DOMAINACCESSID#<id>` | `<domain>`, `DOMAINACCESSID` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
 //! | mailbox path claim | `USER#<user>` | `MPATH#<path>` (over 512 bytes: `MPATHH#<sha256>`) | |
 //! | authlog entry | `USER#<user>` | `AUTHLOG#<id>` | |
@@ -418,4 +419,16 @@ pub fn forwarded_address(id: &ObjectId) -> Key {
 
 pub fn health_probe(probe: &ObjectId) -> Key {
     Key::new("HEALTH", probe.to_string())
+}
+
+pub fn domain_access_pk(tag: &str) -> String {
+    format!("DOMAINACCESS#{tag}")
+}
+
+pub fn domain_access(tag: &str, domain: &str) -> Key {
+    Key::new(domain_access_pk(tag), domain)
+}
+
+pub fn domain_access_id(id: &ObjectId) -> Key {
+    Key::new(format!("DOMAINACCESSID#{id}"), "DOMAINACCESSID")
 }

@@ -11,6 +11,7 @@ pub mod compose;
 pub mod connections;
 #[cfg(feature = "delivery")]
 pub mod delivery;
+pub mod domain_access;
 pub mod domain_aliases;
 pub mod error;
 pub mod filters;

@@ -859,6 +859,8 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Dom
         // concurrent one makes this attempt fail and the list is read again.
         let current = load(state, id).await?;
         let addresses = addresses::list_stored(state, id).await?;
+        // What a restore puts back (addresses beyond what an item holds are not kept).
+        let kept: Vec<&StoredAddress> = addresses.iter().take(RESTORABLE_ADDRESSES).collect();
         let tombstone = Item::new(
             keys::deleted_user(id),
             json!({
@@ -868,6 +870,12 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Dom
                 "address": current.user.address,
                 "deletedAt": Utc::now(),
                 "purgeAfter": purge_after,
+                "profile": current.user,
+                "storageUsed": current.storage_used,
+                "version": current.version,
+                "filters": current.filters,
+                "archived": current.archived,
+                "addresses": kept,
             }),
         )
         .with_gsi1(keys::purge_task(purge_after.timestamp(), id));
@@ -924,6 +932,189 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Dom
         addresses,
         purge_after,
         task,
+    })
+}
+
+/// Addresses a deleted user's tombstone keeps for a restore (an item holds 400 KB).
+const RESTORABLE_ADDRESSES: usize = 500;
+/// The tombstone's counter the janitor sets when it starts a purge: a restore then fails.
+pub const PURGING: &str = "purging";
+/// Labels of the restore's conditions.
+const PURGE_STARTED: &str = "purge started";
+const USERNAME_TAKEN_AGAIN: &str = "username taken";
+
+/// A deleted user as a restore would bring it back.
+pub struct DeletedUser {
+    pub user: User,
+    pub storage_used: i64,
+    pub deleted_at: DateTime<Utc>,
+    pub purge_after: DateTime<Utc>,
+    pub task: ObjectId,
+    /// The addresses it had, and whether each is still free (or its own).
+    pub addresses: Vec<(StoredAddress, bool)>,
+    version: i64,
+    filters: i64,
+    archived: i64,
+    purging: bool,
+}
+
+fn account_not_found() -> DomainError {
+    DomainError::AccountNotFound("Deleted account was not found")
+}
+
+/// Reads a deleted user's tombstone and checks which of its addresses are free.
+async fn load_deleted(state: &AppState, id: &ObjectId) -> DomainResult<DeletedUser> {
+    let item = state
+        .table
+        .get(&keys::deleted_user(id))
+        .await?
+        .ok_or_else(account_not_found)?;
+    let body = &item.body;
+    // Deleted before restores were possible: nothing to bring back.
+    let Some(profile) = body.get("profile") else {
+        return Err(account_not_found());
+    };
+    let corrupt = |e| DomainError::corrupt("deleted user", &item.pk, e);
+    let user: User = serde_json::from_value(profile.clone()).map_err(corrupt)?;
+    let stored: Vec<StoredAddress> =
+        serde_json::from_value(body["addresses"].clone()).map_err(corrupt)?;
+    let claims = state
+        .table
+        .get_many(
+            &stored
+                .iter()
+                .map(|a| keys::address_claim(&a.addrview))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    let addresses = stored
+        .into_iter()
+        .map(|a| {
+            let taken = claims
+                .iter()
+                .find(|c| c.pk == keys::address_claim(&a.addrview).pk);
+            let free = taken.is_none_or(|c| c.body["user"] == json!(id));
+            (a, free)
+        })
+        .collect();
+    let date = |field: &str| {
+        serde_json::from_value::<DateTime<Utc>>(body[field].clone()).unwrap_or_else(|_| Utc::now())
+    };
+    Ok(DeletedUser {
+        user,
+        storage_used: body["storageUsed"].as_i64().unwrap_or(0),
+        deleted_at: date("deletedAt"),
+        purge_after: date("purgeAfter"),
+        task: serde_json::from_value(body["task"].clone()).map_err(corrupt)?,
+        addresses,
+        version: body["version"].as_i64().unwrap_or(0),
+        filters: body["filters"].as_i64().unwrap_or(0),
+        archived: body["archived"].as_i64().unwrap_or(0),
+        purging: item.counter(PURGING) > 0,
+    })
+}
+
+/// `GET /users/{user}/restore` (WildDuck's): what a restore would bring back, until the
+/// purge starts.
+pub async fn restorable(state: &AppState, id: &ObjectId) -> DomainResult<DeletedUser> {
+    let deleted = load_deleted(state, id).await?;
+    if deleted.purging {
+        return Err(account_not_found());
+    }
+    Ok(deleted)
+}
+
+/// What a restore brought back.
+pub struct Restored {
+    pub task: ObjectId,
+    pub recovered: usize,
+    pub main: Option<String>,
+}
+
+/// `POST /users/{user}/restore` (WildDuck's): cancels the purge and puts the profile, the
+/// username and every address still free back; mailboxes and messages were never removed.
+/// The first transaction (tombstone gone only while no purge started, profile, username,
+/// the first addresses) makes the user whole; further addresses follow one by one, skipping
+/// any taken meanwhile.
+pub async fn restore(state: &AppState, id: &ObjectId, session: &Session) -> DomainResult<Restored> {
+    let deleted = load_deleted(state, id).await?;
+    if deleted.purging {
+        return Err(DomainError::DeleteInProgress);
+    }
+    let free: Vec<&StoredAddress> = deleted
+        .addresses
+        .iter()
+        .filter(|(_, free)| *free)
+        .map(|(a, _)| a)
+        .collect();
+    let mut user = deleted.user.clone();
+    let main = user
+        .address
+        .as_deref()
+        .filter(|m| free.iter().any(|a| a.address == *m))
+        .map(str::to_string)
+        .or_else(|| free.first().map(|a| a.address.clone()));
+    user.address = main.clone();
+    let profile = profile_item(&user, deleted.storage_used, deleted.version + 1)
+        .with_counter(FILTER_COUNT, deleted.filters)
+        .with_counter(ARCHIVED_COUNT, deleted.archived);
+    let (first, rest) = free.split_at(free.len().min(40));
+    let mut writes = vec![
+        Write::delete(keys::deleted_user(id))
+            .when(Condition::CounterEquals(PURGING.into(), 0), PURGE_STARTED),
+        Write::put_new(profile, PROFILE_CHANGED),
+        Write::put_new(
+            Item::new(keys::username_claim(&user.unameview), json!({ "user": id })),
+            USERNAME_TAKEN_AGAIN,
+        ),
+        AuthlogEntry::new("restore user", Some("success"), session, &state.config).write(id),
+        stats::change(&[(stats::USERS, 1), (stats::ADDRESSES, first.len() as i64)]),
+    ];
+    for address in first {
+        writes.extend(address.create_writes());
+    }
+    match state.table.transact(writes).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed {
+            label: PURGE_STARTED,
+        }) => {
+            return Err(DomainError::DeleteInProgress);
+        }
+        Err(StoreError::ConditionFailed {
+            label: PROFILE_CHANGED,
+        }) => {
+            return Err(DomainError::AccountFound);
+        }
+        Err(StoreError::ConditionFailed {
+            label: USERNAME_TAKEN_AGAIN,
+        }) => {
+            return Err(DomainError::UserExists {
+                username: user.username.clone(),
+            });
+        }
+        // An address taken since it was read: read again and try once more.
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(DomainError::Contended(
+                "An address was taken meanwhile, try again",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut recovered = first.len();
+    for address in rest {
+        let mut writes = address.create_writes();
+        writes.push(stats::change(&[(stats::ADDRESSES, 1)]));
+        match state.table.transact(writes).await {
+            Ok(()) => recovered += 1,
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(user = %id, recovered, "user restored");
+    Ok(Restored {
+        task: deleted.task,
+        recovered,
+        main,
     })
 }
 

@@ -110,6 +110,10 @@ impl From<DomainError> for ApiError {
             E::AspNotFound(_) => (S::NOT_FOUND, "AspNotFound"),
             E::AliasNotFound(_) => (S::NOT_FOUND, "AliasNotFound"),
             E::AliasExists => (S::BAD_REQUEST, "AliasExists"),
+            E::DomainAccessNotFound => (S::NOT_FOUND, "DomainNotFound"),
+            E::AccountNotFound(_) => (S::NOT_FOUND, "AccountNotFound"),
+            E::AccountFound => (S::CONFLICT, "AccountFound"),
+            E::DeleteInProgress => (S::CONFLICT, "DeleteInProgress"),
             E::UserExists { username } => {
                 return ApiError::conflict("UserExistsError", message)
                     .with_extra("username", username);

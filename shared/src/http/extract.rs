@@ -143,6 +143,11 @@ object_id_part!(
     "alias"
 );
 object_id_part!(
+    /// `{domain}` of `DELETE /domainaccess/{domain}`: despite its name, an entry's id.
+    DomainAccessId,
+    "domain"
+);
+object_id_part!(
     /// `{asp}`.
     AspId,
     "asp"

@@ -5,6 +5,7 @@ pub mod addresses;
 pub mod auth;
 pub mod authlog;
 pub mod autoreply;
+pub mod domain_access;
 pub mod domain_aliases;
 pub mod filters;
 pub mod forwarded;

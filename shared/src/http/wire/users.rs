@@ -9,9 +9,10 @@ use crate::config::Config;
 use crate::domain::mailboxes::CustomNames;
 use crate::domain::names::{USERNAME_PATTERN, normalize_address};
 use crate::domain::users::{
-    self, DeleteUser, Deleted, LimitChanges, ListUsers, MAX_FILTERS, MAX_IMAP_CONNECTIONS,
-    MAX_IMAP_TRANSFER, MAX_LIST_ITEMS, MAX_POP3_MESSAGES, MAX_RECEIVED_PER_MINUTE, NewUser,
-    ProfileChanges, StoredUser, User, UserChanges, UserListing, or_default,
+    self, DeleteUser, Deleted, DeletedUser, LimitChanges, ListUsers, MAX_FILTERS,
+    MAX_IMAP_CONNECTIONS, MAX_IMAP_TRANSFER, MAX_LIST_ITEMS, MAX_POP3_MESSAGES,
+    MAX_RECEIVED_PER_MINUTE, NewUser, ProfileChanges, Restored, StoredUser, User, UserChanges,
+    UserListing, or_default,
 };
 use crate::http::error::ApiResult;
 use crate::http::paging::{add_paging, page_request};
@@ -436,6 +437,15 @@ pub fn delete_user(params: Map<String, Value>) -> ApiResult<DeleteUser> {
     })
 }
 
+/// A request with nothing but `sess` and `ip` (strict), for the security log.
+pub fn session_request(params: Map<String, Value>) -> ApiResult<crate::domain::authlog::Session> {
+    let mut v = Validator::new(params);
+    let session = v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok(session)
+}
+
 /// Validates `PUT /users/{user}/logout`: the optional `reason`.
 pub fn logout(params: Map<String, Value>) -> ApiResult<Option<String>> {
     let mut v = Validator::new(params);
@@ -564,6 +574,40 @@ pub fn list_json(
 }
 
 /// `DELETE /users/{user}`.
+/// `GET /users/{user}/restore`: what a restore would bring back.
+pub fn restorable_json(id: &ObjectId, deleted: &DeletedUser) -> Value {
+    json!({
+        "success": true,
+        "user": id,
+        "username": deleted.user.username,
+        "storageUsed": deleted.storage_used,
+        "tags": deleted.user.tags,
+        "deleted": iso(&deleted.deleted_at),
+        "deleteAfter": iso(&deleted.purge_after),
+        "recoverableAddresses": deleted
+            .addresses
+            .iter()
+            .filter(|(_, free)| *free)
+            .map(|(a, _)| a.address.clone())
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// `POST /users/{user}/restore`.
+pub fn restored_json(id: &ObjectId, restored: &Restored) -> Value {
+    let mut addresses = json!({ "recovered": restored.recovered });
+    if let Some(main) = &restored.main {
+        addresses["main"] = json!(main);
+    }
+    json!({
+        "success": true,
+        "code": "TaskCancelled",
+        "user": id,
+        "task": restored.task,
+        "addresses": addresses,
+    })
+}
+
 pub fn deleted_json(user: &ObjectId, deleted: &Deleted) -> Value {
     json!({
         "success": true,
