@@ -21,6 +21,7 @@ eider_tests::on_both_backends!(
     forwarded_addresses_are_managed_and_forward_over_lmtp,
     domain_access_lists_decide_junk_for_tagged_users,
     a_deleted_user_is_restored_until_the_purge_starts,
+    dkim_keys_are_managed_and_outgoing_mail_is_signed,
     health_answers_when_the_store_is_writable,
 );
 
@@ -815,4 +816,223 @@ async fn a_deleted_user_is_restored_until_the_purge_starts(app: TestApp) {
     );
     let (status, _) = app.get(&format!("/users/{carol}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Verifies a message's DKIM signature with dkimpy (an independent implementation) against
+/// the given DNS TXT records; returns dkimpy's verdict. The tools' Python (scripts/test.sh
+/// installs dkimpy beside moto) is found next to `EIDER_MOTO_SERVER`.
+fn dkimpy_verifies(message: &[u8], records: &[(String, String)]) -> bool {
+    let moto = std::env::var("EIDER_MOTO_SERVER")
+        .expect("EIDER_MOTO_SERVER names the tools' moto_server (scripts/test.sh sets it)");
+    let python = std::path::Path::new(&moto).with_file_name("python");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, message).unwrap();
+    let records = serde_json::to_string(
+        &records
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .unwrap();
+    let script = r#"
+import json, sys, dkim
+records = json.loads(sys.argv[2])
+def dns(name, timeout=5):
+    return records.get(name.decode().rstrip('.'), '').encode()
+message = open(sys.argv[1], 'rb').read()
+print('pass' if dkim.verify(message, dnsfunc=dns) else 'fail')
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, path.to_str().unwrap(), &records])
+        .output()
+        .expect("the tools' python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "pass"
+}
+
+async fn dkim_keys_are_managed_and_outgoing_mail_is_signed(app: TestApp) {
+    // A generated RSA key for example.com, an imported Ed25519 seed as the fallback (`*`).
+    let rsa = ok(
+        &app,
+        "POST",
+        "/dkim",
+        Some(json!({"domain": "Example.com", "selector": "s2026", "description": "main"})),
+    )
+    .await;
+    assert_eq!(rsa["domain"], "example.com");
+    assert!(rsa.get("privateKey").is_none());
+    assert!(
+        rsa["publicKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    assert_eq!(rsa["dnsTxt"]["name"], "s2026._domainkey.example.com");
+    assert!(
+        rsa["dnsTxt"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1;t=s;p=MII")
+    );
+    assert_eq!(rsa["fingerprint"].as_str().unwrap().split(':').count(), 32);
+    let seed = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let ed = ok(
+        &app,
+        "POST",
+        "/dkim",
+        Some(json!({"domain": "*", "selector": "ed", "privateKey": seed})),
+    )
+    .await;
+    assert!(
+        ed["dnsTxt"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1;k=ed25519;t=s;p=")
+    );
+    // A second POST for a domain replaces its key and keeps its id.
+    let again = ok(
+        &app,
+        "POST",
+        "/dkim",
+        Some(json!({"domain": "*", "selector": "ed2", "privateKey": seed})),
+    )
+    .await;
+    assert_eq!(again["id"], ed["id"]);
+    let listed = ok(&app, "GET", "/dkim", None).await;
+    assert_eq!(listed["total"], 2);
+    let domains: Vec<&str> = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(domains, ["*", "example.com"]);
+    let id = rsa["id"].as_str().unwrap();
+    let got = ok(&app, "GET", &format!("/dkim/{id}"), None).await;
+    assert_eq!(got["dnsTxt"], rsa["dnsTxt"]);
+    assert_eq!(got["description"], "main");
+    assert!(got.get("privateKey").is_none());
+    let resolved = ok(&app, "GET", "/dkim/resolve/EXAMPLE.com", None).await;
+    assert_eq!(resolved["id"], id);
+    // Bad input changes nothing.
+    for body in [
+        json!({"domain": "example.org", "selector": "s", "privateKey": "garbage"}),
+        json!({"domain": "example.org", "selector": "s", "privateKey": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"}),
+        json!({"domain": "not a domain", "selector": "s"}),
+        json!({"domain": "example.org"}),
+        json!({"domain": "example.org", "selector": "bad selector"}),
+    ] {
+        let (status, answer) = app.post("/dkim", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        assert_eq!(answer["code"], "InputValidationError", "{answer}");
+    }
+    assert_eq!(ok(&app, "GET", "/dkim", None).await["total"], 2);
+    let (status, answer) = app.get("/dkim/resolve/example.org").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("DkimNotFound"))
+    );
+
+    // Mail going out: an autoreply from example.com (its own key), a forward of a remote
+    // sender's message (the fallback key, for the sender's domain).
+    let records = vec![
+        (
+            rsa["dnsTxt"]["name"].as_str().unwrap().to_string(),
+            rsa["dnsTxt"]["value"].as_str().unwrap().to_string(),
+        ),
+        (
+            "ed2._domainkey.remote.example".to_string(),
+            again["dnsTxt"]["value"].as_str().unwrap().to_string(),
+        ),
+    ];
+    let gus = new_user(&app, "gus", "gus@example.com").await;
+    ok(
+        &app,
+        "PUT",
+        &format!("/users/{gus}/autoreply"),
+        Some(json!({"status": true, "subject": "Away", "text": "Back soon"})),
+    )
+    .await;
+    ok(
+        &app,
+        "POST",
+        "/addresses/forwarded",
+        Some(json!({"address": "fwd@example.com", "targets": ["far@elsewhere.example"]})),
+    )
+    .await;
+    let sink = smtp_sink().await;
+    let port = lmtp_server(
+        &app,
+        Outbound::Smtp {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+        },
+    )
+    .await;
+    let (rcpt, data) = lmtp_send(port, &["gus@example.com", "fwd@example.com"], "Lunch?").await;
+    assert_eq!(rcpt, [250, 250]);
+    assert!(data.iter().all(|d| d.0 == 250), "{data:?}");
+    let sent = sink.messages();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let reply = sent
+        .iter()
+        .find(|m| m.to == ["sender@remote.example"])
+        .unwrap();
+    assert!(
+        reply.data.starts_with("DKIM-Signature: v=1; a=rsa-sha256;"),
+        "{}",
+        reply.data
+    );
+    assert!(
+        reply.data.contains(" d=example.com;") && reply.data.contains(" s=s2026;"),
+        "{}",
+        reply.data
+    );
+    assert!(
+        dkimpy_verifies(reply.data.as_bytes(), &records),
+        "{}",
+        reply.data
+    );
+    let forward = sent
+        .iter()
+        .find(|m| m.to == ["far@elsewhere.example"])
+        .unwrap();
+    assert!(
+        forward.data.contains("a=ed25519-sha256;"),
+        "{}",
+        forward.data
+    );
+    assert!(
+        forward.data.contains(" d=remote.example;") && forward.data.contains(" s=ed2;"),
+        "{}",
+        forward.data
+    );
+    assert!(
+        dkimpy_verifies(forward.data.as_bytes(), &records),
+        "{}",
+        forward.data
+    );
+    // A changed message no longer verifies (the verifier is not a rubber stamp).
+    let tampered = reply.data.replace("Back soon", "Back later");
+    assert!(!dkimpy_verifies(tampered.as_bytes(), &records));
+
+    // Without keys, mail goes out unsigned.
+    ok(&app, "DELETE", &format!("/dkim/{id}"), None).await;
+    ok(
+        &app,
+        "DELETE",
+        &format!("/dkim/{}", ed["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let (status, _) = app.get(&format!("/dkim/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    lmtp_send(port, &["fwd@example.com"], "unsigned").await;
+    let last = sink.messages().pop().unwrap();
+    assert!(!last.data.contains("DKIM-Signature"), "{}", last.data);
 }

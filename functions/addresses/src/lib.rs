@@ -1,17 +1,18 @@
 //! The addresses endpoint group: `GET /addresses`, `GET /addresses/resolve/{address}`,
 //! `GET/POST /users/{user}/addresses`, `GET/PUT/DELETE /users/{user}/addresses/{address}`,
 //! the domain aliases (`/domainaliases...`), forwarded addresses (`/addresses/forwarded...`)
-//! and domain access lists (`/domainaccess...`). Handlers validate through
+//! domain access lists (`/domainaccess...`) and DKIM keys (`/dkim...`). Handlers validate through
 //! `eider_shared::http::wire::{addresses, domain_aliases}`, call the domain, and answer the
 //! JSON; the rules live in shared/.
 
 use axum::extract::State;
 use axum::{Json, Router};
 use eider_shared::domain::domain_access::{self, Access};
-use eider_shared::domain::{addresses, domain_aliases, forwarded};
-use eider_shared::http::extract::{AddressId, DomainAccessId, DomainAliasId, UserId};
+use eider_shared::domain::{addresses, dkim, domain_aliases, forwarded};
+use eider_shared::http::extract::{AddressId, DkimId, DomainAccessId, DomainAliasId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::addresses as wire;
+use eider_shared::http::wire::dkim as dkim_wire;
 use eider_shared::http::wire::domain_access as access_wire;
 use eider_shared::http::wire::domain_aliases as alias_wire;
 use eider_shared::http::wire::forwarded as forwarded_wire;
@@ -42,6 +43,11 @@ pub fn routes() -> Routes {
         .get("/domainaccess/{tag}/allow", list_allowed_domains)
         .get("/domainaccess/{tag}/block", list_blocked_domains)
         .delete("/domainaccess/{domain}", delete_domain_access)
+        .get("/dkim", list_dkim_keys)
+        .post("/dkim", set_dkim_key)
+        .get("/dkim/resolve/{domain}", resolve_dkim_key)
+        .get("/dkim/{dkim}", get_dkim_key)
+        .delete("/dkim/{dkim}", delete_dkim_key)
 }
 
 pub fn router() -> Router<AppState> {
@@ -292,4 +298,61 @@ async fn delete_domain_access(
     session_only(params)?;
     domain_access::delete(&state, &id).await?;
     Ok(Json(json!({ "success": true, "deleted": id.0 })))
+}
+
+/// `GET /dkim` (WildDuck's): in domain order, `query` a part of the domain.
+async fn list_dkim_keys(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let request = dkim_wire::list(params)?;
+    let listing = dkim::list(&state, &request).await?;
+    Ok(Json(dkim_wire::list_json(&request, &listing)))
+}
+
+/// `POST /dkim` (WildDuck's): generates or imports the domain's key; answers the DNS record.
+async fn set_dkim_key(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let input = dkim_wire::create(params)?;
+    let key = dkim::set(&state, input).await?;
+    let mut body = dkim_wire::key_json(&key);
+    if let Some(map) = body.as_object_mut() {
+        map.remove("created");
+    }
+    Ok(Json(body))
+}
+
+/// `GET /dkim/resolve/{domain}` (WildDuck's): the id of a domain's key.
+async fn resolve_dkim_key(
+    State(state): State<AppState>,
+    PathParam(domain): PathParam<String>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let key = dkim::resolve(&state, &domain).await?;
+    Ok(Json(json!({ "success": true, "id": key.id })))
+}
+
+/// `GET /dkim/{dkim}` (WildDuck's).
+async fn get_dkim_key(
+    State(state): State<AppState>,
+    Ids(id): Ids<DkimId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let key = dkim::get(&state, &id).await?;
+    Ok(Json(dkim_wire::key_json(&key)))
+}
+
+/// `DELETE /dkim/{dkim}` (WildDuck's).
+async fn delete_dkim_key(
+    State(state): State<AppState>,
+    Ids(id): Ids<DkimId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    dkim::delete(&state, &id).await?;
+    Ok(Json(json!({ "success": true })))
 }

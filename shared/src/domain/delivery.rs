@@ -48,7 +48,7 @@ use super::messages::{self, Envelope, MAX_MESSAGE_SIZE, Upload};
 use super::names::normalize_address;
 use super::users::{self, StoredUser};
 use super::{AppState, DomainError, DomainResult};
-use super::{addresses, domain_access, forwarded, keys, mailboxes, unix_now};
+use super::{addresses, dkim, domain_access, forwarded, keys, mailboxes, unix_now};
 use crate::config::DeliveryConfig;
 use crate::id::ObjectId;
 use crate::mail::outbound::{OutEnvelope, Outbound, send_smtp, split_host_port};
@@ -769,7 +769,8 @@ impl Delivery {
                     from,
                     to: vec![target.value.clone()],
                 };
-                self.outbound.send(&envelope, prepared).await
+                let signed = dkim::sign(&self.state, &envelope.from, prepared).await;
+                self.outbound.send(&envelope, &signed).await
             }
             TargetKind::Relay => {
                 let url = url::Url::parse(&target.value)?;
@@ -782,7 +783,8 @@ impl Delivery {
                     from: incoming.sender.to_string(),
                     to: vec![recipient.address.clone()],
                 };
-                send_smtp(&host, url.port().unwrap_or(port), &envelope, prepared).await
+                let signed = dkim::sign(&self.state, &envelope.from, prepared).await;
+                send_smtp(&host, url.port().unwrap_or(port), &envelope, &signed).await
             }
             TargetKind::Http => {
                 let answer = self
@@ -877,7 +879,9 @@ impl Delivery {
                         from: String::new(),
                         to: vec![sender.clone()],
                     };
-                    self.outbound.send(&envelope, &raw).await
+                    // The null sender has no domain: signed for the reply's From.
+                    let signed = dkim::sign(&self.state, &recipient.address, &raw).await;
+                    self.outbound.send(&envelope, &signed).await
                 }
             },
             Err(e) => Err(e),
@@ -1068,7 +1072,8 @@ impl super::outgoing::Dispatcher for Delivery {
                 from,
                 to: external.clone(),
             };
-            let (status, response) = match self.outbound.send(&envelope, mail.raw).await {
+            let signed = dkim::sign(&self.state, &envelope.from, mail.raw).await;
+            let (status, response) = match self.outbound.send(&envelope, &signed).await {
                 Ok(id) => (DeliveryStatus::Delivered, format!("250 {id}")),
                 Err(e) => (DeliveryStatus::Deferred, format!("451 {e:#}")),
             };

@@ -53,6 +53,8 @@ pub enum DomainError {
     AccountFound,
     #[error("Deletion already in progress")]
     DeleteInProgress,
+    #[error("{0}")]
+    DkimNotFound(&'static str),
 
     /// Concurrent changes kept winning over this one: try again.
     #[error("{0}")]

@@ -10,6 +10,7 @@
 //! | forwarded address | `FORWARDED#<id>` | `FORWARDED` | |
 //! | domain alias, and its id pointer | `DOMAINALIASES` | `ALIAS#<alias>`, `ID#<id>` | |
 //! | health probe | `HEALTH` | `<probe id>` | |
+//! | DKIM key, and its id pointer | `DKIMKEYS` | `DOMAIN#<domain>`, `ID#<id>` | |
 //! | domain access entry, and its id pointer | `DOMAINACCESS#<tag>`, `DOMAINACCESSID#<id>` | `<domain>`, `DOMAINACCESSID` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
 //! | mailbox path claim | `USER#<user>` | `MPATH#<path>` (over 512 bytes: `MPATHH#<sha256>`) | |
@@ -431,4 +432,16 @@ pub fn domain_access(tag: &str, domain: &str) -> Key {
 
 pub fn domain_access_id(id: &ObjectId) -> Key {
     Key::new(format!("DOMAINACCESSID#{id}"), "DOMAINACCESSID")
+}
+
+/// The one partition of DKIM keys.
+pub const DKIM_PK: &str = "DKIMKEYS";
+pub const DKIM_SK_PREFIX: &str = "DOMAIN#";
+
+pub fn dkim_key(domain: &str) -> Key {
+    Key::new(DKIM_PK, format!("{DKIM_SK_PREFIX}{domain}"))
+}
+
+pub fn dkim_key_id(id: &ObjectId) -> Key {
+    Key::new(DKIM_PK, format!("ID#{id}"))
 }

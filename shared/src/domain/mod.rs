@@ -11,6 +11,8 @@ pub mod compose;
 pub mod connections;
 #[cfg(feature = "delivery")]
 pub mod delivery;
+#[cfg(feature = "dkim")]
+pub mod dkim;
 pub mod domain_access;
 pub mod domain_aliases;
 pub mod error;

@@ -76,6 +76,12 @@ fn aad(user: &ObjectId) -> Vec<u8> {
 
 /// The stored form of `seed` (raw bytes) for `user`.
 pub fn seal(seed: &[u8], user: &ObjectId, key: Option<&SecretKey>) -> DomainResult<String> {
+    seal_for(seed, &aad(user), key)
+}
+
+/// The stored form of a secret, bound to `aad` (what it belongs to): sealed with AES-256-GCM
+/// under the configured key, else kept plain (base32) with a prefix that says so.
+pub fn seal_for(seed: &[u8], aad: &[u8], key: Option<&SecretKey>) -> DomainResult<String> {
     let Some(key) = key else {
         return Ok(format!(
             "{PLAIN_PREFIX}{}",
@@ -85,15 +91,8 @@ pub fn seal(seed: &[u8], user: &ObjectId, key: Option<&SecretKey>) -> DomainResu
     let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut nonce = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut nonce);
-    let aad = aad(user);
     let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: seed,
-                aad: &aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: seed, aad })
         .map_err(|_| anyhow::anyhow!("sealing a TOTP seed failed"))?;
     let mut out = nonce.to_vec();
     out.extend(sealed);
@@ -107,6 +106,11 @@ fn config_error(message: &str) -> DomainError {
 
 /// The raw seed from its stored form. A sealed seed needs the key it was sealed with.
 pub fn unseal(stored: &str, user: &ObjectId, key: Option<&SecretKey>) -> DomainResult<Vec<u8>> {
+    unseal_for(stored, &aad(user), key)
+}
+
+/// A secret from its [`seal_for`] form, with the same `aad`.
+pub fn unseal_for(stored: &str, aad: &[u8], key: Option<&SecretKey>) -> DomainResult<Vec<u8>> {
     if let Some(base32) = stored.strip_prefix(PLAIN_PREFIX) {
         return Secret::try_from_base32(base32)
             .map(|s| s.as_bytes().to_vec())
@@ -128,13 +132,12 @@ pub fn unseal(stored: &str, user: &ObjectId, key: Option<&SecretKey>) -> DomainR
     }
     let (nonce, ciphertext) = bytes.split_at(12);
     let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let aad = aad(user);
     cipher
         .decrypt(
             Nonce::from_slice(nonce),
             Payload {
                 msg: ciphertext,
-                aad: &aad,
+                aad,
             },
         )
         .map_err(|_| {

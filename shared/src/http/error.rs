@@ -114,6 +114,7 @@ impl From<DomainError> for ApiError {
             E::AccountNotFound(_) => (S::NOT_FOUND, "AccountNotFound"),
             E::AccountFound => (S::CONFLICT, "AccountFound"),
             E::DeleteInProgress => (S::CONFLICT, "DeleteInProgress"),
+            E::DkimNotFound(_) => (S::NOT_FOUND, "DkimNotFound"),
             E::UserExists { username } => {
                 return ApiError::conflict("UserExistsError", message)
                     .with_extra("username", username);

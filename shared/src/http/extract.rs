@@ -148,6 +148,11 @@ object_id_part!(
     "domain"
 );
 object_id_part!(
+    /// `{dkim}`: a DKIM key's id.
+    DkimId,
+    "dkim"
+);
+object_id_part!(
     /// `{asp}`.
     AspId,
     "asp"

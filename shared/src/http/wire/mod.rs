@@ -5,6 +5,8 @@ pub mod addresses;
 pub mod auth;
 pub mod authlog;
 pub mod autoreply;
+#[cfg(feature = "dkim")]
+pub mod dkim;
 pub mod domain_access;
 pub mod domain_aliases;
 pub mod filters;
