@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -49,6 +51,110 @@ pub struct Config {
     /// `EIDER_TOKEN_*`, `EIDER_STRICT_2FA`: user access tokens (`POST /authenticate` with
     /// `token: true`).
     pub tokens: TokenConfig,
+    /// Run-time overrides of some of the defaults above (`/settings`), shared by every clone
+    /// of this config; read through [`Config::effective`].
+    pub overrides: Arc<Overrides>,
+}
+
+/// The defaults an operator can change at run time through `/settings` (WildDuck's `const:`
+/// keys that Eider has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tunable {
+    /// `const:max:storage`: the default quota in bytes.
+    MaxStorage,
+    /// `const:max:recipients`: recipients a user may send to per day, by default.
+    MaxRecipients,
+    /// `const:max:forwards`: forwards per day, by default.
+    MaxForwards,
+    /// `const:archive:time`: how long deleted messages stay restorable, in milliseconds.
+    ArchiveTime,
+    /// `const:authlog:time`: how long security log entries are kept, in milliseconds.
+    AuthlogTime,
+}
+
+impl Tunable {
+    pub const ALL: [Tunable; 5] = [
+        Tunable::MaxStorage,
+        Tunable::MaxRecipients,
+        Tunable::MaxForwards,
+        Tunable::ArchiveTime,
+        Tunable::AuthlogTime,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Values set through `/settings`, one per [`Tunable`]; `u64::MAX` means "not set". Atomics,
+/// so a refresh never blocks a request reading them.
+#[derive(Debug)]
+pub struct Overrides {
+    values: [AtomicU64; 5],
+    /// When the values were last read from the table (unix milliseconds; 0: never).
+    pub refreshed_at: AtomicI64,
+}
+
+impl Default for Overrides {
+    fn default() -> Self {
+        Overrides {
+            values: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            refreshed_at: AtomicI64::new(0),
+        }
+    }
+}
+
+impl Overrides {
+    pub fn get(&self, tunable: Tunable) -> Option<u64> {
+        let value = self.values[tunable.index()].load(Ordering::Relaxed);
+        (value != u64::MAX).then_some(value)
+    }
+
+    pub fn set(&self, tunable: Tunable, value: Option<u64>) {
+        self.values[tunable.index()].store(value.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl Config {
+    /// A tunable default as configured (environment or built in), ignoring overrides.
+    pub fn configured(&self, tunable: Tunable) -> u64 {
+        let millis = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        match tunable {
+            Tunable::MaxStorage => self.max_storage,
+            Tunable::MaxRecipients => self.max_recipients,
+            Tunable::MaxForwards => self.max_forwards,
+            Tunable::ArchiveTime => millis(self.archive_retention),
+            Tunable::AuthlogTime => millis(self.authlog_retention),
+        }
+    }
+
+    /// A tunable default as it applies now: the `/settings` override, else as configured.
+    pub fn effective(&self, tunable: Tunable) -> u64 {
+        self.overrides
+            .get(tunable)
+            .unwrap_or_else(|| self.configured(tunable))
+    }
+
+    /// The default quota in bytes.
+    pub fn max_storage(&self) -> u64 {
+        self.effective(Tunable::MaxStorage)
+    }
+    /// The default daily recipients limit.
+    pub fn max_recipients(&self) -> u64 {
+        self.effective(Tunable::MaxRecipients)
+    }
+    /// The default daily forwards limit.
+    pub fn max_forwards(&self) -> u64 {
+        self.effective(Tunable::MaxForwards)
+    }
+    /// How long deleted messages stay in the archive.
+    pub fn archive_retention(&self) -> Duration {
+        Duration::from_millis(self.effective(Tunable::ArchiveTime))
+    }
+    /// How long security log entries are kept.
+    pub fn authlog_retention(&self) -> Duration {
+        Duration::from_millis(self.effective(Tunable::AuthlogTime))
+    }
 }
 
 /// User access tokens, as WildDuck issues them.
@@ -253,6 +359,7 @@ impl Default for Config {
                 secure: true,
             },
             tokens: TokenConfig::default(),
+            overrides: Arc::default(),
         }
     }
 }
@@ -377,6 +484,7 @@ impl Config {
                     .unwrap_or(defaults.tokens.lifetime),
                 strict_2fa: flag("EIDER_STRICT_2FA")?.unwrap_or(defaults.tokens.strict_2fa),
             },
+            overrides: Arc::default(),
             domain,
         })
     }

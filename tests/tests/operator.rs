@@ -22,6 +22,7 @@ eider_tests::on_both_backends!(
     domain_access_lists_decide_junk_for_tagged_users,
     a_deleted_user_is_restored_until_the_purge_starts,
     dkim_keys_are_managed_and_outgoing_mail_is_signed,
+    settings_change_defaults_for_every_function_without_a_redeploy,
     health_answers_when_the_store_is_writable,
 );
 
@@ -1035,4 +1036,117 @@ async fn dkim_keys_are_managed_and_outgoing_mail_is_signed(app: TestApp) {
     lmtp_send(port, &["fwd@example.com"], "unsigned").await;
     let last = sink.messages().pop().unwrap();
     assert!(!last.data.contains("DKIM-Signature"), "{}", last.data);
+}
+
+async fn settings_change_defaults_for_every_function_without_a_redeploy(app: TestApp) {
+    use tower::ServiceExt as _;
+    let listed = ok(&app, "GET", "/settings", None).await;
+    let keys: Vec<&str> = listed["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "const:archive:time",
+            "const:authlog:time",
+            "const:max:forwards",
+            "const:max:recipients",
+            "const:max:storage"
+        ]
+    );
+    let storage = &listed["settings"][4];
+    let configured = app.state.config.max_storage;
+    assert_eq!(storage["value"], configured);
+    assert_eq!(storage["default"], configured);
+    assert_eq!(storage["custom"], false);
+    assert_eq!(
+        ok(&app, "GET", "/settings?filter=MAX", None).await["settings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let erin = new_user(&app, "erin", "erin@example.com").await;
+    ok(
+        &app,
+        "POST",
+        "/settings/const:max:storage",
+        Some(json!({"value": 1000})),
+    )
+    .await;
+    assert_eq!(
+        ok(&app, "GET", "/settings/const:max:storage", None).await["value"],
+        1000
+    );
+    let profile = ok(&app, "GET", &format!("/users/{erin}"), None).await;
+    assert_eq!(profile["limits"]["quota"]["allowed"], 1000);
+    let inbox = app.mailbox_id(&erin, "INBOX").await;
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(2000));
+    let (status, answer) = app
+        .post(
+            &format!("/users/{erin}/mailboxes/{inbox}/messages"),
+            json!({ "raw": big }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["code"], "OverQuotaError");
+
+    // Another function (its own process and config) over the same store applies it too.
+    let other_state = eider_shared::http::AppState::new(
+        app.state.table.clone(),
+        app.state.blobs.clone(),
+        eider_tests::app::test_config(),
+    );
+    let other = eider_shared::http::finish::finish(eider_local::router(), other_state);
+    let response = other
+        .oneshot(
+            http::Request::get(format!("/users/{erin}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let seen: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(seen["limits"]["quota"]["allowed"], 1000, "{seen}");
+
+    // Listed as changed; a user's own quota still wins.
+    let listed = ok(&app, "GET", "/settings", None).await;
+    assert_eq!(listed["settings"][4]["custom"], true);
+    assert_eq!(listed["settings"][4]["default"], configured);
+    ok(
+        &app,
+        "PUT",
+        &format!("/users/{erin}"),
+        Some(json!({"quota": 5000})),
+    )
+    .await;
+    app.upload_ok(&erin, &inbox, &big, json!({})).await;
+
+    // Bad input changes nothing; an unknown key reads as WildDuck answers it.
+    for (uri, body) in [
+        ("/settings/const:max:storage", json!({"value": "lots"})),
+        ("/settings/const:max:storage", json!({"value": -1})),
+        ("/settings/const:max:storage", json!({})),
+        ("/settings/const:unknown", json!({"value": 1})),
+    ] {
+        let (status, answer) = app.post(uri, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {body} -> {answer}");
+    }
+    assert_eq!(
+        ok(&app, "GET", "/settings/const:max:storage", None).await["value"],
+        1000
+    );
+    let unknown = ok(&app, "GET", "/settings/const:unknown", None).await;
+    assert_eq!(
+        unknown,
+        json!({"success": false, "key": "const:unknown", "error": "Key was not found"})
+    );
 }

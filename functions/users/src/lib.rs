@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json, Router};
-use eider_shared::domain::{health, outgoing, users};
+use eider_shared::domain::{health, outgoing, settings, users};
 use eider_shared::http::access::Caller;
 use eider_shared::http::extract::UserId;
 use eider_shared::http::validate::session_only;
@@ -25,6 +25,9 @@ pub fn routes() -> Routes {
         .get("/health", health)
         .get("/users/{user}/restore", restorable_user)
         .post("/users/{user}/restore", restore_user)
+        .get("/settings", list_settings)
+        .get("/settings/{key}", get_setting)
+        .post("/settings/{key}", set_setting)
 }
 
 pub fn router() -> Router<AppState> {
@@ -171,4 +174,42 @@ async fn restore_user(
     let session = wire::session_request(params)?;
     let restored = users::restore(&state, &user, &session).await?;
     Ok(Json(wire::restored_json(&user, &restored)))
+}
+
+/// `GET /settings` (WildDuck's): every setting Eider has, with its default and whether it was
+/// changed.
+async fn list_settings(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let filter = eider_shared::http::wire::settings::list(params)?;
+    let found = settings::list(&state, filter.as_deref()).await?;
+    Ok(Json(eider_shared::http::wire::settings::list_json(
+        filter.as_deref(),
+        &found,
+    )))
+}
+
+/// `GET /settings/{key}` (WildDuck's): the value in force; an unknown key answers
+/// `success: false` with status 200, as WildDuck does.
+async fn get_setting(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(match settings::get(&state, &key).await? {
+        Some(value) => json!({ "success": true, "key": key, "value": value }),
+        None => json!({ "success": false, "key": key, "error": "Key was not found" }),
+    }))
+}
+
+/// `POST /settings/{key}` (WildDuck's): changes a default for every function, at once here
+/// and within 30 s elsewhere.
+async fn set_setting(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let value = eider_shared::http::wire::settings::value(params)?;
+    settings::set(&state, &key, &value).await?;
+    Ok(Json(json!({ "success": true, "key": key })))
 }

@@ -41,7 +41,7 @@ pub struct AuthlogEntry {
 impl AuthlogEntry {
     pub fn new(action: &str, result: Option<&str>, session: &Session, config: &Config) -> Self {
         let created = Utc::now();
-        let retention = chrono::Duration::from_std(config.authlog_retention)
+        let retention = chrono::Duration::from_std(config.authlog_retention())
             .unwrap_or(chrono::Duration::days(30));
         AuthlogEntry {
             id: ObjectId::new(),

@@ -367,6 +367,7 @@ impl Delivery {
     }
 
     async fn run(&self, incoming: &Incoming<'_>, recipient: &Recipient) -> DomainResult<Outcome> {
+        super::settings::refresh_if_stale(&self.state).await;
         if recipient.forwarded {
             return self.forward_only(incoming, recipient).await;
         }
@@ -724,7 +725,7 @@ impl Delivery {
     /// they don't fit.
     async fn count_forwards(&self, owner: &StoredUser, n: usize) -> DomainResult<bool> {
         let limit = match owner.user.limits.forwards {
-            0 => self.state.config.max_forwards,
+            0 => self.state.config.max_forwards(),
             set => set,
         } as i64;
         let window = unix_now().div_euclid(FORWARD_WINDOW_SECONDS);

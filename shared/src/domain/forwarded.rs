@@ -94,7 +94,7 @@ impl ForwardedAddress {
     /// The daily forwards this address may make.
     pub fn allowed_forwards(&self, state: &AppState) -> u64 {
         match self.forwards {
-            0 => state.config.max_forwards,
+            0 => state.config.max_forwards(),
             set => set,
         }
     }

@@ -129,6 +129,7 @@ const HEAD_BYTES: u64 = 64 * 1024;
 /// Runs the janitor once: everything due at `now`, as far as `budget` allows.
 pub async fn run(state: &AppState, now: DateTime<Utc>, budget: Budget) -> DomainResult<Report> {
     let started = Instant::now();
+    super::settings::refresh_if_stale(state).await;
     let mut run = Run {
         state,
         now: now.timestamp(),

@@ -11,6 +11,7 @@
 //! | domain alias, and its id pointer | `DOMAINALIASES` | `ALIAS#<alias>`, `ID#<id>` | |
 //! | health probe | `HEALTH` | `<probe id>` | |
 //! | DKIM key, and its id pointer | `DKIMKEYS` | `DOMAIN#<domain>`, `ID#<id>` | |
+//! | setting | `SETTINGS` | `<key>` | |
 //! | domain access entry, and its id pointer | `DOMAINACCESS#<tag>`, `DOMAINACCESSID#<id>` | `<domain>`, `DOMAINACCESSID` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
 //! | mailbox path claim | `USER#<user>` | `MPATH#<path>` (over 512 bytes: `MPATHH#<sha256>`) | |
@@ -444,4 +445,11 @@ pub fn dkim_key(domain: &str) -> Key {
 
 pub fn dkim_key_id(id: &ObjectId) -> Key {
     Key::new(DKIM_PK, format!("ID#{id}"))
+}
+
+/// The one partition of `/settings` overrides.
+pub const SETTINGS_PK: &str = "SETTINGS";
+
+pub fn setting(key: &str) -> Key {
+    Key::new(SETTINGS_PK, key)
 }

@@ -33,6 +33,7 @@ pub mod ratelimit;
 pub mod retry;
 pub mod search;
 pub mod search_apply;
+pub mod settings;
 pub mod state;
 pub mod stats;
 pub mod storage;

@@ -432,7 +432,7 @@ fn day_window(now: i64) -> i64 {
 /// The user's limit of recipients per day.
 fn recipients_limit(state: &AppState, owner: &StoredUser) -> u64 {
     match owner.user.limits.recipients {
-        0 => state.config.max_recipients,
+        0 => state.config.max_recipients(),
         n => n,
     }
 }

@@ -583,7 +583,7 @@ pub fn or_default(value: u64, default: u64) -> u64 {
 impl StoredUser {
     /// The user's quota in bytes: their own, or the configured default.
     pub fn quota(&self, config: &Config) -> u64 {
-        or_default(self.user.limits.quota, config.max_storage)
+        or_default(self.user.limits.quota, config.max_storage())
     }
 }
 

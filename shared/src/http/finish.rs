@@ -1,5 +1,5 @@
 //! The finishing layer every router gets, in Lambda and locally: the access layer (tokens and
-//! roles, `super::access`), request tracing, the body limit and the body's time limit, limits
+//! roles, `super::access`), the settings refresh, request tracing, the body limit and the body's time limit, limits
 //! on the URI and header, panic recovery, the JSON answers for unknown routes and wrong
 //! methods, and JSON for every other error a layer answers in its own format (a body too
 //! large, too slow).
@@ -27,6 +27,7 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), access::authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), fresh_settings))
         .layer(DefaultBodyLimit::max(body_limit))
         // A client that declares a body and sends it too slowly (or never) gets 408.
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
@@ -40,6 +41,17 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
         )
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Brings this process's copy of `/settings` up to date when it is stale (one read every 30 s
+/// at most), so every function applies a changed default without a redeploy.
+async fn fresh_settings(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    crate::domain::settings::refresh_if_stale(&state).await;
+    next.run(request).await
 }
 
 /// Time for a request body to arrive, from the end of its header.

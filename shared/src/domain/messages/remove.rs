@@ -82,7 +82,7 @@ async fn try_remove(
 ) -> DomainResult<bool> {
     let user = mailbox.mailbox.user;
     let now = Utc::now();
-    let keep = chrono::Duration::from_std(state.config.archive_retention)
+    let keep = chrono::Duration::from_std(state.config.archive_retention())
         .unwrap_or(chrono::Duration::days(14));
     let seq = journal::reserve(state.table.as_ref(), &user, chunk.len()).await?;
     let mut writes = Vec::new();
@@ -215,7 +215,7 @@ async fn remove_deleted_mailbox_messages(
 ) -> DomainResult<usize> {
     let user = *user;
     let now = Utc::now();
-    let keep = chrono::Duration::from_std(state.config.archive_retention)
+    let keep = chrono::Duration::from_std(state.config.archive_retention())
         .unwrap_or(chrono::Duration::days(14));
     let mut writes = Vec::new();
     let mut archived = 0;

@@ -14,5 +14,6 @@ pub mod forwarded;
 pub mod mailboxes;
 pub mod messages;
 pub mod outgoing;
+pub mod settings;
 pub mod updates;
 pub mod users;

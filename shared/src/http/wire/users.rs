@@ -498,8 +498,8 @@ pub fn user_json(stored: &StoredUser, config: &Config) -> Value {
         "targets": user.targets,
         "limits": {
             "quota": quota_json(stored, config),
-            "recipients": counter(or_default(limits.recipients, config.max_recipients)),
-            "forwards": counter(or_default(limits.forwards, config.max_forwards)),
+            "recipients": counter(or_default(limits.recipients, config.max_recipients())),
+            "forwards": counter(or_default(limits.forwards, config.max_forwards())),
             "received": counter(or_default(limits.received_max, MAX_RECEIVED_PER_MINUTE)),
             "filters": { "allowed": or_default(limits.filters, MAX_FILTERS), "used": stored.filters },
             "imapUpload": counter(or_default(limits.imap_max_upload, MAX_IMAP_TRANSFER)),
