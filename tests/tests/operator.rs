@@ -23,6 +23,10 @@ eider_tests::on_both_backends!(
     a_deleted_user_is_restored_until_the_purge_starts,
     dkim_keys_are_managed_and_outgoing_mail_is_signed,
     settings_change_defaults_for_every_function_without_a_redeploy,
+    a_domain_rename_moves_addresses_keys_and_aliases,
+    a_quota_reset_of_every_user_runs_as_a_resumable_task,
+    filters_of_every_user_are_listed_and_paged,
+    the_address_register_learns_correspondents_from_stored_mail,
     health_answers_when_the_store_is_writable,
 );
 
@@ -404,6 +408,17 @@ async fn forwarded_addresses_are_managed_and_forward_over_lmtp(app: TestApp) {
     assert!(resolved.get("forwardedDisabled").is_none());
     let by_id = ok(&app, "GET", &format!("/addresses/resolve/{id}"), None).await;
     assert_eq!(by_id["targets"], got["targets"]);
+    // Listed with users' addresses, counted in the total.
+    let listed = ok(&app, "GET", "/addresses?query=team", None).await;
+    assert_eq!(listed["total"], 1);
+    let entry = &listed["results"][0];
+    assert_eq!(
+        (entry["id"].as_str(), entry["forwarded"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(entry["targets"], got["targets"]);
+    assert!(entry.get("user").is_none());
+    assert_eq!(ok(&app, "GET", "/addresses", None).await["total"], 2);
 
     // One address is a user's or forwarded, never both; bad input changes nothing.
     for (body, code) in [
@@ -476,14 +491,26 @@ async fn forwarded_addresses_are_managed_and_forward_over_lmtp(app: TestApp) {
         "{data:?}"
     );
     assert!(data[0].1.contains("forwarded to 2"), "{data:?}");
+    // The forward, and the address's autoreply to the sender.
     let sent = sink.messages();
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(sent[0].to, ["far@remote.example"]);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let forward = sent
+        .iter()
+        .find(|m| m.to == ["far@remote.example"])
+        .unwrap();
     assert!(
-        sent[0]
+        forward
             .data
             .starts_with("Delivered-To: team@example.com\r\n")
     );
+    let reply = sent
+        .iter()
+        .find(|m| m.to == ["sender@remote.example"])
+        .unwrap();
+    assert_eq!(reply.from, "", "autoreplies use the null sender");
+    assert!(reply.data.contains("Subject: Auto: Away"), "{}", reply.data);
+    assert!(reply.data.contains("Back soon"));
+    assert!(reply.data.contains("team@example.com"));
     let posted = hooks.bodies.lock().unwrap().clone();
     assert_eq!(posted.len(), 1);
     assert!(String::from_utf8_lossy(&posted[0].1).contains("Subject: for the team"));
@@ -496,7 +523,7 @@ async fn forwarded_addresses_are_managed_and_forward_over_lmtp(app: TestApp) {
     let (rcpt, data) = lmtp_send(port, &["team@example.com"], "one too many").await;
     assert_eq!(rcpt, [250]);
     assert_eq!(data[0].0, 451, "{data:?}");
-    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(sink.messages().len(), 2, "nothing more went out");
 
     // Updates: a rename moves the claim; disabled forwarding refuses the recipient.
     ok(
@@ -1149,4 +1176,314 @@ async fn settings_change_defaults_for_every_function_without_a_redeploy(app: Tes
         unknown,
         json!({"success": false, "key": "const:unknown", "error": "Key was not found"})
     );
+}
+
+async fn a_domain_rename_moves_addresses_keys_and_aliases(app: TestApp) {
+    let ann = new_user(&app, "ann", "ann@old.example").await;
+    let bob = new_user(&app, "bob", "bob@other.example").await;
+    let cat = new_user(&app, "cat", "taken@new.example").await;
+    let dan = new_user(&app, "dan", "dan@other.example").await;
+    for (user, body) in [
+        (&ann, json!({"address": "ann.alt@old.example"})),
+        (&bob, json!({"address": "bob@old.example"})),
+        (
+            &bob,
+            json!({"address": "*@old.example", "allowWildcard": true}),
+        ),
+        (&dan, json!({"address": "taken@old.example"})),
+    ] {
+        ok(
+            &app,
+            "POST",
+            &format!("/users/{user}/addresses"),
+            Some(body),
+        )
+        .await;
+    }
+    ok(
+        &app,
+        "POST",
+        "/addresses/forwarded",
+        Some(json!({"address": "fwd@old.example", "targets": ["x@remote.example"]})),
+    )
+    .await;
+    let key = ok(
+        &app,
+        "POST",
+        "/dkim",
+        Some(json!({"domain": "old.example", "selector": "k"})),
+    )
+    .await;
+    ok(
+        &app,
+        "POST",
+        "/domainaliases",
+        Some(json!({"alias": "alias.example", "domain": "old.example"})),
+    )
+    .await;
+
+    for body in [
+        json!({"oldDomain": "old.example"}),
+        json!({"oldDomain": "x", "newDomain": "bad domain"}),
+    ] {
+        let (status, _) = app.put("/addresses/renameDomain", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let renamed = ok(
+        &app,
+        "PUT",
+        "/addresses/renameDomain",
+        Some(json!({"oldDomain": "OLD.example", "newDomain": "new.example"})),
+    )
+    .await;
+    assert_eq!(
+        renamed,
+        json!({"success": true, "modifiedAddresses": 5, "modifiedUsers": 1, "modifiedDkim": 1,
+               "modifiedAliases": 1, "skippedAddresses": 1})
+    );
+    let profile = ok(&app, "GET", &format!("/users/{ann}"), None).await;
+    assert_eq!(profile["address"], "ann@new.example");
+    let login = ok(
+        &app,
+        "POST",
+        "/authenticate",
+        Some(json!({"username": "ann.alt@new.example", "password": "a-long-pass"})),
+    )
+    .await;
+    assert_eq!(login["id"], ann.as_str());
+    let (status, _) = app.get("/addresses/resolve/ann.alt@old.example").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let found = ok(
+        &app,
+        "GET",
+        "/addresses/resolve/someone@new.example?allowWildcard=true",
+        None,
+    )
+    .await;
+    assert_eq!(found["user"], bob.as_str());
+    let fwd = ok(&app, "GET", "/addresses/resolve/fwd@new.example", None).await;
+    assert_eq!(fwd["targets"], json!(["x@remote.example"]));
+    // The taken address stayed on the old domain, with its owner.
+    let kept = ok(&app, "GET", "/addresses/resolve/taken@old.example", None).await;
+    assert_eq!(kept["user"], dan.as_str());
+    let taken = ok(&app, "GET", "/addresses/resolve/taken@new.example", None).await;
+    assert_eq!(taken["user"], cat.as_str());
+    let moved_key = ok(&app, "GET", "/dkim/resolve/new.example", None).await;
+    assert_eq!(moved_key["id"], key["id"]);
+    let (status, _) = app.get("/dkim/resolve/old.example").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let alias = ok(&app, "GET", "/domainaliases/resolve/alias.example", None).await;
+    let alias = ok(
+        &app,
+        "GET",
+        &format!("/domainaliases/{}", alias["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(alias["domain"], "new.example");
+    // Renaming again finds nothing left to move but the skipped one.
+    let again = ok(
+        &app,
+        "PUT",
+        "/addresses/renameDomain",
+        Some(json!({"oldDomain": "old.example", "newDomain": "new.example"})),
+    )
+    .await;
+    assert_eq!(again["modifiedAddresses"], 0);
+    assert_eq!(again["skippedAddresses"], 1);
+}
+
+async fn a_quota_reset_of_every_user_runs_as_a_resumable_task(app: TestApp) {
+    use eider_shared::domain::janitor::{self, Budget};
+    use eider_shared::store::{Update, Write};
+    // 52 users (more than a step of 50), each with a message and a drifted counter.
+    let mut users = Vec::new();
+    for i in 0..52 {
+        let user = new_user(&app, &format!("q{i:02}"), &format!("q{i:02}@example.com")).await;
+        let inbox = app.mailbox_id(&user, "INBOX").await;
+        app.upload_ok(&user, &inbox, "Subject: q\r\n\r\nhello\r\n", json!({}))
+            .await;
+        let id: eider_shared::id::ObjectId = user.parse().unwrap();
+        app.state
+            .table
+            .transact(vec![Write::update(
+                eider_shared::domain::keys::user(&id),
+                Update::default().add("storageUsed", 1000 + i),
+            )])
+            .await
+            .unwrap();
+        users.push(user);
+    }
+    let before = app.storage_used(&users[0]).await;
+    assert!(before > 1000);
+    let started = ok(&app, "POST", "/quota/reset", Some(json!({"sess": "s"}))).await;
+    assert_eq!(started["task"].as_str().unwrap().len(), 24);
+    // A run cut short leaves work; the next ones finish it.
+    let now = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let first = janitor::run(&app.state, now, Budget::items(60))
+        .await
+        .unwrap();
+    assert!(first.more_work, "{first:?}");
+    for _ in 0..10 {
+        let report = janitor::run(&app.state, now, Budget::items(1_000_000))
+            .await
+            .unwrap();
+        if !report.more_work {
+            break;
+        }
+    }
+    for user in &users {
+        let inbox = app.mailbox_id(user, "INBOX").await;
+        let (_, list) = app
+            .get(&format!("/users/{user}/mailboxes/{inbox}/messages"))
+            .await;
+        let size = list["results"][0]["size"].as_u64().unwrap();
+        assert_eq!(app.storage_used(user).await, size, "{user}");
+    }
+    let (status, _) = app.post("/quota/reset", json!({"bogus": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn filters_of_every_user_are_listed_and_paged(app: TestApp) {
+    let mut ids = Vec::new();
+    let mut owners = Vec::new();
+    for (i, name) in ["fa", "fb", "fc"].iter().enumerate() {
+        let user = new_user(&app, name, &format!("{name}@example.com")).await;
+        for j in 0..2 {
+            let mut body = json!({"name": format!("{name}-{j}"), "query": {"subject": "x"}, "action": {"seen": true}});
+            if j == 1 {
+                body["action"]["targets"] = json!([format!("http://hooks{i}.example/in")]);
+            }
+            let created = ok(&app, "POST", &format!("/users/{user}/filters"), Some(body)).await;
+            ids.push(created["id"].as_str().unwrap().to_string());
+            owners.push(user.clone());
+        }
+    }
+    let all = ok(&app, "GET", "/filters?limit=4", None).await;
+    let page: Vec<&str> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        page,
+        ids[..4].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(all["results"][0]["user"], owners[0].as_str());
+    assert_eq!(
+        all["results"][1]["targets"],
+        json!(["http://hooks0.example/in"])
+    );
+    let next = all["nextCursor"].as_str().unwrap();
+    let rest = ok(&app, "GET", &format!("/filters?limit=4&next={next}"), None).await;
+    assert_eq!(rest["results"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["nextCursor"], false);
+    let hooks = ok(&app, "GET", "/filters?forward=hooks2", None).await;
+    assert_eq!(hooks["results"].as_array().unwrap().len(), 1);
+    assert_eq!(hooks["results"][0]["id"], ids[5].as_str());
+    // A deleted filter leaves the listing.
+    ok(
+        &app,
+        "DELETE",
+        &format!("/users/{}/filters/{}", owners[5], ids[5]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ok(&app, "GET", "/filters?forward=hooks2", None).await["results"],
+        json!([])
+    );
+}
+
+async fn the_address_register_learns_correspondents_from_stored_mail(app: TestApp) {
+    let user = new_user(&app, "reg", "reg@example.com").await;
+    let sent = app.mailbox_id(&user, "Sent Mail").await;
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let junk = app.mailbox_id(&user, "Junk").await;
+    let upload = |mailbox: String, raw: &'static str| {
+        let app = &app;
+        let user = user.clone();
+        async move { app.upload_ok(&user, &mailbox, raw, json!({})).await }
+    };
+    upload(sent.clone(), "From: reg@example.com\r\nTo: \"Alice A\" <alice@x.example>\r\nCc: bob@y.example\r\nBcc: noreply@z.example\r\nSubject: hi\r\n\r\nhi\r\n").await;
+    upload(
+        inbox.clone(),
+        "From: Carol <carol@w.example>\r\nTo: reg@example.com\r\nSubject: re\r\n\r\nre\r\n",
+    )
+    .await;
+    upload(
+        inbox.clone(),
+        "From: list@lists.example\r\nList-ID: <l.lists.example>\r\nSubject: news\r\n\r\nn\r\n",
+    )
+    .await;
+    upload(junk, "From: spam@s.example\r\nSubject: buy\r\n\r\nb\r\n").await;
+    let search = |query: &'static str| {
+        let app = &app;
+        let user = user.clone();
+        async move {
+            let found = ok(
+                app,
+                "GET",
+                &format!("/users/{user}/addressregister?query={query}"),
+                None,
+            )
+            .await;
+            found["results"].as_array().unwrap().clone()
+        }
+    };
+    let all = search("example").await;
+    let addresses: Vec<&str> = all.iter().map(|r| r["address"].as_str().unwrap()).collect();
+    assert_eq!(
+        addresses,
+        ["carol@w.example", "alice@x.example", "bob@y.example"]
+    );
+    let alice = search("ali").await;
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0]["name"], "Alice A");
+    assert_eq!(
+        search("car").await[0]["name"],
+        "Carol",
+        "a name prefix, any case"
+    );
+    assert!(search("CAR").await.len() == 1);
+    assert!(search("noreply").await.is_empty());
+
+    let id = alice[0]["id"].as_str().unwrap();
+    let changed = ok(
+        &app,
+        "PUT",
+        &format!("/users/{user}/addressregister/{id}"),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(changed["success"], true);
+    assert!(search("alice").await.is_empty());
+    // Later mail does not bring a disabled entry back.
+    upload(
+        inbox,
+        "From: Alice A <alice@x.example>\r\nSubject: again\r\n\r\na\r\n",
+    )
+    .await;
+    assert!(search("alice").await.is_empty());
+    let unknown = ok(
+        &app,
+        "PUT",
+        &format!(
+            "/users/{user}/addressregister/{}",
+            eider_shared::id::ObjectId::new()
+        ),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(unknown["success"], false);
+    let (status, _) = app.get(&format!("/users/{user}/addressregister")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "query is required");
+    let (status, _) = app
+        .put(
+            &format!("/users/{user}/addressregister/{id}"),
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "disabled is required");
 }

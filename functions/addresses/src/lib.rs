@@ -8,7 +8,9 @@
 use axum::extract::State;
 use axum::{Json, Router};
 use eider_shared::domain::domain_access::{self, Access};
-use eider_shared::domain::{addresses, dkim, domain_aliases, forwarded};
+use eider_shared::domain::{
+    address_register, addresses, dkim, domain_aliases, domain_rename, forwarded,
+};
 use eider_shared::http::extract::{AddressId, DkimId, DomainAccessId, DomainAliasId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::addresses as wire;
@@ -24,6 +26,7 @@ pub fn routes() -> Routes {
     Routes::new()
         .get("/addresses", list_all_addresses)
         .get("/addresses/resolve/{address}", resolve_address)
+        .put("/addresses/renameDomain", rename_domain)
         .post("/addresses/forwarded", create_forwarded)
         .get("/addresses/forwarded/{address}", get_forwarded)
         .put("/addresses/forwarded/{address}", update_forwarded)
@@ -33,6 +36,11 @@ pub fn routes() -> Routes {
         .get("/users/{user}/addresses/{address}", get_address)
         .put("/users/{user}/addresses/{address}", update_address)
         .delete("/users/{user}/addresses/{address}", delete_address)
+        .get("/users/{user}/addressregister", search_address_register)
+        .put(
+            "/users/{user}/addressregister/{address}",
+            update_address_register,
+        )
         .get("/domainaliases", list_domain_aliases)
         .post("/domainaliases", create_domain_alias)
         .get("/domainaliases/resolve/{alias}", resolve_domain_alias)
@@ -355,4 +363,45 @@ async fn delete_dkim_key(
     session_only(params)?;
     dkim::delete(&state, &id).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// `PUT /addresses/renameDomain` (WildDuck's): every address on a domain moves to another,
+/// with main addresses, the domain's DKIM key and the aliases pointing to it.
+async fn rename_domain(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (old, new) = wire::rename_domain(params)?;
+    let renamed = domain_rename::rename(&state, &old, &new).await?;
+    Ok(Json(json!({
+        "success": true,
+        "modifiedAddresses": renamed.addresses,
+        "modifiedUsers": renamed.users,
+        "modifiedDkim": renamed.dkim,
+        "modifiedAliases": renamed.aliases,
+        "skippedAddresses": renamed.skipped,
+    })))
+}
+
+/// `GET /users/{user}/addressregister` (WildDuck's): correspondents for autocompletion.
+async fn search_address_register(
+    State(state): State<AppState>,
+    Ids(user): Ids<UserId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (query, limit) = wire::register_search(params)?;
+    let found = address_register::search(&state, &user, &query, limit).await?;
+    Ok(Json(wire::register_json(&found)))
+}
+
+/// `PUT /users/{user}/addressregister/{address}` (WildDuck's): disable or rename an entry;
+/// an unknown one answers `success: false` (with 200, as WildDuck).
+async fn update_address_register(
+    State(state): State<AppState>,
+    Ids((user, entry)): Ids<(UserId, AddressId)>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (disabled, name) = wire::register_update(params)?;
+    let matched = address_register::update(&state, &user, &entry, disabled, name).await?;
+    Ok(Json(json!({ "success": matched })))
 }

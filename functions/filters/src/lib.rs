@@ -1,11 +1,12 @@
-//! The filters endpoint group: `GET/POST /users/{user}/filters`,
+//! The filters endpoint group: `GET /filters` (every user's), `GET/POST /users/{user}/filters`,
 //! `GET/PUT/DELETE /users/{user}/filters/{filter}`. Handlers validate through
 //! `eider_shared::http::wire::filters`, call `eider_shared::domain::filters`, and answer; the
 //! rules (both request shapes, limits, matching) live in shared/.
 
 use axum::extract::State;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use eider_shared::domain::filters;
+use eider_shared::http::access::Caller;
 use eider_shared::http::extract::{FilterId, UserId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::filters as wire;
@@ -20,6 +21,7 @@ pub fn routes() -> Routes {
         .get("/users/{user}/filters/{filter}", get_filter)
         .put("/users/{user}/filters/{filter}", update_filter)
         .delete("/users/{user}/filters/{filter}", delete_filter)
+        .get("/filters", list_all_filters)
 }
 
 pub fn router() -> Router<AppState> {
@@ -79,4 +81,21 @@ async fn delete_filter(
     session_only(params)?;
     filters::delete(&state, &user, &filter).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// `GET /filters` (WildDuck's): every user's filters in id order, `forward` a part of a
+/// target; a user token sees its own only.
+async fn list_all_filters(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let (forward, meta, page) = wire::list_all(params)?;
+    let request = filters::ListAllFilters {
+        forward,
+        user: caller.user().map(|grant| grant.user),
+        page,
+    };
+    let listing = filters::list_all(&state, &request).await?;
+    Ok(Json(wire::list_all_json(&request, &listing, meta)))
 }

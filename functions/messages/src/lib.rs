@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Json, Router};
 use eider_shared::domain::messages::{self, Download};
-use eider_shared::domain::{archive, outgoing, search, search_apply};
+use eider_shared::domain::{archive, outgoing, quota_all, search, search_apply};
 use eider_shared::http::extract::{
     AttachmentId, MailboxId, MessageSelector, MessageUid, UploadId, UserId,
 };
@@ -47,6 +47,7 @@ pub fn routes() -> Routes {
         .get("/users/{user}/search", search_messages)
         .post("/users/{user}/search", apply_to_search)
         .post("/users/{user}/quota/reset", reset_quota)
+        .post("/quota/reset", reset_all_quotas)
         .post("/users/{user}/uploads", create_upload)
         .put("/users/{user}/uploads/{upload}", put_upload)
 }
@@ -338,6 +339,16 @@ async fn search_messages(
 }
 
 /// `POST /users/{user}/quota/reset` (spec "Recalculate user quota").
+/// `POST /quota/reset` (WildDuck's): every user's quota recounted in the background.
+async fn reset_all_quotas(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let task = quota_all::start(&state).await?;
+    Ok(Json(json!({ "success": true, "task": task })))
+}
+
 async fn reset_quota(
     State(state): State<AppState>,
     Ids(user): Ids<UserId>,

@@ -387,6 +387,8 @@ pub struct AddressChanges {
     pub tags: Option<Vec<String>>,
     pub meta_data: Option<String>,
     pub internal_data: Option<String>,
+    /// A wildcard address may be renamed (to another wildcard): only a domain rename does.
+    pub rename_wildcard: bool,
 }
 
 /// `PUT /users/{user}/addresses/{address}`: name, tags, data, renaming, and making it main.
@@ -416,12 +418,13 @@ pub async fn update(
         }
         let mut writes = Vec::new();
         if let Some(raw) = &changes.rename {
-            if current.wildcard || raw.contains('*') {
+            let wildcard_kept = changes.rename_wildcard && current.wildcard && raw.contains('*');
+            if !wildcard_kept && (current.wildcard || raw.contains('*')) {
                 return Err(DomainError::ChangeNotAllowed(
                     "Can not change special address",
                 ));
             }
-            let normalized = names::normalize_address(raw, false)
+            let normalized = names::normalize_alias(raw, wildcard_kept)
                 .map_err(|e| DomainError::invalid("address", e.message("address")))?;
             if normalized.addrview != current.addrview {
                 next.address = normalized.address.clone();
@@ -516,26 +519,41 @@ impl ListAddresses {
         self.query.is_some() || !self.tags.is_empty() || !self.required_tags.is_empty()
     }
 
-    fn matches(&self, address: &StoredAddress) -> bool {
-        let tags: Vec<String> = address.tags.iter().map(|t| t.to_lowercase()).collect();
-        self.query
-            .as_deref()
-            .is_none_or(|q| address.address.contains(q))
+    fn matches(&self, listed: &ListedAddress) -> bool {
+        let (address, tags) = match listed {
+            ListedAddress::User(a) => (&a.address, &a.tags),
+            ListedAddress::Forwarded(f) => (&f.address, &f.tags),
+        };
+        let tags: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
+        self.query.as_deref().is_none_or(|q| address.contains(q))
             && (self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
             && self.required_tags.iter().all(|t| tags.contains(t))
     }
 }
 
+/// An address as `GET /addresses` lists it: a user's, or a forwarded one.
+pub enum ListedAddress {
+    User(StoredAddress),
+    Forwarded(super::forwarded::ForwardedAddress),
+}
+
+pub(crate) fn listed_from_item(item: &Item) -> DomainResult<ListedAddress> {
+    if item.pk.starts_with(keys::FORWARDED_PK_PREFIX) {
+        return super::forwarded::from_item(item).map(ListedAddress::Forwarded);
+    }
+    from_item(item).map(ListedAddress::User)
+}
+
 /// A page of addresses, and how many match in all.
 pub struct AddressListing {
     pub total: u64,
-    pub page: PageResult<StoredAddress>,
+    pub page: PageResult<ListedAddress>,
 }
 
 /// `GET /addresses`: every address in address order, partial match on `query`.
 pub async fn list_all(state: &AppState, request: &ListAddresses) -> DomainResult<AddressListing> {
     let buckets = bucket_names(keys::ADDRS_BUCKET_PREFIX);
-    let keep = |item: &Item| from_item(item).is_ok_and(|a| request.matches(&a));
+    let keep = |item: &Item| listed_from_item(item).is_ok_and(|a| request.matches(&a));
     let page = walk_buckets(
         state.table.as_ref(),
         Index::Gsi1,
@@ -551,6 +569,6 @@ pub async fn list_all(state: &AppState, request: &ListAddresses) -> DomainResult
     };
     Ok(AddressListing {
         total,
-        page: page.decode(from_item)?,
+        page: page.decode(listed_from_item)?,
     })
 }

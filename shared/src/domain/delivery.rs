@@ -718,7 +718,50 @@ impl Delivery {
                 reason: "no forward target took the message".into(),
             });
         }
+        self.forwarded_autoreply(&address, recipient, incoming, &parsed)
+            .await;
         Ok(Outcome::Forwarded { sent })
+    }
+
+    /// The autoreply of a forwarded address (WildDuck leaves it to its MX plugin): the same
+    /// rules as a user's (RFC 3834, once per sender per interval, never to itself).
+    async fn forwarded_autoreply(
+        &self,
+        address: &forwarded::ForwardedAddress,
+        recipient: &Recipient,
+        incoming: &Incoming<'_>,
+        parsed: &ParsedMessage,
+    ) {
+        let reply = &address.autoreply;
+        let settings = Autoreply {
+            id: address.id,
+            user: address.id,
+            status: reply.status,
+            name: reply.name.clone(),
+            subject: reply.subject.clone(),
+            text: reply.text.clone(),
+            html: reply.html.clone(),
+            start: reply.start,
+            end: reply.end,
+            created: address.created,
+        };
+        if !settings.active_at(Utc::now()) {
+            return;
+        }
+        let sender = incoming.sender.trim().to_lowercase();
+        if autoreply::suppressed(&sender, &parsed.headers).is_some()
+            || normalize_address(&sender, true).map(|a| a.addrview).ok()
+                == Some(address.addrview.clone())
+        {
+            return;
+        }
+        if let Some(event) = self
+            .send_autoreply(&settings, &address.name, recipient, &sender, parsed, None)
+            .await
+            && let Some(error) = event.get("error")
+        {
+            tracing::warn!(forwarded = %address.id, %error, "forwarded address autoreply not sent");
+        }
     }
 
     /// Counts `n` forwards against the user's daily limit; false (and nothing counted) when
@@ -839,6 +882,23 @@ impl Delivery {
                 return None;
             }
         };
+        let name = owner.user.name.clone().unwrap_or_default();
+        self.send_autoreply(&settings, &name, recipient, &sender, parsed, stored)
+            .await
+    }
+
+    /// Sends an autoreply to `sender` once per interval (the mark is claimed first); returns
+    /// its AUTOREPLY event. `name` is the From name when the settings give none.
+    async fn send_autoreply(
+        &self,
+        settings: &Autoreply,
+        name: &str,
+        recipient: &Recipient,
+        sender: &str,
+        parsed: &ParsedMessage,
+        stored: Option<ObjectId>,
+    ) -> Option<Value> {
+        let sender = sender.to_string();
         match autoreply::claim_reply(
             &self.state,
             &recipient.user,
@@ -858,7 +918,7 @@ impl Delivery {
             }
         }
         let mut event = json!({ "action": "AUTOREPLY", "time": Utc::now(), "to": sender });
-        let result = match build_reply(&settings, owner, recipient, &sender, parsed, stored) {
+        let result = match build_reply(settings, name, recipient, &sender, parsed, stored) {
             Ok(raw) => match self.recipient(&sender).await {
                 // A sender who is a user here gets the reply directly, as WildDuck's MTA
                 // delivers it; it is auto-submitted, so it starts no autoreply of its own.
@@ -929,7 +989,7 @@ fn url_host(value: &str) -> String {
 /// `Auto-Submitted: auto-replied`, `In-Reply-To` and `References` to the original.
 fn build_reply(
     settings: &Autoreply,
-    owner: &StoredUser,
+    fallback_name: &str,
     recipient: &Recipient,
     sender: &str,
     parsed: &ParsedMessage,
@@ -938,7 +998,7 @@ fn build_reply(
     use mail_builder::MessageBuilder;
     use mail_builder::headers::raw::Raw;
     let name = if settings.name.is_empty() {
-        owner.user.name.clone().unwrap_or_default()
+        fallback_name.to_string()
     } else {
         settings.name.clone()
     };

@@ -458,3 +458,35 @@ pub async fn sign(state: &AppState, envelope_from: &str, raw: &[u8]) -> Vec<u8> 
         }
     }
 }
+
+/// Moves the key of `old` (if any) to `new`, keeping its id, unless `new` has a key of its own;
+/// whether it moved (`PUT /addresses/renameDomain`).
+pub async fn rename_domain(state: &AppState, old: &str, new: &str) -> DomainResult<bool> {
+    let Some(item) = state.table.get(&keys::dkim_key(old)).await? else {
+        return Ok(false);
+    };
+    let mut key = from_item(&item)?;
+    key.domain = new.to_string();
+    let moved = state
+        .table
+        .transact(vec![
+            Write::put_new(
+                Item::new(
+                    keys::dkim_key(new),
+                    serde_json::to_value(&key).unwrap_or_default(),
+                ),
+                "dkim key taken",
+            ),
+            Write::delete(keys::dkim_key(old)),
+            Write::put(Item::new(
+                keys::dkim_key_id(&key.id),
+                json!({ "domain": new }),
+            )),
+        ])
+        .await;
+    match moved {
+        Ok(()) => Ok(true),
+        Err(crate::store::StoreError::ConditionFailed { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -170,3 +170,33 @@ pub async fn list(state: &AppState, request: &ListAliases) -> DomainResult<Alias
         page: page.decode(from_item)?,
     })
 }
+
+/// Points every alias of `old` at `new` (`PUT /addresses/renameDomain`); how many changed.
+pub async fn retarget(state: &AppState, old: &str, new: &str) -> DomainResult<u64> {
+    let items = crate::store::query_all(
+        state.table.as_ref(),
+        crate::store::Query::table(keys::DOMAIN_ALIASES_PK)
+            .range(crate::store::SortRange::BeginsWith(
+                keys::DOMAIN_ALIAS_SK_PREFIX.into(),
+            ))
+            .limit(500),
+    )
+    .await?;
+    let mut changed = 0;
+    for item in &items {
+        let mut alias = from_item(item)?;
+        if alias.domain != old {
+            continue;
+        }
+        alias.domain = new.to_string();
+        state
+            .table
+            .transact(vec![Write::put(Item::new(
+                keys::domain_alias(&alias.alias),
+                serde_json::to_value(&alias).unwrap_or_default(),
+            ))])
+            .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}

@@ -187,8 +187,10 @@ impl Filter {
         keys::filter(&self.user, &self.id)
     }
 
+    /// Also listed across users (`GET /filters`) in id order.
     fn item(&self) -> Item {
         Item::new(self.key(), serde_json::to_value(self).unwrap_or_default())
+            .with_gsi1(keys::filters_listing(&self.id))
     }
 
     /// Whether every condition holds for the message (§3 step 4).
@@ -542,7 +544,11 @@ pub async fn update(
     }
     let mut writes = vec![Write::Update {
         key: filter.key(),
-        update: Update::body(serde_json::to_value(&filter).unwrap_or_default()),
+        update: Update {
+            // A filter from before the listing across users joins it on its next change.
+            gsi1: Some(Some(keys::filters_listing(&filter.id))),
+            ..Update::body(serde_json::to_value(&filter).unwrap_or_default())
+        },
         guard: Some(Condition::Exists.labeled(FILTER_GONE)),
     }];
     if let Some(mailbox) = &filter.action.mailbox
@@ -589,6 +595,39 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
         Err(StoreError::ConditionFailed { .. }) => Err(DomainError::user_not_found()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A `GET /filters` request: `forward` a part of a target's value; `user` set for a user
+/// token (its own filters only).
+pub struct ListAllFilters {
+    pub forward: Option<String>,
+    pub user: Option<ObjectId>,
+    pub page: crate::domain::paging::PageRequest,
+}
+
+/// `GET /filters` (WildDuck's): every user's filters in id order.
+pub async fn list_all(
+    state: &AppState,
+    request: &ListAllFilters,
+) -> DomainResult<crate::domain::paging::PageResult<Filter>> {
+    let keep = |item: &Item| {
+        from_item(item).is_ok_and(|f| {
+            request.user.is_none_or(|u| f.user == u)
+                && request
+                    .forward
+                    .as_deref()
+                    .is_none_or(|needle| f.action.targets.iter().any(|t| t.value.contains(needle)))
+        })
+    };
+    let page = crate::domain::paging::walk_buckets(
+        state.table.as_ref(),
+        crate::store::Index::Gsi1,
+        &[keys::FILTERS_LISTING_PK.to_string()],
+        &request.page,
+        &keep,
+    )
+    .await?;
+    page.decode(from_item)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::filters::{Target, TargetKind};
 use super::names::{self, AddressError};
-use super::{AppState, DomainError, DomainResult, keys, unix_now};
+use super::{AppState, DomainError, DomainResult, keys, stats, unix_now};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Key, StoreError, Update, Write};
 
@@ -77,11 +77,13 @@ pub struct ForwardedAddress {
 }
 
 impl ForwardedAddress {
+    /// Listed with users' addresses in `GET /addresses`.
     fn item(&self) -> Item {
         Item::new(
             key(&self.id),
             serde_json::to_value(self).unwrap_or_default(),
         )
+        .with_gsi1(keys::addresses_listing(&self.addrview))
     }
 
     fn claim(&self) -> Item {
@@ -100,7 +102,7 @@ impl ForwardedAddress {
     }
 }
 
-fn from_item(item: &Item) -> DomainResult<ForwardedAddress> {
+pub(crate) fn from_item(item: &Item) -> DomainResult<ForwardedAddress> {
     serde_json::from_value(item.body.clone())
         .map_err(|e| DomainError::corrupt("forwarded address", &item.pk, e))
 }
@@ -211,6 +213,7 @@ pub async fn create(state: &AppState, input: NewForwarded) -> DomainResult<Objec
     let writes = vec![
         Write::put_new(record.claim(), ADDRESS_TAKEN),
         Write::put_new(record.item().with_counter(VERSION, 0), FORWARDED_GONE),
+        stats::change(&[(stats::ADDRESSES, 1)]),
     ];
     match state.table.transact(writes).await {
         Ok(()) => Ok(record.id),
@@ -368,6 +371,7 @@ pub async fn delete(state: &AppState, id: &ObjectId) -> DomainResult<()> {
         .transact(vec![
             Write::delete(key(id)),
             Write::delete(keys::address_claim(&current.addrview)),
+            stats::change(&[(stats::ADDRESSES, -1)]),
         ])
         .await?;
     Ok(())

@@ -31,7 +31,7 @@ use super::archive::{self, ARCHIVED_GONE};
 use super::messages::{self, Archived, Message};
 use super::users::{self, ARCHIVED_COUNT};
 use super::{AppState, DomainError, DomainResult};
-use super::{keys, mailboxes, names, outgoing, search_apply, stats, storage};
+use super::{keys, mailboxes, names, outgoing, quota_all, search_apply, stats, storage};
 use crate::id::ObjectId;
 use crate::mail::parse;
 use crate::store::{
@@ -485,6 +485,8 @@ impl Run<'_> {
                     self.restore_range(&task).await?
                 } else if task.pk.starts_with(keys::SEARCH_TASK_PK_PREFIX) {
                     self.apply_search(&task).await?
+                } else if task.pk.starts_with(keys::QUOTA_TASK_PK_PREFIX) {
+                    self.recount_quotas(&task).await?
                 } else if task.pk.starts_with(keys::CLEAR_TASK_PK_PREFIX) {
                     self.empty_folder(&task).await?
                 } else if task.pk.starts_with(keys::OUTBOUND_PK_PREFIX) {
@@ -503,6 +505,21 @@ impl Run<'_> {
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(finished),
+            }
+        }
+    }
+
+    /// The quota recount of every user: pages of users until done or the budget is spent.
+    async fn recount_quotas(&mut self, task: &Item) -> DomainResult<bool> {
+        loop {
+            if self.spent() {
+                return Ok(false);
+            }
+            let finished = quota_all::step(self.state, &task.key()).await?;
+            // A page recounts up to 50 users, each a read of its messages.
+            self.report.items_deleted += quota_all::STEP;
+            if finished {
+                return Ok(true);
             }
         }
     }

@@ -12,6 +12,8 @@
 //! | health probe | `HEALTH` | `<probe id>` | |
 //! | DKIM key, and its id pointer | `DKIMKEYS` | `DOMAIN#<domain>`, `ID#<id>` | |
 //! | setting | `SETTINGS` | `<key>` | |
+//! | address register entry | `USER#<user>` | `AREG#<addrview>` | |
+//! | quota recount of every user (task) | `QUOTARESET#<task>` | `QUOTARESET` | `TASKS` / `<due>#QUOTA#<task>` |
 //! | domain access entry, and its id pointer | `DOMAINACCESS#<tag>`, `DOMAINACCESSID#<id>` | `<domain>`, `DOMAINACCESSID` | |
 //! | mailbox | `USER#<user>` | `MBOX#<mailbox>` | |
 //! | mailbox path claim | `USER#<user>` | `MPATH#<path>` (over 512 bytes: `MPATHH#<sha256>`) | |
@@ -415,8 +417,10 @@ pub fn domain_alias_id(id: &ObjectId) -> Key {
     Key::new(DOMAIN_ALIASES_PK, format!("ID#{id}"))
 }
 
+pub const FORWARDED_PK_PREFIX: &str = "FORWARDED#";
+
 pub fn forwarded_address(id: &ObjectId) -> Key {
-    Key::new(format!("FORWARDED#{id}"), "FORWARDED")
+    Key::new(format!("{FORWARDED_PK_PREFIX}{id}"), "FORWARDED")
 }
 
 pub fn health_probe(probe: &ObjectId) -> Key {
@@ -452,4 +456,32 @@ pub const SETTINGS_PK: &str = "SETTINGS";
 
 pub fn setting(key: &str) -> Key {
     Key::new(SETTINGS_PK, key)
+}
+
+pub const QUOTA_TASK_PK_PREFIX: &str = "QUOTARESET#";
+
+/// A recount of every user's quota (`POST /quota/reset`).
+pub fn quota_task(task: &ObjectId) -> Key {
+    Key::new(format!("{QUOTA_TASK_PK_PREFIX}{task}"), "QUOTARESET")
+}
+
+pub fn quota_task_entry(due_unix: i64, task: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#QUOTA#{task}"))
+}
+
+/// The listing of every user's filters (`GET /filters`): one index partition, in id order.
+pub const FILTERS_LISTING_PK: &str = "FILTERS";
+
+pub fn filters_listing(filter: &ObjectId) -> IndexKey {
+    IndexKey::new(FILTERS_LISTING_PK, filter.to_string())
+}
+
+pub const ADDRESS_REGISTER_SK_PREFIX: &str = "AREG#";
+
+/// A correspondent in a user's address register.
+pub fn address_register(user: &ObjectId, addrview: &str) -> Key {
+    Key::new(
+        user_pk(user),
+        format!("{ADDRESS_REGISTER_SK_PREFIX}{addrview}"),
+    )
 }

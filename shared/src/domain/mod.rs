@@ -1,6 +1,7 @@
 //! WildDuck's rules, written once above the storage port. One module per aggregate; each
 //! owns its items' keys (see [`keys`]) and the transactions that keep them consistent.
 
+pub mod address_register;
 pub mod addresses;
 pub mod archive;
 pub mod asps;
@@ -15,6 +16,8 @@ pub mod delivery;
 pub mod dkim;
 pub mod domain_access;
 pub mod domain_aliases;
+#[cfg(feature = "dkim")]
+pub mod domain_rename;
 pub mod error;
 pub mod filters;
 pub mod forwarded;
@@ -29,6 +32,7 @@ pub mod names;
 pub mod outgoing;
 pub mod paging;
 pub mod password;
+pub mod quota_all;
 pub mod ratelimit;
 pub mod retry;
 pub mod search;

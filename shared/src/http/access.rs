@@ -140,6 +140,8 @@ pub fn user_may(grant: &Grant, method: &Method, route: &str, user: Option<&str>)
         "/authenticated" => true,
         // WildDuck checks no role for it; the token itself must still be valid.
         "/health" => true,
+        // Every user's filters, narrowed to the caller's own by the handler (WildDuck's).
+        "/filters" => method == Method::GET,
         "/users" => method == Method::GET,
         // Admin-only in WildDuck's roles (`deleteAny`, `updateAny` on users).
         "/users/{user}" if method == Method::DELETE => false,

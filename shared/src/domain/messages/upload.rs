@@ -153,6 +153,7 @@ pub async fn store(
     .await;
     match result {
         Ok(stored) => {
+            crate::domain::address_register::record(state, user, &mailbox, &parsed).await;
             if let Some(key) = &staged_key
                 && let Err(e) = state.blobs.delete(key).await
             {

@@ -5,8 +5,8 @@ use serde_json::{Map, Value, json};
 
 use super::users::parsed_object;
 use crate::domain::addresses::{
-    AddressChanges, AddressListing, FoundAddress, ListAddresses, NewAddress, OwnedAddress,
-    ResolveBy, StoredAddress,
+    AddressChanges, AddressListing, FoundAddress, ListAddresses, ListedAddress, NewAddress,
+    OwnedAddress, ResolveBy, StoredAddress,
 };
 use crate::domain::names::normalize_alias;
 use crate::domain::users::MAX_LIST_ITEMS;
@@ -100,6 +100,7 @@ pub fn address_changes(params: Map<String, Value>) -> ApiResult<AddressChanges> 
         tags,
         meta_data,
         internal_data,
+        rename_wildcard: false,
     })
 }
 
@@ -192,21 +193,41 @@ pub fn list_json(request: &ListAddresses, fields: &DataFields, listing: &Address
         .page
         .items
         .iter()
-        .map(|a| {
-            let mut entry = json!({
-                "id": a.id,
-                "name": name_json(a),
-                "address": a.address,
-                "user": a.user,
-                "forwarded": false,
-                "forwardedDisabled": false,
-                "tags": a.tags,
-            });
+        .map(|listed| {
+            let (mut entry, meta_data, internal_data) = match listed {
+                ListedAddress::User(a) => (
+                    json!({
+                        "id": a.id,
+                        "name": name_json(a),
+                        "address": a.address,
+                        "user": a.user,
+                        "forwarded": false,
+                        "forwardedDisabled": false,
+                        "tags": a.tags,
+                    }),
+                    &a.meta_data,
+                    &a.internal_data,
+                ),
+                // WildDuck's forwarded entries: no user, their targets.
+                ListedAddress::Forwarded(f) => (
+                    json!({
+                        "id": f.id,
+                        "name": f.name,
+                        "address": f.address,
+                        "forwarded": true,
+                        "forwardedDisabled": f.forwarded_disabled,
+                        "targets": f.targets.iter().map(|t| t.value.clone()).collect::<Vec<_>>(),
+                        "tags": f.tags,
+                    }),
+                    &f.meta_data,
+                    &f.internal_data,
+                ),
+            };
             if fields.meta_data {
-                entry["metaData"] = parsed_object(&a.meta_data);
+                entry["metaData"] = parsed_object(meta_data);
             }
             if fields.internal_data {
-                entry["internalData"] = parsed_object(&a.internal_data);
+                entry["internalData"] = parsed_object(internal_data);
             }
             entry
         })
@@ -298,4 +319,56 @@ pub fn resolved_json(found: &FoundAddress, request: &ResolveRequest) -> Value {
         body["internalData"] = parsed_object(&address.internal_data);
     }
     body
+}
+
+/// Validates `PUT /addresses/renameDomain` (strict): `oldDomain`, `newDomain`.
+pub fn rename_domain(params: Map<String, Value>) -> ApiResult<(String, String)> {
+    let mut v = Validator::new(params);
+    let old = v.required_string("oldDomain", Str::max(255).trim());
+    let new = v.required_string("newDomain", Str::max(255).trim());
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((old.unwrap_or_default(), new.unwrap_or_default()))
+}
+
+/// Validates `GET /users/{user}/addressregister`: `query` (required), `limit` (1 to 250).
+pub fn register_search(params: Map<String, Value>) -> ApiResult<(String, usize)> {
+    let mut v = Validator::new(params);
+    let query = v.required_string("query", Str::max(255));
+    let limit = v.integer("limit", 1, 250).unwrap_or(20) as usize;
+    v.session();
+    v.deny_unknown();
+    v.finish()?;
+    Ok((query.unwrap_or_default(), limit))
+}
+
+/// Validates `PUT /users/{user}/addressregister/{address}`: `disabled` (required), `name`.
+pub fn register_update(params: Map<String, Value>) -> ApiResult<(bool, Option<String>)> {
+    let mut v = Validator::new(params);
+    let disabled = v.boolean("disabled");
+    let name = v.string("name", Str::max(255).trim().allow_empty());
+    v.session();
+    if disabled.is_none() && !v.has_error("disabled") {
+        v.error("disabled", "\"disabled\" is required");
+    }
+    v.deny_unknown();
+    v.finish()?;
+    Ok((disabled.unwrap_or(false), name))
+}
+
+pub fn register_json(found: &[crate::domain::address_register::Correspondent]) -> Value {
+    json!({
+        "success": true,
+        "results": found
+            .iter()
+            .map(|c| {
+                let mut entry = json!({ "id": c.id, "address": c.address });
+                if !c.name.is_empty() {
+                    entry["name"] = json!(c.name);
+                }
+                entry
+            })
+            .collect::<Vec<_>>(),
+    })
 }

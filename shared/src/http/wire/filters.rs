@@ -356,3 +356,65 @@ pub fn list_json(list: &FilterList, meta: bool) -> Value {
         "results": results,
     })
 }
+
+/// Validates `GET /filters` (unknown keys allowed, as WildDuck's): `forward`, `metaData`,
+/// paging.
+pub fn list_all(
+    params: Map<String, Value>,
+) -> ApiResult<(Option<String>, bool, crate::domain::paging::PageRequest)> {
+    let mut v = Validator::new(params);
+    let forward = v.string("forward", Str::max(255).trim());
+    let meta = v.boolean("metaData").unwrap_or(false);
+    let page = crate::http::paging::page_request(&mut v);
+    v.session();
+    v.finish()?;
+    Ok((forward, meta, page))
+}
+
+/// `GET /filters`: each filter with its user, the description tuples (targets in full) and the
+/// flat fields.
+pub fn list_all_json(
+    request: &crate::domain::filters::ListAllFilters,
+    page: &crate::domain::paging::PageResult<Filter>,
+    meta: bool,
+) -> Value {
+    let results: Vec<Value> = page
+        .items
+        .iter()
+        .map(|f| {
+            let (query, action) = description(f, &[]);
+            let mut entry = Map::new();
+            entry.insert("id".into(), json!(f.id));
+            entry.insert("user".into(), json!(f.user));
+            entry.insert("name".into(), json!(f.name));
+            entry.insert("query".into(), json!(query));
+            entry.insert("action".into(), json!(action));
+            flat_json(f, &mut entry);
+            entry.insert("disabled".into(), json!(f.disabled));
+            entry.insert("created".into(), json!(iso(&f.created)));
+            if !f.action.targets.is_empty() {
+                entry.insert(
+                    "targets".into(),
+                    json!(
+                        f.action
+                            .targets
+                            .iter()
+                            .map(|t| t.value.clone())
+                            .collect::<Vec<_>>()
+                    ),
+                );
+            }
+            if meta && f.meta_data.is_some() {
+                entry.insert("metaData".into(), meta_json(f));
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    let mut body = json!({ "success": true });
+    if let Some(forward) = &request.forward {
+        body["forward"] = json!(forward);
+    }
+    crate::http::paging::add_paging(&mut body, page, &request.page);
+    body["results"] = Value::Array(results);
+    body
+}
