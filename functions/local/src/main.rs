@@ -1,4 +1,5 @@
-//! `eider-local`: every endpoint group in one process, on the embedded store.
+//! `eider-local`: every endpoint group in one process, on the embedded store (or, with
+//! `EIDER_STORE=aws`, on DynamoDB + S3).
 //!
 //! Configuration comes from the environment (see the README): `EIDER_LISTEN`,
 //! `EIDER_DATA_DIR`, `EIDER_ACCESS_TOKEN`, `EIDER_DOMAIN`, ...
@@ -13,6 +14,7 @@ use eider_shared::domain::updates::LocalNotifier;
 use eider_shared::http::{AppState, finish};
 use eider_shared::store::blob_fs::FsBlobStore;
 use eider_shared::store::embedded::EmbeddedTable;
+use eider_shared::store::{BlobStore, Table};
 
 /// The local server's default request body limit (`EIDER_BODY_LIMIT` overrides it).
 const LOCAL_BODY_LIMIT: usize = 96 * 1024 * 1024;
@@ -51,16 +53,17 @@ async fn run() -> anyhow::Result<()> {
     let local = LocalConfig::from_env()?;
     std::fs::create_dir_all(&local.data_dir)
         .with_context(|| format!("cannot create data folder {}", local.data_dir.display()))?;
-    let table = Arc::new(EmbeddedTable::open(&local.data_dir.join("eider.redb"))?);
-    let blobs = Arc::new(FsBlobStore::new(local.data_dir.join("blobs"))?);
+    let store = Store::open(&local.data_dir).await?;
     // Journal writes wake the update streams directly: no polling of the store.
     let notifier = Arc::new(LocalNotifier::new());
+    let mut state =
+        AppState::new(store.table(), store.blobs.clone(), config).with_notifier(notifier.clone());
     // Search's full-text index; checked against the store in the background at start-up
     // (a crash may have left it behind, and removing the folder rebuilds it).
     // `EIDER_SEARCH_INDEX=terms` searches the table's term items instead, as the Lambda
-    // functions do (for comparing the two on the bench).
-    let mut state = AppState::new(table.clone(), blobs, config).with_notifier(notifier.clone());
-    if std::env::var("EIDER_SEARCH_INDEX").as_deref() != Ok("terms") {
+    // functions do (for comparing the two on the bench); so does the AWS store, which other
+    // processes write too.
+    if store.embedded.is_some() && std::env::var("EIDER_SEARCH_INDEX").as_deref() != Ok("terms") {
         let folder = local.data_dir.join("search-v1");
         let index = eider_shared::store::tantivy_index::TantivyIndex::open(&folder)?;
         state = state.with_text_index(Arc::new(index));
@@ -90,19 +93,21 @@ async fn run() -> anyhow::Result<()> {
     ));
     let app = finish(eider_local::router(), state.clone());
 
-    let purger = table.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PURGE_INTERVAL);
-        loop {
-            tick.tick().await;
-            let store = purger.clone();
-            match tokio::task::spawn_blocking(move || store.purge_expired()).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired items purged"),
-                Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "purge failed"),
-                _ => {}
+    // DynamoDB removes expired items itself (TTL); the embedded store is purged here.
+    if let Some(purger) = store.embedded.clone() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let store = purger.clone();
+                match tokio::task::spawn_blocking(move || store.purge_expired()).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired items purged"),
+                    Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "purge failed"),
+                    _ => {}
+                }
             }
-        }
-    });
+        });
+    }
 
     if !local.janitor_interval.is_zero() {
         tokio::spawn(janitor_loop(state, local.janitor_interval));
@@ -114,6 +119,7 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(
         listen = %local.listen,
         data = %local.data_dir.display(),
+        store = %store.describe,
         "eider-local ready"
     );
     println!("eider-local listening on http://{}", listener.local_addr()?);
@@ -133,6 +139,84 @@ async fn run() -> anyhow::Result<()> {
         Duration::from_secs(10),
     )
     .await;
+    Ok(())
+}
+
+/// Where the server keeps its data: the embedded store in the data folder (the default), or
+/// DynamoDB + S3 with `EIDER_STORE=aws` (`EIDER_TABLE`, `EIDER_BUCKET` and the standard AWS
+/// configuration: `AWS_ENDPOINT_URL`, region, credentials), for moto, DynamoDB Local or an
+/// account; `EIDER_CREATE_RESOURCES=1` creates the table (as template.yaml declares it) and
+/// the bucket first.
+struct Store {
+    table: Arc<dyn Table>,
+    blobs: Arc<dyn BlobStore>,
+    embedded: Option<Arc<EmbeddedTable>>,
+    describe: String,
+}
+
+impl Store {
+    async fn open(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+        let kind = std::env::var("EIDER_STORE").unwrap_or_else(|_| "embedded".into());
+        match kind.as_str() {
+            "" | "embedded" => {
+                let table = Arc::new(EmbeddedTable::open(&data_dir.join("eider.redb"))?);
+                let blobs = Arc::new(FsBlobStore::new(data_dir.join("blobs"))?);
+                Ok(Store {
+                    table: table.clone(),
+                    blobs,
+                    embedded: Some(table),
+                    describe: format!("embedded in {}", data_dir.display()),
+                })
+            }
+            "aws" => {
+                let cloud = eider_shared::config::CloudConfig::from_env()?;
+                let (dynamo, s3) = eider_shared::store::s3::aws_clients_from_env().await;
+                if std::env::var("EIDER_CREATE_RESOURCES").as_deref() == Ok("1") {
+                    create_resources(&dynamo, &s3, &cloud.table, &cloud.bucket).await?;
+                }
+                let describe =
+                    format!("DynamoDB table {}, S3 bucket {}", cloud.table, cloud.bucket);
+                Ok(Store {
+                    table: Arc::new(eider_shared::store::dynamo::DynamoTable::new(
+                        dynamo,
+                        cloud.table,
+                    )),
+                    blobs: Arc::new(eider_shared::store::s3::S3BlobStore::new(s3, cloud.bucket)),
+                    embedded: None,
+                    describe,
+                })
+            }
+            other => anyhow::bail!("EIDER_STORE must be embedded or aws, not {other:?}"),
+        }
+    }
+
+    fn table(&self) -> Arc<dyn Table> {
+        self.table.clone()
+    }
+}
+
+/// Creates the table and the bucket unless they exist (for moto and test accounts).
+async fn create_resources(
+    dynamo: &aws_sdk_dynamodb::Client,
+    s3: &aws_sdk_s3::Client,
+    table: &str,
+    bucket: &str,
+) -> anyhow::Result<()> {
+    let exists = dynamo
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        eider_shared::store::dynamo::create_table(dynamo, table)
+            .await
+            .with_context(|| format!("cannot create the table {table}"))?;
+        tracing::info!(table, "table created");
+    }
+    eider_shared::store::s3::create_bucket(s3, bucket)
+        .await
+        .with_context(|| format!("cannot create the bucket {bucket}"))?;
     Ok(())
 }
 
