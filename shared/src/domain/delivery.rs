@@ -53,12 +53,10 @@ use crate::config::DeliveryConfig;
 use crate::id::ObjectId;
 use crate::mail::outbound::{OutEnvelope, Outbound, send_smtp, split_host_port};
 use crate::mail::parse::{self, ParsedMessage};
-use crate::store::{Item, Update, Write};
+use crate::store::{Item, Write};
 
 /// A delivery is remembered this long (a retried SES invocation comes within minutes).
 const DELIVERY_RECORD_SECONDS: i64 = 24 * 3600;
-/// The forwards counter's window: `limits.forwards` is per day.
-const FORWARD_WINDOW_SECONDS: i64 = 24 * 3600;
 
 /// A resolved recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,12 +385,7 @@ impl Delivery {
                 reason: "mailbox disabled".into(),
             });
         }
-        let mut prepared = format!(
-            "Delivered-To: {}\r\nReturn-Path: <{}>\r\n",
-            recipient.address, incoming.sender
-        )
-        .into_bytes();
-        prepared.extend_from_slice(incoming.raw);
+        let prepared = prepare(recipient, incoming);
         if prepared.len() > MAX_MESSAGE_SIZE {
             return Ok(Outcome::Refused {
                 reason: "message too large".into(),
@@ -596,16 +589,7 @@ impl Delivery {
         if decision.is_spam() {
             return skipped("spam is never forwarded");
         }
-        // A copy that already passed this recipient once is in a forwarding loop.
-        let passes = parsed
-            .headers
-            .iter()
-            .filter(|(n, v)| {
-                n.eq_ignore_ascii_case("delivered-to")
-                    && v.trim().eq_ignore_ascii_case(&recipient.address)
-            })
-            .count();
-        if passes > 1 {
+        if in_a_loop(parsed, recipient) {
             return skipped("forwarding loop (Delivered-To)");
         }
         match self.count_forwards(owner, targets.len()).await {
@@ -661,23 +645,9 @@ impl Delivery {
                 reason: "spam is never forwarded".into(),
             });
         }
-        let mut prepared = format!(
-            "Delivered-To: {}\r\nReturn-Path: <{}>\r\n",
-            recipient.address, incoming.sender
-        )
-        .into_bytes();
-        prepared.extend_from_slice(incoming.raw);
-        // A copy that already passed this address once is in a forwarding loop.
+        let prepared = prepare(recipient, incoming);
         let parsed = parse::parse_for_display(&prepared);
-        let passes = parsed
-            .headers
-            .iter()
-            .filter(|(n, v)| {
-                n.eq_ignore_ascii_case("delivered-to")
-                    && v.trim().eq_ignore_ascii_case(&recipient.address)
-            })
-            .count();
-        if passes > 1 {
+        if in_a_loop(&parsed, recipient) {
             return Ok(Outcome::Refused {
                 reason: "forwarding loop (Delivered-To)".into(),
             });
@@ -770,29 +740,8 @@ impl Delivery {
         let limit = match owner.user.limits.forwards {
             0 => self.state.config.max_forwards(),
             set => set,
-        } as i64;
-        let window = unix_now().div_euclid(FORWARD_WINDOW_SECONDS);
-        let key = keys::rate_window(&format!("fwd:{}", owner.user.id), window);
-        let counted = self
-            .state
-            .table
-            .update(
-                &key,
-                Update {
-                    expires_at: Some(Some((window + 1) * FORWARD_WINDOW_SECONDS)),
-                    ..Update::default().add("n", n as i64)
-                },
-                None,
-            )
-            .await?;
-        if counted.counter("n") > limit {
-            self.state
-                .table
-                .update(&key, Update::default().add("n", -(n as i64)), None)
-                .await?;
-            return Ok(false);
-        }
-        Ok(true)
+        };
+        forwarded::count_daily(&self.state, &format!("fwd:{}", owner.user.id), n, limit).await
     }
 
     async fn send_to_target(
@@ -968,6 +917,31 @@ impl Delivery {
             .await?
             .is_some_and(|(user, _)| user == recipient.user))
     }
+}
+
+/// The message as delivered to `recipient`: `Delivered-To` and `Return-Path` put first.
+fn prepare(recipient: &Recipient, incoming: &Incoming<'_>) -> Vec<u8> {
+    let mut prepared = format!(
+        "Delivered-To: {}\r\nReturn-Path: <{}>\r\n",
+        recipient.address, incoming.sender
+    )
+    .into_bytes();
+    prepared.extend_from_slice(incoming.raw);
+    prepared
+}
+
+/// Whether a prepared copy already passed `recipient` once (its `Delivered-To` twice): then
+/// forwarding it again would loop.
+fn in_a_loop(parsed: &ParsedMessage, recipient: &Recipient) -> bool {
+    parsed
+        .headers
+        .iter()
+        .filter(|(n, v)| {
+            n.eq_ignore_ascii_case("delivered-to")
+                && v.trim().eq_ignore_ascii_case(&recipient.address)
+        })
+        .count()
+        > 1
 }
 
 /// The delivery record of source id `id` for `recipient`.

@@ -384,28 +384,13 @@ pub async fn count_forwards(
     address: &ForwardedAddress,
     n: usize,
 ) -> DomainResult<bool> {
-    let limit = address.allowed_forwards(state) as i64;
-    let window = unix_now().div_euclid(FORWARD_WINDOW_SECONDS);
-    let key = forwards_key(&address.id, window);
-    let counted = state
-        .table
-        .update(
-            &key,
-            Update {
-                expires_at: Some(Some((window + 1) * FORWARD_WINDOW_SECONDS)),
-                ..Update::default().add("n", n as i64)
-            },
-            None,
-        )
-        .await?;
-    if counted.counter("n") > limit {
-        state
-            .table
-            .update(&key, Update::default().add("n", -(n as i64)), None)
-            .await?;
-        return Ok(false);
-    }
-    Ok(true)
+    count_daily(
+        state,
+        &format!("fwda:{}", address.id),
+        n,
+        address.allowed_forwards(state),
+    )
+    .await
 }
 
 /// Gives back `n` forwards counted today (none of them went out).
@@ -424,4 +409,36 @@ pub async fn return_forwards(
         )
         .await?;
     Ok(())
+}
+
+/// Adds `n` to today's counter of `subject` (`RATE#<subject>` / `W#<day>`, expiring with the
+/// day) unless that passes `limit`; false, and nothing counted, when it would. The forwards of
+/// users and of forwarded addresses are counted this way.
+pub async fn count_daily(
+    state: &AppState,
+    subject: &str,
+    n: usize,
+    limit: u64,
+) -> DomainResult<bool> {
+    let window = unix_now().div_euclid(FORWARD_WINDOW_SECONDS);
+    let key = keys::rate_window(subject, window);
+    let counted = state
+        .table
+        .update(
+            &key,
+            Update {
+                expires_at: Some(Some((window + 1) * FORWARD_WINDOW_SECONDS)),
+                ..Update::default().add("n", n as i64)
+            },
+            None,
+        )
+        .await?;
+    if counted.counter("n") > limit.min(i64::MAX as u64) as i64 {
+        state
+            .table
+            .update(&key, Update::default().add("n", -(n as i64)), None)
+            .await?;
+        return Ok(false);
+    }
+    Ok(true)
 }
