@@ -678,7 +678,10 @@ async fn domain_access_lists_decide_junk_for_tagged_users(app: TestApp) {
     )
     .await;
     let send = |from: &'static str, subject: &'static str| async move {
-        let raw = format!("From: <{from}>\nTo: tagged@example.com\nSubject: {subject}\n\nHi\n");
+        // A spoofed classification header, which delivery must replace or drop.
+        let raw = format!(
+            "From: <{from}>\nTo: tagged@example.com\nWD-Mail-Classification: not-junk\nSubject: {subject}\n\nHi\n"
+        );
         let conversation = converse_async(
             port,
             vec![(
@@ -707,6 +710,40 @@ async fn domain_access_lists_decide_junk_for_tagged_users(app: TestApp) {
         .map(|m| m["subject"].as_str().unwrap())
         .collect();
     assert_eq!(junked, ["blocked"]);
+    // WildDuck's classification headers say why (any the sender put in are replaced).
+    let source_of = |mailbox: String, uid: u64| {
+        let app = &app;
+        let tagged = tagged.clone();
+        async move {
+            let request = http::Request::get(format!(
+                "/users/{tagged}/mailboxes/{mailbox}/messages/{uid}/message.eml"
+            ))
+            .body(axum::body::Body::empty())
+            .unwrap();
+            let (_, _, bytes) = app.send_raw(request).await;
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    };
+    let blocked_source = source_of(junk.clone(), list["results"][0]["id"].as_u64().unwrap()).await;
+    assert!(
+        blocked_source.contains("\r\nWD-Mail-Classification: junk\r\n"),
+        "{blocked_source}"
+    );
+    assert!(blocked_source.contains("WD-Mail-Classification-Source: user-domainaccess\r\n"));
+    assert!(blocked_source.contains("messages from the sender domain spammy.example are blocked"));
+    let inbox = app.mailbox_id(&tagged, "INBOX").await;
+    let allowed_source = source_of(inbox.clone(), 1).await;
+    assert!(
+        allowed_source.contains("WD-Mail-Classification: not-junk\r\n"),
+        "{allowed_source}"
+    );
+    assert_eq!(allowed_source.matches("WD-Mail-Classification:").count(), 1);
+    // Subdomains are not listed: nothing decided, so the message is stored as sent (WildDuck).
+    let unlisted = source_of(inbox, 2).await;
+    assert!(
+        unlisted.contains("WD-Mail-Classification: not-junk"),
+        "kept as sent: {unlisted}"
+    );
     assert_eq!(
         inbox_subjects(&app, &tagged).await,
         ["an offer from a friend", "subdomains are not listed"]

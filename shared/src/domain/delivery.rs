@@ -37,7 +37,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -152,6 +152,94 @@ struct Decision {
     mailbox: Option<ObjectId>,
     targets: Vec<Target>,
     filters: Vec<ObjectId>,
+    /// What decided `spam`, for the `WD-Mail-Classification` headers.
+    spam_source: Option<SpamSource>,
+}
+
+/// What decided whether a message is junk (WildDuck's classification sources).
+#[derive(Debug, Clone, PartialEq)]
+enum SpamSource {
+    /// A domain access rule for the sender's domain.
+    DomainAccess { domain: String },
+    /// The user's spam level.
+    SpamLevel,
+    /// A filter, created then.
+    Filter { created: DateTime<Utc> },
+}
+
+impl SpamSource {
+    /// The `WD-Mail-Classification-Source` value.
+    fn name(&self) -> &'static str {
+        match self {
+            SpamSource::DomainAccess { .. } => "user-domainaccess",
+            SpamSource::SpamLevel => "user-spamlevel",
+            SpamSource::Filter { .. } => "user-filter",
+        }
+    }
+
+    /// The `WD-Mail-Classification-Info` sentence, WildDuck's wording.
+    fn info(&self, junk: bool) -> String {
+        match (self, junk) {
+            (SpamSource::DomainAccess { domain }, true) => format!(
+                "This message was moved to Junk because messages from the sender domain {domain} are blocked for your account. If this is not spam, mark it as Not Junk."
+            ),
+            (SpamSource::DomainAccess { domain }, false) => format!(
+                "This message was marked as not junk because messages from the sender domain {domain} are allowed for your account. If this is spam, move it to Junk."
+            ),
+            (SpamSource::SpamLevel, true) => "This message was moved to Junk by spam protection rules. If this is not spam, mark it as Not Junk.".into(),
+            (SpamSource::SpamLevel, false) => "This message was marked as not junk by spam protection rules. If this is spam, move it to Junk.".into(),
+            (SpamSource::Filter { created }, true) => format!(
+                "This message was moved to Junk by your mail filter added on {}. If this is not spam, update your filter settings in Webmail.",
+                created.format("%Y-%m-%d")
+            ),
+            (SpamSource::Filter { created }, false) => format!(
+                "This message was marked as not junk by your mail filter added on {}. If this is spam, update your filter settings in Webmail.",
+                created.format("%Y-%m-%d")
+            ),
+        }
+    }
+}
+
+/// The header fields delivery sets itself: any the sender put in are removed first.
+const CLASSIFICATION_HEADERS: [&str; 3] = [
+    "WD-Mail-Classification",
+    "WD-Mail-Classification-Source",
+    "WD-Mail-Classification-Info",
+];
+
+/// `prepared` with the classification headers set (after `Delivered-To` and `Return-Path`,
+/// any copies the message carried removed), when something decided spam.
+fn classified(prepared: bytes::Bytes, decision: &Decision) -> bytes::Bytes {
+    let Some(source) = &decision.spam_source else {
+        return prepared;
+    };
+    let junk = decision.is_spam();
+    let fields = [
+        if junk {
+            "junk".to_string()
+        } else {
+            "not-junk".to_string()
+        },
+        source.name().to_string(),
+        source.info(junk),
+    ];
+    let mut out = Vec::with_capacity(prepared.len() + 400);
+    // The two lines `prepare` put first stay first.
+    let mut rest: &[u8] = &prepared;
+    for _ in 0..2 {
+        if let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+            out.extend_from_slice(&rest[..end + 2]);
+            rest = &rest[end + 2..];
+        }
+    }
+    for (name, value) in CLASSIFICATION_HEADERS.iter().zip(&fields) {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(&crate::mail::parse::without_header_fields(
+        rest,
+        &CLASSIFICATION_HEADERS,
+    ));
+    bytes::Bytes::from(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +273,11 @@ impl Decision {
             {
                 *slot = Some(v);
                 self.order.push(key);
+                if key == ActionKey::Spam {
+                    self.spam_source = Some(SpamSource::Filter {
+                        created: filter.created,
+                    });
+                }
             }
         }
         for target in &a.targets {
@@ -200,23 +293,31 @@ impl Decision {
         }
     }
 
-    /// Decides spam ahead of every filter (a domain access rule): no filter changes it.
-    fn decide_spam(&mut self, spam: bool) {
+    /// Decides spam ahead of every filter (a domain access rule for `domain`): no filter
+    /// changes it.
+    fn decide_spam(&mut self, spam: bool, domain: &str) {
         self.spam = Some(spam);
         self.order.push(ActionKey::Spam);
+        self.spam_source = Some(SpamSource::DomainAccess {
+            domain: domain.to_string(),
+        });
     }
 
     /// The user's spam level against the source's score (§3 step 6).
     fn apply_spam_level(&mut self, level: u8, score: Option<u8>) {
         let decided = self.spam.is_some();
+        // Today's WildDuck: the level only fills in an undecided verdict (100 no longer
+        // overrides a filter's or a domain rule's junk).
         match level {
-            0 if !decided => self.spam = Some(true),
+            _ if decided => {}
+            0 => self.spam = Some(true),
             100 => self.spam = Some(false),
-            _ if !decided && score.unwrap_or(0) >= level.max(1) => self.spam = Some(true),
+            _ if score.unwrap_or(0) >= level.max(1) => self.spam = Some(true),
             _ => {}
         }
         if !decided && self.spam.is_some() {
             self.order.push(ActionKey::Spam);
+            self.spam_source = Some(SpamSource::SpamLevel);
         }
     }
 
@@ -406,8 +507,8 @@ impl Delivery {
         });
         let mut decision = Decision::default();
         // The sender's domain on the user's tags' access lists decides spam first, for good.
-        if let Some(access) = self.domain_access(&owner, &parsed).await {
-            decision.decide_spam(access == domain_access::Access::Block);
+        if let Some((access, domain)) = self.domain_access(&owner, &parsed).await {
+            decision.decide_spam(access == domain_access::Access::Block, &domain);
         }
         for filter in &filters {
             if filter.matches(&input) {
@@ -419,6 +520,7 @@ impl Delivery {
             &self.config.spam_headers,
         ));
         decision.apply_spam_level(owner.user.spam_level, score);
+        let prepared = classified(prepared, &decision);
 
         let (outcome, stored_id) = if decision.delete == Some(true) {
             let filters = decision.filters.clone();
@@ -469,13 +571,13 @@ impl Delivery {
         &self,
         owner: &StoredUser,
         parsed: &ParsedMessage,
-    ) -> Option<domain_access::Access> {
+    ) -> Option<(domain_access::Access, String)> {
         if owner.user.tags.is_empty() {
             return None;
         }
         let (_, domain) = parsed.from.as_ref()?.address.rsplit_once('@')?;
         match domain_access::verdict(&self.state, &owner.user.tags, domain).await {
-            Ok(verdict) => verdict,
+            Ok(verdict) => verdict.map(|v| (v, domain.to_string())),
             Err(e) => {
                 tracing::warn!(user = %owner.user.id, error = %e, "domain access lists not read");
                 None

@@ -234,6 +234,40 @@ fn parse_inner(raw: &[u8]) -> ParsedMessage {
     parse_with(raw, true)
 }
 
+/// `raw` without the top-level header fields named in `names` (any case), their folded
+/// continuation lines included; the body and every other field stay byte for byte.
+pub fn without_header_fields(raw: &[u8], names: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    let mut dropping = false;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let line = &rest[..end];
+        rest = &rest[end..];
+        if line == b"\r\n" || line == b"\n" {
+            // The end of the header: the rest is the body.
+            out.extend_from_slice(line);
+            out.extend_from_slice(rest);
+            break;
+        }
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            let name = line
+                .iter()
+                .position(|&b| b == b':')
+                .map(|colon| String::from_utf8_lossy(&line[..colon]).trim().to_string());
+            dropping = name.is_some_and(|n| names.iter().any(|x| x.eq_ignore_ascii_case(&n)));
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 /// Decodes an encoded body taken from `raw[body_start..body_end]`: lenient base64 (invalid
 /// characters skipped, padding anywhere ends a group), quoted-printable (soft breaks removed,
 /// trailing blanks dropped, broken escapes kept literally); any other encoding
@@ -2612,6 +2646,21 @@ mod tests {
         assert_eq!(
             text_to_html("  a <b> & \"c\"  \r\nd\n\n\ne  "),
             "<p>a &lt;b&gt; &amp; &quot;c&quot;<br/>d</p><p>e</p>"
+        );
+    }
+
+    #[test]
+    fn named_header_fields_are_removed_with_their_continuations() {
+        let raw = b"A: 1\r\nWD-X: spoof\r\n\tmore\r\nB: 2\r\nwd-x: again\r\n\r\nWD-X: body\r\n";
+        assert_eq!(
+            without_header_fields(raw, &["WD-X"]),
+            b"A: 1\r\nB: 2\r\n\r\nWD-X: body\r\n"
+        );
+        assert_eq!(without_header_fields(b"", &["A"]), b"");
+        assert_eq!(without_header_fields(b"A: 1", &["A"]), b"");
+        assert_eq!(
+            without_header_fields(b"no colon\nA: 1\n", &["A"]),
+            b"no colon\n"
         );
     }
 
