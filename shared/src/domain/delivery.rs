@@ -1287,17 +1287,23 @@ mod tests {
     }
 
     #[test]
-    fn spam_level_zero_and_hundred_override_as_in_wildduck() {
+    fn spam_levels_fill_in_an_undecided_verdict_as_todays_wildduck() {
         let mut d = Decision::default();
         d.apply_spam_level(0, None);
         assert!(d.is_spam());
+        assert_eq!(d.spam_source, Some(SpamSource::SpamLevel));
+        let mut d = Decision::default();
+        d.apply_spam_level(100, Some(100));
+        assert_eq!(d.spam, Some(false));
+        // A filter's verdict stands (WildDuck 1.45 let level 100 override it; today's does not).
         let mut d = Decision::default();
         d.take(&filter(FilterAction {
             spam: Some(true),
             ..Default::default()
         }));
         d.apply_spam_level(100, None);
-        assert!(!d.is_spam());
+        assert!(d.is_spam());
+        assert!(matches!(d.spam_source, Some(SpamSource::Filter { .. })));
         let mut d = Decision::default();
         d.apply_spam_level(50, Some(75));
         assert!(d.is_spam());
