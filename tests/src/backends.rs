@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use eider_shared::store::blob_fs::FsBlobStore;
 use eider_shared::store::dynamo::{DynamoTable, create_table};
 use eider_shared::store::embedded::EmbeddedTable;
@@ -76,10 +77,59 @@ pub async fn moto() -> Backend {
     Backend {
         name: "moto",
         table: Arc::new(DynamoTable::new(dynamo, name.clone())),
-        blobs: Arc::new(S3BlobStore::new(s3, name)),
+        blobs: Arc::new(S3BlobStore::new(s3, name.clone())),
         text_index: None,
-        _guard: Box::new(()),
+        _guard: Box::new(MotoCleanup { name }),
     }
+}
+
+/// Deletes a test's moto table and bucket when the test ends: moto keeps everything in memory
+/// until it exits, and the suite's tables and messages add up.
+struct MotoCleanup {
+    name: String,
+}
+
+impl Drop for MotoCleanup {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // The test's runtime may be shutting down: a thread with its own, waited for, so the
+        // memory is free before the next test starts.
+        let removal = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the moto clean-up");
+            runtime.block_on(remove_from_moto(&name))
+        });
+        if let Ok(Err(e)) = removal.join() {
+            eprintln!("moto table and bucket not removed: {e:#}");
+        }
+    }
+}
+
+async fn remove_from_moto(name: &str) -> anyhow::Result<()> {
+    let (dynamo, s3) = moto::clients().await;
+    dynamo.delete_table().table_name(name).send().await?;
+    loop {
+        let listed = s3.list_objects_v2().bucket(name).send().await?;
+        let keys: Vec<_> = listed
+            .contents()
+            .iter()
+            .filter_map(|object| object.key())
+            .map(|key| ObjectIdentifier::builder().key(key).build())
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() {
+            break;
+        }
+        let delete = Delete::builder().set_objects(Some(keys)).build()?;
+        s3.delete_objects()
+            .bucket(name)
+            .delete(delete)
+            .send()
+            .await?;
+    }
+    s3.delete_bucket().bucket(name).send().await?;
+    Ok(())
 }
 
 /// Every backend.
