@@ -54,6 +54,37 @@ pub struct Config {
     /// Run-time overrides of some of the defaults above (`/settings`), shared by every clone
     /// of this config; read through [`Config::effective`].
     pub overrides: Arc<Overrides>,
+    /// `EIDER_WEBHOOK_*`: where webhooks may point, and how their deliveries are tried.
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhook deliveries (`/webhooks`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `EIDER_WEBHOOK_PRIVATE`: URLs may reach private networks (10/8, 172.16/12,
+    /// 192.168/16, 100.64/10, fc00::/7). Off in Lambda unless set; the local server allows.
+    pub allow_private: bool,
+    /// Loopback URLs (127/8, ::1): only the local server (development and tests).
+    pub allow_loopback: bool,
+    /// `EIDER_WEBHOOK_TIMEOUT_SECONDS`: one attempt's time, connection to last byte.
+    pub timeout: Duration,
+    /// `EIDER_WEBHOOK_ATTEMPTS`: attempts before a delivery is given up (WildDuck's 5).
+    pub attempts: u32,
+    /// `EIDER_WEBHOOK_BACKOFF_MS`: the wait after the first failed attempt, doubled after
+    /// each (WildDuck's 2 s).
+    pub backoff: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            allow_private: false,
+            allow_loopback: false,
+            timeout: Duration::from_secs(10),
+            attempts: 5,
+            backoff: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The defaults an operator can change at run time through `/settings` (WildDuck's `const:`
@@ -360,6 +391,7 @@ impl Default for Config {
             },
             tokens: TokenConfig::default(),
             overrides: Arc::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -485,6 +517,20 @@ impl Config {
                 strict_2fa: flag("EIDER_STRICT_2FA")?.unwrap_or(defaults.tokens.strict_2fa),
             },
             overrides: Arc::default(),
+            webhooks: WebhookConfig {
+                allow_private: flag("EIDER_WEBHOOK_PRIVATE")?
+                    .unwrap_or(defaults.webhooks.allow_private),
+                allow_loopback: false,
+                timeout: positive("EIDER_WEBHOOK_TIMEOUT_SECONDS")?
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.webhooks.timeout),
+                attempts: positive("EIDER_WEBHOOK_ATTEMPTS")?
+                    .map(|n| n.min(20) as u32)
+                    .unwrap_or(defaults.webhooks.attempts),
+                backoff: positive("EIDER_WEBHOOK_BACKOFF_MS")?
+                    .map(Duration::from_millis)
+                    .unwrap_or(defaults.webhooks.backoff),
+            },
             domain,
         })
     }

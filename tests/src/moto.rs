@@ -60,6 +60,17 @@ pub async fn clients() -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
     eider_shared::store::s3::clients_from_config(&config, true)
 }
 
+/// An SQS client for the moto server, with dummy credentials.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
 /// A name no other test uses (tables and buckets are created per test).
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())

@@ -35,8 +35,9 @@ fn functions(template: &Value) -> Vec<(String, String, Routes)> {
         let mut routes = BTreeSet::new();
         if let Some(events) = resource["Properties"]["Events"].as_mapping() {
             for (event_name, event) in events {
-                // A stream consumer's trigger is no route (checked in its own test below).
-                if event["Type"].as_str() == Some("DynamoDB") {
+                // A stream or queue consumer's trigger is no route (checked in its own test
+                // below).
+                if matches!(event["Type"].as_str(), Some("DynamoDB" | "SQS")) {
                     continue;
                 }
                 // Nor is the janitor's schedule (checked in its own test below).
@@ -93,6 +94,9 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         // Invoked by the WebSocket API and by the table's stream.
         ("eider-ws", Routes::new()),
         ("eider-stream-bridge", Routes::new()),
+        // Invoked by the table's stream and its SQS queue: see
+        // `webhooks_are_sent_from_the_stream_through_a_queue_with_a_dead_letter_queue`.
+        ("eider-webhooks", Routes::new()),
         // Invoked by an EventBridge schedule: see
         // `janitor_runs_on_a_schedule_with_time_and_rights_to_purge`.
         ("eider-janitor", Routes::new()),
@@ -352,4 +356,57 @@ fn janitor_runs_on_a_schedule_with_time_and_rights_to_purge() {
     );
     let ses = serde_yaml::to_string(&props["Policies"][2]).unwrap();
     assert!(ses.contains("ses:SendRawEmail"), "{ses}");
+}
+
+#[test]
+fn webhooks_are_sent_from_the_stream_through_a_queue_with_a_dead_letter_queue() {
+    let template = template();
+    let (_, function) = function(&template, "eider-webhooks");
+    let properties = &function["Properties"];
+    let queue_url = &properties["Environment"]["Variables"]["EIDER_WEBHOOK_QUEUE_URL"];
+    let names = |value: &Value, target: &str| format!("{value:?}").contains(target);
+    assert!(names(queue_url, "WebhookQueue"), "{queue_url:?}");
+    let events = &properties["Events"];
+    let stream = &events["NewDeliveries"]["Properties"];
+    assert_eq!(events["NewDeliveries"]["Type"], "DynamoDB");
+    let pattern = stream["FilterCriteria"]["Filters"][0]["Pattern"]
+        .as_str()
+        .unwrap();
+    assert!(
+        pattern.contains("WEBHOOK_QUEUE#") && pattern.contains("INSERT"),
+        "{pattern}"
+    );
+    assert!(names(
+        &stream["DestinationConfig"]["OnFailure"]["Destination"],
+        "WebhookDeadLetterQueue.Arn"
+    ));
+    let queue = &events["Deliveries"];
+    assert_eq!(queue["Type"], "SQS");
+    assert!(names(&queue["Properties"]["Queue"], "WebhookQueue.Arn"));
+    assert_eq!(
+        queue["Properties"]["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
+    let resources = &template["Resources"];
+    let redrive = &resources["WebhookQueue"]["Properties"]["RedrivePolicy"];
+    assert!(names(
+        &redrive["deadLetterTargetArn"],
+        "WebhookDeadLetterQueue.Arn"
+    ));
+    let visibility = resources["WebhookQueue"]["Properties"]["VisibilityTimeout"]
+        .as_u64()
+        .unwrap();
+    let timeout = properties["Timeout"].as_u64().unwrap();
+    assert!(
+        visibility >= 6 * timeout,
+        "visibility {visibility} s, timeout {timeout} s"
+    );
+    // The function's attempts end before the queue shows the message again.
+    let attempt = eider_shared::config::WebhookConfig::default()
+        .timeout
+        .as_secs();
+    assert!(
+        attempt < timeout,
+        "one attempt ({attempt} s) fits in the function ({timeout} s)"
+    );
 }

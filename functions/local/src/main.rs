@@ -50,6 +50,10 @@ async fn run() -> anyhow::Result<()> {
     if std::env::var_os("EIDER_BODY_LIMIT").is_none() {
         config.body_limit = LOCAL_BODY_LIMIT;
     }
+    // Webhooks may point at this machine and its network (development, tests); link-local
+    // and metadata addresses stay refused.
+    config.webhooks.allow_loopback = true;
+    config.webhooks.allow_private = true;
     let local = LocalConfig::from_env()?;
     std::fs::create_dir_all(&local.data_dir)
         .with_context(|| format!("cannot create data folder {}", local.data_dir.display()))?;
@@ -108,6 +112,12 @@ async fn run() -> anyhow::Result<()> {
             }
         });
     }
+
+    // Webhook deliveries: queued by every change, sent from here (never in a request).
+    tokio::spawn(eider_shared::domain::webhook_send::run_local(
+        state.clone(),
+        std::future::pending(),
+    ));
 
     if !local.janitor_interval.is_zero() {
         tokio::spawn(janitor_loop(state, local.janitor_interval));

@@ -4,9 +4,9 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json, Router};
-use eider_shared::domain::{health, outgoing, settings, users};
+use eider_shared::domain::{health, outgoing, settings, users, webhooks};
 use eider_shared::http::access::Caller;
-use eider_shared::http::extract::UserId;
+use eider_shared::http::extract::{UserId, WebhookId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::users as wire;
 use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
@@ -28,6 +28,10 @@ pub fn routes() -> Routes {
         .get("/settings", list_settings)
         .get("/settings/{key}", get_setting)
         .post("/settings/{key}", set_setting)
+        .get("/webhooks", list_webhooks)
+        .post("/webhooks", create_webhook)
+        .get("/webhooks/{webhook}", get_webhook)
+        .delete("/webhooks/{webhook}", delete_webhook)
 }
 
 pub fn router() -> Router<AppState> {
@@ -212,4 +216,56 @@ async fn set_setting(
     let value = eider_shared::http::wire::settings::value(params)?;
     settings::set(&state, &key, &value).await?;
     Ok(Json(json!({ "success": true, "key": key })))
+}
+
+/// `GET /webhooks` (WildDuck's): in creation order; a user token sees only its own user's.
+async fn list_webhooks(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let mut request = eider_shared::http::wire::webhooks::list(params)?;
+    if let Some(grant) = caller.user() {
+        request.user = Some(grant.user);
+    }
+    let listing = webhooks::list(&state, &request).await?;
+    Ok(Json(eider_shared::http::wire::webhooks::list_json(
+        &request, &listing,
+    )))
+}
+
+/// `POST /webhooks` (WildDuck's), answering also the signing secret, this once.
+async fn create_webhook(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let new = eider_shared::http::wire::webhooks::create(params)?;
+    let (hook, secret) = webhooks::create(&state, new).await?;
+    Ok(Json(
+        json!({ "success": true, "id": hook.id, "secret": secret }),
+    ))
+}
+
+/// `GET /webhooks/{webhook}` (Eider's): the webhook and how its deliveries go.
+async fn get_webhook(
+    State(state): State<AppState>,
+    Ids(id): Ids<WebhookId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let hook = webhooks::get(&state, &id).await?;
+    Ok(Json(eider_shared::http::wire::webhooks::webhook_json(
+        &hook,
+    )))
+}
+
+/// `DELETE /webhooks/{webhook}` (WildDuck's).
+async fn delete_webhook(
+    State(state): State<AppState>,
+    Ids(id): Ids<WebhookId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    webhooks::delete(&state, &id).await?;
+    Ok(Json(json!({ "success": true })))
 }

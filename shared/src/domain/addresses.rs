@@ -13,6 +13,7 @@ use super::names;
 use super::paging::{PageRequest, PageResult, bucket_names, count_buckets, walk_buckets};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, StoredUser, profile_touch, profile_update};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys, stats};
 use crate::id::ObjectId;
 use crate::store::{
@@ -372,7 +373,12 @@ pub async fn create(
             Err(e) => Err(e.into()),
         }
     })
-    .await
+    .await?;
+    let event = webhooks::Event::of("address.user.created", user)
+        .with("address", address.id)
+        .with("value", &address.address);
+    webhooks::publish(state, event).await;
+    Ok(address.id)
 }
 
 /// A `PUT /users/{user}/addresses/{address}` request; `None` leaves a field as it is.
@@ -480,7 +486,7 @@ pub async fn update(
 
 /// `DELETE /users/{user}/addresses/{address}`: the main address can't be deleted.
 pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<()> {
-    retry_on_conflict(USER_CONTENDED, || async move {
+    let value = retry_on_conflict(USER_CONTENDED, || async move {
         let owner = users::load(state, user).await?;
         let address = load(state, user, id).await?;
         if is_main(&owner, &address) {
@@ -492,7 +498,7 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
         writes.push(profile_touch(&owner));
         writes.push(stats::change(&[(stats::ADDRESSES, -1)]));
         match state.table.transact(writes).await {
-            Ok(()) => Ok(Attempt::Done(())),
+            Ok(()) => Ok(Attempt::Done(address.address)),
             Err(StoreError::ConditionFailed {
                 label: ADDRESS_GONE,
             }) => Err(not_found()),
@@ -500,7 +506,12 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
             Err(e) => Err(e.into()),
         }
     })
-    .await
+    .await?;
+    let event = webhooks::Event::of("address.user.deleted", user)
+        .with("address", id)
+        .with("value", value);
+    webhooks::publish(state, event).await;
+    Ok(())
 }
 
 /// A `GET /addresses` request.

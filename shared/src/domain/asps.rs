@@ -20,6 +20,7 @@ use super::addresses;
 use super::authlog::{AuthlogEntry, Session};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, profile_touch};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys, password};
 use crate::config::{Config, MailServer};
 use crate::id::ObjectId;
@@ -313,6 +314,10 @@ pub async fn create(state: &AppState, user: &ObjectId, input: NewAsp) -> DomainR
             })
         })
         .transpose()?;
+    let event = webhooks::Event::of("asp.created", user)
+        .with("asp", id)
+        .with("description", &description);
+    webhooks::publish(state, event).await;
     Ok(Created {
         id,
         password: clear,
@@ -337,6 +342,11 @@ pub async fn delete(
     match state.table.transact(writes).await {
         Ok(()) => {
             tracing::info!(user = %user, asp = %id, "ASP deleted");
+            webhooks::publish(
+                state,
+                webhooks::Event::of("asp.deleted", user).with("asp", id),
+            )
+            .await;
             Ok(())
         }
         Err(StoreError::ConditionFailed { label: ASP_GONE }) => Err(DomainError::AspNotFound(

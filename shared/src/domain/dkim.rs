@@ -25,6 +25,7 @@ use sha2::Digest as _;
 
 use super::paging::{PageRequest, PageResult, count_partition, walk_partition};
 use super::totp::{seal_for, unseal_for};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys, names};
 use crate::id::ObjectId;
 use crate::store::{Item, Write};
@@ -309,7 +310,22 @@ pub async fn set(state: &AppState, input: NewKey) -> DomainResult<DkimKey> {
             )),
         ])
         .await?;
+    let ev = if existing.is_some() {
+        "dkim.updated"
+    } else {
+        "dkim.created"
+    };
+    webhooks::publish(state, dkim_event(ev, &key)).await;
     Ok(key)
+}
+
+/// WildDuck's `dkim.*` events: `{dkim, domain, selector, fingerprint}`.
+fn dkim_event(ev: &'static str, key: &DkimKey) -> webhooks::Event {
+    webhooks::Event::new(ev)
+        .with("dkim", key.id)
+        .with("domain", &key.domain)
+        .with("selector", &key.selector)
+        .with("fingerprint", &key.fingerprint)
 }
 
 fn not_found() -> DomainError {
@@ -362,6 +378,7 @@ pub async fn delete(state: &AppState, id: &ObjectId) -> DomainResult<()> {
             Write::delete(keys::dkim_key_id(id)),
         ])
         .await?;
+    webhooks::publish(state, dkim_event("dkim.deleted", &key)).await;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::names;
 use super::paging::{PageRequest, PageResult, count_partition, walk_partition};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys};
 use crate::id::ObjectId;
 use crate::store::{Item, Write};
@@ -71,7 +72,10 @@ pub async fn create(state: &AppState, alias: &str, domain: &str) -> DomainResult
         ),
     ];
     match state.table.transact(writes).await {
-        Ok(()) => Ok(record.id),
+        Ok(()) => {
+            webhooks::publish(state, alias_event("domainalias.created", &record)).await;
+            Ok(record.id)
+        }
         Err(crate::store::StoreError::ConditionFailed { label: ALIAS_TAKEN }) => {
             Err(DomainError::AliasExists)
         }
@@ -125,7 +129,16 @@ pub async fn delete(state: &AppState, id: &ObjectId) -> DomainResult<DomainAlias
             Write::delete(keys::domain_alias_id(&record.id)),
         ])
         .await?;
+    webhooks::publish(state, alias_event("domainalias.deleted", &record)).await;
     Ok(record)
+}
+
+/// WildDuck's `domainalias.*` events: `{domainalias, alias, domain}`.
+fn alias_event(ev: &'static str, record: &DomainAlias) -> webhooks::Event {
+    webhooks::Event::new(ev)
+        .with("domainalias", record.id)
+        .with("alias", &record.alias)
+        .with("domain", &record.domain)
 }
 
 /// A `GET /domainaliases` request: `query` is a substring of the alias or the domain.

@@ -55,6 +55,8 @@ pub enum DomainError {
     DeleteInProgress,
     #[error("{0}")]
     DkimNotFound(&'static str),
+    #[error("{0}")]
+    WebhookNotFound(&'static str),
 
     /// Concurrent changes kept winning over this one: try again.
     #[error("{0}")]

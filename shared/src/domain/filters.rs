@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::authlog::{AuthlogEntry, Session};
 use super::names::normalize_address;
 use super::users::{self, FILTER_COUNT, MAX_FILTERS};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys, mailboxes};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
@@ -440,7 +441,11 @@ pub async fn create(
     );
     writes.extend(new_target_logs(state, &[], &filter, &session));
     match state.table.transact(writes).await {
-        Ok(()) => Ok(filter.id),
+        Ok(()) => {
+            let event = webhooks::Event::of("filter.created", user).with("filter", filter.id);
+            webhooks::publish(state, event).await;
+            Ok(filter.id)
+        }
         Err(StoreError::ConditionFailed {
             label: FILTER_LIMIT,
         }) => {
@@ -568,7 +573,11 @@ pub async fn update(
         &session,
     ));
     match state.table.transact(writes).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let event = webhooks::Event::of("filter.deleted", user).with("filter", id);
+            webhooks::publish(state, event).await;
+            Ok(())
+        }
         Err(StoreError::ConditionFailed { label: FILTER_GONE }) => {
             Err(DomainError::FilterNotFound("Filter was not found"))
         }

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::filters::{Target, TargetKind};
 use super::names::{self, AddressError};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys, stats, unix_now};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Key, StoreError, Update, Write};
@@ -216,7 +217,13 @@ pub async fn create(state: &AppState, input: NewForwarded) -> DomainResult<Objec
         stats::change(&[(stats::ADDRESSES, 1)]),
     ];
     match state.table.transact(writes).await {
-        Ok(()) => Ok(record.id),
+        Ok(()) => {
+            let event = webhooks::Event::new("address.forwarded.created")
+                .with("address", record.id)
+                .with("value", &record.address);
+            webhooks::publish(state, event).await;
+            Ok(record.id)
+        }
         Err(StoreError::ConditionFailed {
             label: ADDRESS_TAKEN,
         }) => Err(DomainError::AddressExists {
@@ -374,6 +381,10 @@ pub async fn delete(state: &AppState, id: &ObjectId) -> DomainResult<()> {
             stats::change(&[(stats::ADDRESSES, -1)]),
         ])
         .await?;
+    let event = webhooks::Event::new("address.forwarded.deleted")
+        .with("address", id)
+        .with("value", &current.address);
+    webhooks::publish(state, event).await;
     Ok(())
 }
 

@@ -485,3 +485,40 @@ pub fn address_register(user: &ObjectId, addrview: &str) -> Key {
         format!("{ADDRESS_REGISTER_SK_PREFIX}{addrview}"),
     )
 }
+
+/// Every webhook, in one partition (an operator has a handful).
+pub const WEBHOOKS_PK: &str = "WEBHOOKS";
+pub const WEBHOOK_SK_PREFIX: &str = "HOOK#";
+
+pub fn webhook(id: &ObjectId) -> Key {
+    Key::new(WEBHOOKS_PK, format!("{WEBHOOK_SK_PREFIX}{id}"))
+}
+
+/// Partitions of the webhook delivery queue (senders walk each).
+pub const WEBHOOK_QUEUE_SHARDS: u32 = 8;
+
+/// The queue partition of a webhook's deliveries: all of one endpoint's in one partition.
+pub fn webhook_queue_pk(shard: u32) -> String {
+    format!("WEBHOOK_QUEUE#{shard}")
+}
+
+pub fn webhook_queue_shard(hook: &ObjectId) -> u32 {
+    let bytes = hook.to_string().into_bytes();
+    bytes
+        .iter()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b)))
+        % WEBHOOK_QUEUE_SHARDS
+}
+
+/// A queued webhook delivery, sorted by when it is due (milliseconds).
+pub fn webhook_delivery(hook: &ObjectId, due_ms: i64, id: &str) -> Key {
+    Key::new(
+        webhook_queue_pk(webhook_queue_shard(hook)),
+        format!("{:013}#{id}", due_ms.max(0)),
+    )
+}
+
+/// A queue partition and the sort key below which its deliveries are due by `now_ms`.
+pub fn webhook_queue_until(shard: u32, now_ms: i64) -> (String, String) {
+    (webhook_queue_pk(shard), format!("{:013}#~", now_ms.max(0)))
+}

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::keys;
 use super::mailbox_names::default_mailbox_names;
 use super::users::{self, MAILBOX_COUNT};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, journal, retry, unix_now};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, SortRange, StoreError, Update, Write, query_all};
@@ -411,7 +412,13 @@ pub async fn create(
         json!({"command": "CREATE", "mailbox": mailbox.id, "path": path, "name": path}),
     ));
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
-        Ok(()) => Ok(mailbox.id),
+        Ok(()) => {
+            let event = webhooks::Event::of("mailbox.created", user)
+                .with("mailbox", mailbox.id)
+                .with("path", &path);
+            webhooks::publish(state, event).await;
+            Ok(mailbox.id)
+        }
         Err(StoreError::ConditionFailed { label: PATH_TAKEN }) => Err(exists_error()),
         Err(StoreError::ConditionFailed {
             label: MAILBOX_LIMIT,
@@ -572,6 +579,11 @@ pub async fn update(
             Err(e) => return Err(e.into()),
         }
     }
+    let event = webhooks::Event::of("mailbox.renamed", user)
+        .with("mailbox", id)
+        .with("previous", &current.mailbox.path)
+        .with("current", &new_path);
+    webhooks::publish(state, event).await;
     Ok(())
 }
 
@@ -581,17 +593,23 @@ pub async fn update(
 pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainResult<()> {
     let no_such_mailbox =
         || DomainError::MailboxNotFound("Mailbox deletion failed with code NoSuchMailbox");
-    retry::retry_on_conflict(
+    let deleted = retry::retry_on_conflict(
         "The mailbox was changed concurrently, try again",
         || async {
             let current = load(state, user, id).await.map_err(|_| no_such_mailbox())?;
             match try_delete(state, user, &current).await? {
-                true => Ok(retry::Attempt::Done(())),
+                true => Ok(retry::Attempt::Done(current.mailbox.path)),
                 false => Ok(retry::Attempt::Retry),
             }
         },
     )
-    .await?;
+    .await
+    .map(|path| {
+        webhooks::Event::of("mailbox.deleted", user)
+            .with("mailbox", id)
+            .with("path", path)
+    })?;
+    webhooks::publish(state, deleted).await;
     // Archive what fits in this request; the janitor finishes larger folders.
     super::messages::drain_deleted_mailbox(state, user, id, 500).await?;
     Ok(())

@@ -45,6 +45,10 @@ pub mod tokens;
 pub mod totp;
 pub mod updates;
 pub mod users;
+#[cfg(feature = "delivery")]
+pub mod webhook_send;
+pub mod webhook_url;
+pub mod webhooks;
 
 pub use error::{DomainError, DomainResult};
 pub use state::AppState;

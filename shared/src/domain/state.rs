@@ -26,6 +26,8 @@ pub struct AppState {
     /// The full-text index search asks which messages match (the local server's Tantivy).
     /// `None` in Lambda, where search walks the table's term items.
     pub text_index: Option<Arc<dyn TextIndex>>,
+    /// This process's copy of the webhook list, and the bell of its local sender.
+    pub webhooks: Arc<super::webhooks::Registry>,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             notifier: None,
             dispatcher: None,
             text_index: None,
+            webhooks: Arc::default(),
         }
     }
 

@@ -19,6 +19,7 @@ use super::names::{self, normalize_address, uview};
 use super::paging::{PageRequest, PageResult, bucket_names, count_buckets, walk_buckets};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::tokens::{self, Grant};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, journal, keys, password, stats};
 use crate::config::Config;
 use crate::id::ObjectId;
@@ -548,6 +549,11 @@ pub async fn create(state: &AppState, mut input: NewUser) -> DomainResult<Object
     match state.table.transact(writes).await {
         Ok(()) => {
             tracing::info!(user = %user.id, "user created");
+            let event = webhooks::Event::of("user.created", &user.id)
+                .with("username", &user.username)
+                .with("name", &user.name)
+                .with("address", address.as_ref().map(|a| a.address.clone()));
+            webhooks::publish(state, event).await;
             Ok(user.id)
         }
         Err(StoreError::ConditionFailed {

@@ -142,6 +142,8 @@ pub fn user_may(grant: &Grant, method: &Method, route: &str, user: Option<&str>)
         "/health" => true,
         // Every user's filters, narrowed to the caller's own by the handler (WildDuck's).
         "/filters" => method == Method::GET,
+        // Likewise: WildDuck lets a user token list its own user's webhooks.
+        "/webhooks" => method == Method::GET,
         "/users" => method == Method::GET,
         // Admin-only in WildDuck's roles (`deleteAny`, `updateAny` on users).
         "/users/{user}" if method == Method::DELETE => false,

@@ -115,6 +115,7 @@ impl From<DomainError> for ApiError {
             E::AccountFound => (S::CONFLICT, "AccountFound"),
             E::DeleteInProgress => (S::CONFLICT, "DeleteInProgress"),
             E::DkimNotFound(_) => (S::NOT_FOUND, "DkimNotFound"),
+            E::WebhookNotFound(_) => (S::NOT_FOUND, "WebhookNotFound"),
             E::UserExists { username } => {
                 return ApiError::conflict("UserExistsError", message)
                     .with_extra("username", username);

@@ -153,6 +153,11 @@ object_id_part!(
     "dkim"
 );
 object_id_part!(
+    /// `{webhook}`: a webhook's id.
+    WebhookId,
+    "webhook"
+);
+object_id_part!(
     /// `{asp}`.
     AspId,
     "asp"

@@ -1053,6 +1053,23 @@ pub fn item_from_stream_image(image: &Value) -> StoreResult<Item> {
     from_attributes(&attributes)
 }
 
+/// The stream image (`NewImage`) DynamoDB would give for `item`: the inverse of
+/// [`item_from_stream_image`] (tests build stream records with it).
+pub fn stream_image_of(item: &Item) -> Value {
+    let fields = to_attributes(item)
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let typed = match value {
+                AttributeValue::S(s) => serde_json::json!({ "S": s }),
+                AttributeValue::N(n) => serde_json::json!({ "N": n }),
+                _ => return None,
+            };
+            Some((name, typed))
+        })
+        .collect();
+    Value::Object(fields)
+}
+
 fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> StoreResult<Item> {
     let string = |name: &str| -> StoreResult<Option<String>> {
         match attributes.get(name) {

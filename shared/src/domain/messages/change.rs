@@ -12,6 +12,7 @@ use super::{
     retention_expiry,
 };
 use crate::domain::mailboxes::{self, StoredMailbox};
+use crate::domain::webhooks;
 use crate::domain::{AppState, DomainError, DomainResult, journal, keys, retry};
 use crate::id::ObjectId;
 use crate::store::{Item, Key, Query, SortRange, StoreError, Update, Write};
@@ -246,6 +247,7 @@ async fn try_flags(
     {
         Ok(()) => {
             super::indexing::relocate(state, messages.iter().zip(&after)).await;
+            webhooks::publish_all(state, after.iter().map(webhooks::message_flags).collect()).await;
             Ok(true)
         }
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
@@ -346,7 +348,16 @@ async fn try_move(
     )
     .await
     {
-        Ok(()) => super::indexing::relocate(state, chunk.iter().zip(&after)).await,
+        Ok(()) => {
+            super::indexing::relocate(state, chunk.iter().zip(&after)).await;
+            let mut events: Vec<webhooks::Event> = chunk
+                .iter()
+                .zip(&after)
+                .map(|(before, now)| webhooks::message_moved(before, now))
+                .collect();
+            events.extend(webhooks::marked(source, target, &after));
+            webhooks::publish_all(state, events).await;
+        }
         // Some message changed or vanished meanwhile: this batch moved nothing.
         Err(StoreError::ConditionFailed { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),

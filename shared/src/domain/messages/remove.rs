@@ -8,6 +8,7 @@ use super::change::BATCH;
 use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters, reload};
 use crate::domain::mailboxes::{self, StoredMailbox};
 use crate::domain::users::{self, ARCHIVED_COUNT, STORAGE_USED};
+use crate::domain::webhooks;
 use crate::domain::{AppState, DomainError, DomainResult, journal, keys, retry};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, Query, StoreError, Update, Write};
@@ -132,6 +133,7 @@ async fn try_remove(
         Err(e) => return Err(e.into()),
     }
     super::indexing::unindex(state, chunk).await;
+    webhooks::publish_all(state, chunk.iter().map(webhooks::message_deleted).collect()).await;
     for message in gone_for_good {
         if let Err(e) = state.blobs.delete(&message.blob).await {
             tracing::warn!(error = %e, blob = %message.blob, "blob not removed; the janitor retries");

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::domain::mailboxes::{self, StoredMailbox};
 use crate::domain::users::{self, STORAGE_USED, StoredUser};
+use crate::domain::webhooks;
 use crate::domain::{AppState, DomainError, DomainResult, journal, keys, unix_now};
 use crate::id::ObjectId;
 use crate::mail::parse::{self, ParsedMessage};
@@ -337,6 +338,7 @@ async fn commit_new_message(
     match journal::commit(state.table.as_ref(), &state.config, user, seq, 1, writes).await {
         Ok(()) => {
             super::indexing::index_new(state, &message, parsed).await;
+            webhooks::publish(state, webhooks::message_new(&message)).await;
             Ok(stored)
         }
         Err(StoreError::ConditionFailed {

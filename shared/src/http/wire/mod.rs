@@ -17,3 +17,4 @@ pub mod outgoing;
 pub mod settings;
 pub mod updates;
 pub mod users;
+pub mod webhooks;
