@@ -27,6 +27,7 @@ on_both_backends!(
     a_failing_endpoint_is_retried_then_marked_failing,
     a_hanging_endpoint_does_not_delay_mail_delivery,
     addresses_webhooks_may_not_reach_are_refused,
+    wildducks_account_events_fire_with_their_fields,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -378,6 +379,263 @@ async fn each_change_fires_its_event_once_signed(backend: eider_tests::backends:
 
     let theirs = sink.at("/ok/other");
     assert_eq!(theirs.len(), 0, "another user's webhook: {theirs:?}");
+}
+
+/// Calls the API and insists on 200.
+async fn ok(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, answer) = app.call(method, path, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{method} {path} {body:?}: {answer}");
+    answer
+}
+
+async fn wildducks_account_events_fire_with_their_fields(backend: eider_tests::backends::Backend) {
+    let app = TestApp::new(backend, config());
+    with_sender(&app);
+    let (sink, base) = Sink::start().await;
+    hook(&app, json!(["*"]), &format!("{base}/ok/all"), None).await;
+    let user = app
+        .create_user(json!({"username": "acct", "password": "pw", "address": "acct@old.example"}))
+        .await;
+    let u = |path: &str| format!("/users/{user}{path}");
+    let mut expected = vec!["user.created"];
+
+    ok(
+        &app,
+        "PUT",
+        &u(""),
+        Some(json!({"password": "a-new-password"})),
+    )
+    .await;
+    expected.push("user.password.changed");
+    let address = ok(
+        &app,
+        "POST",
+        &u("/addresses"),
+        Some(json!({"address": "second@example.com"})),
+    )
+    .await;
+    let address = address["id"].as_str().unwrap().to_string();
+    ok(&app, "DELETE", &u(&format!("/addresses/{address}")), None).await;
+    expected.extend(["address.user.created", "address.user.deleted"]);
+    let asp = ok(
+        &app,
+        "POST",
+        &u("/asps"),
+        Some(json!({"description": "Phone"})),
+    )
+    .await;
+    ok(
+        &app,
+        "DELETE",
+        &u(&format!("/asps/{}", asp["id"].as_str().unwrap())),
+        None,
+    )
+    .await;
+    expected.extend(["asp.created", "asp.deleted"]);
+    let filter = ok(
+        &app,
+        "POST",
+        &u("/filters"),
+        Some(json!({"query": {"from": "boss"}, "action": {"seen": true}})),
+    )
+    .await;
+    ok(
+        &app,
+        "DELETE",
+        &u(&format!("/filters/{}", filter["id"].as_str().unwrap())),
+        None,
+    )
+    .await;
+    expected.extend(["filter.created", "filter.deleted"]);
+    ok(
+        &app,
+        "PUT",
+        &u("/autoreply"),
+        Some(json!({"status": true, "subject": "Away", "text": "Back soon"})),
+    )
+    .await;
+    ok(&app, "DELETE", &u("/autoreply"), None).await;
+    expected.extend(["autoreply.user.enabled", "autoreply.user.disabled"]);
+    ok(&app, "DELETE", &u("/2fa"), None).await;
+    expected.push("mfa.disabled");
+    let mailbox = ok(&app, "POST", &u("/mailboxes"), Some(json!({"path": "Tmp"}))).await;
+    let mailbox = mailbox["id"].as_str().unwrap().to_string();
+    ok(
+        &app,
+        "PUT",
+        &u(&format!("/mailboxes/{mailbox}")),
+        Some(json!({"path": "Tmp2"})),
+    )
+    .await;
+    ok(&app, "DELETE", &u(&format!("/mailboxes/{mailbox}")), None).await;
+    expected.extend(["mailbox.created", "mailbox.renamed", "mailbox.deleted"]);
+    // Into Junk and out again.
+    let inbox = app.mailbox_id(&user, "INBOX").await;
+    let junk = app.mailbox_id(&user, "Junk").await;
+    let uid = app
+        .upload_ok(
+            &user,
+            &inbox,
+            "From: s@example.org\r\nSubject: spammy\r\n\r\nbuy\r\n",
+            json!({}),
+        )
+        .await;
+    let moved = ok(
+        &app,
+        "PUT",
+        &u(&format!("/mailboxes/{inbox}/messages/{uid}")),
+        Some(json!({"moveTo": junk})),
+    )
+    .await;
+    let junk_uid = moved["id"][0][1].as_u64().unwrap();
+    ok(
+        &app,
+        "PUT",
+        &u(&format!("/mailboxes/{junk}/messages/{junk_uid}")),
+        Some(json!({"moveTo": inbox})),
+    )
+    .await;
+    expected.extend([
+        "message.new",
+        "message.moved",
+        "marked.spam",
+        "message.moved",
+        "marked.ham",
+    ]);
+
+    let alias = ok(
+        &app,
+        "POST",
+        "/domainaliases",
+        Some(json!({"alias": "alias.example", "domain": "example.com"})),
+    )
+    .await;
+    ok(
+        &app,
+        "DELETE",
+        &format!("/domainaliases/{}", alias["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    expected.extend(["domainalias.created", "domainalias.deleted"]);
+    let key = ok(
+        &app,
+        "POST",
+        "/dkim",
+        Some(json!({"domain": "example.com", "selector": "s1"})),
+    )
+    .await;
+    ok(
+        &app,
+        "POST",
+        "/dkim",
+        Some(json!({"domain": "example.com", "selector": "s2"})),
+    )
+    .await;
+    ok(
+        &app,
+        "DELETE",
+        &format!("/dkim/{}", key["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    expected.extend(["dkim.created", "dkim.updated", "dkim.deleted"]);
+    let forwarded = ok(
+        &app,
+        "POST",
+        "/addresses/forwarded",
+        Some(json!({"address": "team@example.com", "targets": ["far@remote.example"]})),
+    )
+    .await;
+    ok(
+        &app,
+        "DELETE",
+        &format!("/addresses/forwarded/{}", forwarded["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    expected.extend(["address.forwarded.created", "address.forwarded.deleted"]);
+    ok(
+        &app,
+        "PUT",
+        "/addresses/renameDomain",
+        Some(json!({"oldDomain": "old.example", "newDomain": "new.example"})),
+    )
+    .await;
+    expected.push("address.domain.renamed");
+    ok(&app, "DELETE", &u(""), None).await;
+    ok(&app, "POST", &u("/restore"), None).await;
+    expected.extend(["user.delete.started", "user.delete.cancelled"]);
+
+    sink.wait_for("/ok/all", expected.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<Value> = sink.at("/ok/all").iter().map(Received::json).collect();
+    let mut names: Vec<&str> = got.iter().map(|b| b["ev"].as_str().unwrap()).collect();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
+    let find = |ev: &str| got.iter().find(|b| b["ev"] == ev).unwrap().clone();
+    for ev in [
+        "user.password.changed",
+        "asp.created",
+        "filter.created",
+        "mfa.disabled",
+        "user.delete.started",
+    ] {
+        assert_eq!(find(ev)["user"], user.as_str(), "{ev}");
+    }
+    let created = find("address.user.created");
+    assert_eq!(
+        (created["address"].as_str(), created["value"].as_str()),
+        (Some(&*address), Some("second@example.com"))
+    );
+    assert_eq!(find("asp.created")["description"], "Phone");
+    let renamed = find("mailbox.renamed");
+    assert_eq!(
+        (renamed["previous"].as_str(), renamed["current"].as_str()),
+        (Some("Tmp"), Some("Tmp2"))
+    );
+    assert_eq!(find("mailbox.deleted")["path"], "Tmp2");
+    let spam = find("marked.spam");
+    assert_eq!(
+        (spam["mailbox"].as_str(), spam["message"].as_u64()),
+        (Some(&*junk), Some(junk_uid))
+    );
+    assert_eq!(spam["subject"], "spammy");
+    assert_eq!(find("marked.ham")["mailbox"], inbox.as_str());
+    let alias_event = find("domainalias.created");
+    assert_eq!(
+        (
+            alias_event["alias"].as_str(),
+            alias_event["domain"].as_str()
+        ),
+        (Some("alias.example"), Some("example.com"))
+    );
+    assert!(alias_event.get("user").is_none());
+    let dkim = find("dkim.updated");
+    assert_eq!(
+        (dkim["domain"].as_str(), dkim["selector"].as_str()),
+        (Some("example.com"), Some("s2"))
+    );
+    assert!(dkim["fingerprint"].is_string());
+    assert_eq!(
+        find("address.forwarded.created")["value"],
+        "team@example.com"
+    );
+    let domain = find("address.domain.renamed");
+    assert_eq!(
+        (domain["previous"].as_str(), domain["current"].as_str()),
+        (Some("old.example"), Some("new.example"))
+    );
+    assert_eq!(
+        find("user.delete.started")["result"]["addresses"]["deleted"],
+        1
+    );
+    assert_eq!(
+        find("user.delete.cancelled")["result"]["addresses"]["recovered"],
+        1
+    );
+    drop(got);
 }
 
 async fn a_failing_endpoint_is_retried_then_marked_failing(

@@ -4,9 +4,9 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json, Router};
-use eider_shared::domain::{health, outgoing, settings, users, webhooks};
+use eider_shared::domain::{audit, health, outgoing, settings, users, webhooks};
 use eider_shared::http::access::Caller;
-use eider_shared::http::extract::{UserId, WebhookId};
+use eider_shared::http::extract::{AuditId, UserId, WebhookId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::users as wire;
 use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
@@ -32,6 +32,9 @@ pub fn routes() -> Routes {
         .post("/webhooks", create_webhook)
         .get("/webhooks/{webhook}", get_webhook)
         .delete("/webhooks/{webhook}", delete_webhook)
+        .post("/audit", create_audit)
+        .get("/audit/{audit}", get_audit)
+        .get("/audit/{audit}/export.mbox", export_audit)
 }
 
 pub fn router() -> Router<AppState> {
@@ -268,4 +271,73 @@ async fn delete_webhook(
     session_only(params)?;
     webhooks::delete(&state, &id).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// `POST /audit` (WildDuck's): the user's mail in the window is kept from now on.
+async fn create_audit(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    let new = eider_shared::http::wire::audit::create(params)?;
+    let id = audit::create(&state, new).await?;
+    Ok(Json(json!({ "success": true, "id": id })))
+}
+
+/// `GET /audit/{audit}` (WildDuck's).
+async fn get_audit(
+    State(state): State<AppState>,
+    Ids(id): Ids<AuditId>,
+    Params(params): Params,
+) -> ApiResult<Json<Value>> {
+    session_only(params)?;
+    let view = audit::get(&state, &id).await?;
+    Ok(Json(eider_shared::http::wire::audit::audit_json(&view)))
+}
+
+/// `GET /audit/{audit}/export.mbox` (WildDuck's). Streamed; where the blob store can hand out
+/// links (S3: a Lambda answer holds at most 6 MB) the file is written there and the answer
+/// redirects to it for 15 minutes.
+async fn export_audit(
+    State(state): State<AppState>,
+    Ids(id): Ids<AuditId>,
+    Params(params): Params,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use futures::TryStreamExt;
+    session_only(params)?;
+    let id = *id;
+    audit::get(&state, &id).await?;
+    let name = format!(
+        "audit/{id}/export-{}.mbox",
+        eider_shared::id::ObjectId::new()
+    );
+    let ttl = std::time::Duration::from_secs(15 * 60);
+    if let Some(url) = state
+        .blobs
+        .presign_get(
+            &name,
+            ttl,
+            "application/octet-stream",
+            Some("attachment; filename=export.mbox"),
+        )
+        .await?
+    {
+        let chunks: Vec<bytes::Bytes> = audit::export(state.clone(), id).try_collect().await?;
+        state.blobs.put(&name, chunks.concat().into()).await?;
+        return Ok(axum::response::Redirect::to(&url).into_response());
+    }
+    let body = axum::body::Body::from_stream(
+        audit::export(state, id).map_err(|e| std::io::Error::other(e.to_string())),
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=export.mbox",
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

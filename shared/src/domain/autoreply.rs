@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, StoredUser, profile_update};
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys};
 use crate::id::ObjectId;
 use crate::store::{Condition, Item, StoreError, Write};
@@ -96,7 +97,7 @@ pub async fn update(
     let now = Utc::now();
     let created = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
     let changes = &changes;
-    retry_on_conflict(USER_CONTENDED, || async move {
+    let id = retry_on_conflict(USER_CONTENDED, || async move {
         let owner = users::load(state, user).await.map_err(|e| match e {
             DomainError::UserNotFound(_) => DomainError::UserNotFound("Unknown user"),
             e => e,
@@ -145,7 +146,21 @@ pub async fn update(
             Err(e) => Err(e.into()),
         }
     })
-    .await
+    .await?;
+    if let Some(status) = changes.status {
+        webhooks::publish(state, status_event(user, status)).await;
+    }
+    Ok(id)
+}
+
+/// WildDuck's `autoreply.user.enabled` / `.disabled`.
+fn status_event(user: &ObjectId, enabled: bool) -> webhooks::Event {
+    let ev = if enabled {
+        "autoreply.user.enabled"
+    } else {
+        "autoreply.user.disabled"
+    };
+    webhooks::Event::of(ev, user)
 }
 
 /// The profile write of a settings change: the `autoreply` flag set to `status` when it
@@ -199,7 +214,9 @@ pub async fn delete(state: &AppState, user: &ObjectId) -> DomainResult<()> {
             Err(e) => Err(e.into()),
         }
     })
-    .await
+    .await?;
+    webhooks::publish(state, status_event(user, false)).await;
+    Ok(())
 }
 
 /// The hex SHA-256 of a sender address, lowercased: the key of its "already replied" mark.

@@ -10,6 +10,7 @@
 use super::addresses::{self, AddressChanges, ListedAddress};
 use super::forwarded::{self, ForwardedChanges};
 use super::paging::bucket_names;
+use super::webhooks;
 use super::{AppState, DomainError, DomainResult, dkim, domain_aliases, keys, names};
 use crate::store::{Index, Query, query_all};
 
@@ -99,5 +100,9 @@ pub async fn rename(
     renamed.dkim = u64::from(dkim::rename_domain(state, &old, &new).await?);
     renamed.aliases = domain_aliases::retarget(state, &old, &new).await?;
     tracing::info!(old, new, ?renamed, "domain renamed");
+    let event = webhooks::Event::new("address.domain.renamed")
+        .with("previous", &old)
+        .with("current", &new);
+    webhooks::publish(state, event).await;
     Ok(renamed)
 }

@@ -57,6 +57,8 @@ pub enum DomainError {
     DkimNotFound(&'static str),
     #[error("{0}")]
     WebhookNotFound(&'static str),
+    #[error("Audit not found")]
+    AuditNotFound,
 
     /// Concurrent changes kept winning over this one: try again.
     #[error("{0}")]

@@ -573,11 +573,7 @@ pub async fn update(
         &session,
     ));
     match state.table.transact(writes).await {
-        Ok(()) => {
-            let event = webhooks::Event::of("filter.deleted", user).with("filter", id);
-            webhooks::publish(state, event).await;
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(StoreError::ConditionFailed { label: FILTER_GONE }) => {
             Err(DomainError::FilterNotFound("Filter was not found"))
         }
@@ -597,7 +593,11 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
         },
     ];
     match state.table.transact(writes).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let event = webhooks::Event::of("filter.deleted", user).with("filter", id);
+            webhooks::publish(state, event).await;
+            Ok(())
+        }
         Err(StoreError::ConditionFailed { label: FILTER_GONE }) => {
             Err(DomainError::FilterNotFound("Filter was not found"))
         }

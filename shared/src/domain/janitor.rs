@@ -31,7 +31,7 @@ use super::archive::{self, ARCHIVED_GONE};
 use super::messages::{self, Archived, Message};
 use super::users::{self, ARCHIVED_COUNT};
 use super::{AppState, DomainError, DomainResult};
-use super::{keys, mailboxes, names, outgoing, quota_all, search_apply, stats, storage};
+use super::{audit, keys, mailboxes, names, outgoing, quota_all, search_apply, stats, storage};
 use crate::id::ObjectId;
 use crate::mail::parse;
 use crate::store::{
@@ -489,6 +489,8 @@ impl Run<'_> {
                     self.recount_quotas(&task).await?
                 } else if task.pk.starts_with(keys::CLEAR_TASK_PK_PREFIX) {
                     self.empty_folder(&task).await?
+                } else if task.pk.starts_with(keys::AUDIT_PK_PREFIX) {
+                    self.work_on_audit(&task).await?
                 } else if task.pk.starts_with(keys::OUTBOUND_PK_PREFIX) {
                     // Held by a live request (a fresh lease) counts as handled for this run.
                     let now = DateTime::from_timestamp(self.now, 0).unwrap_or_else(Utc::now);
@@ -518,6 +520,21 @@ impl Run<'_> {
             let finished = quota_all::step(self.state, &task.key()).await?;
             // A page recounts up to 50 users, each a read of its messages.
             self.report.items_deleted += quota_all::STEP;
+            if finished {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// An audit's copy, or its removal once expired: pages until done or the budget is spent.
+    async fn work_on_audit(&mut self, task: &Item) -> DomainResult<bool> {
+        loop {
+            if self.spent() {
+                return Ok(false);
+            }
+            let now = DateTime::from_timestamp(self.now, 0).unwrap_or_else(Utc::now);
+            let finished = audit::step(self.state, &task.key(), now).await?;
+            self.report.items_deleted += audit::STEP;
             if finished {
                 return Ok(true);
             }
@@ -754,6 +771,10 @@ impl Run<'_> {
         self.delete_keys(vec![tombstone.key()]).await?;
         self.report.users_purged += 1;
         tracing::info!(user = %user, "deleted user purged");
+        let result = serde_json::json!({ "user": user, "task": tombstone.body["task"] });
+        let event =
+            super::webhooks::Event::of("user.delete.completed", &user).with("result", result);
+        super::webhooks::publish(self.state, event).await;
         Ok(true)
     }
 

@@ -522,3 +522,37 @@ pub fn webhook_delivery(hook: &ObjectId, due_ms: i64, id: &str) -> Key {
 pub fn webhook_queue_until(shard: u32, now_ms: i64) -> (String, String) {
     (webhook_queue_pk(shard), format!("{:013}#~", now_ms.max(0)))
 }
+
+pub const AUDIT_PK_PREFIX: &str = "AUDIT#";
+
+/// An audit (`/audit`) and its copies share one partition.
+pub fn audit(id: &ObjectId) -> Key {
+    Key::new(format!("{AUDIT_PK_PREFIX}{id}"), "AUDIT")
+}
+
+pub const AUDIT_ENTRY_PREFIX: &str = "MSG#";
+
+/// A message copied into an audit, in arrival order.
+pub fn audit_entry(audit: &ObjectId, idate_ms: i64, message: &ObjectId) -> Key {
+    Key::new(
+        format!("AUDIT#{audit}"),
+        format!("{AUDIT_ENTRY_PREFIX}{:013}#{message}", idate_ms.max(0)),
+    )
+}
+
+/// The bytes of a message copied into an audit.
+pub fn audit_blob(audit: &ObjectId, message: &ObjectId) -> String {
+    format!("audit/{audit}/{message}")
+}
+
+pub const USER_AUDIT_PREFIX: &str = "AUDIT#";
+
+/// An audit of a user, in the user's partition: what a message store reads.
+pub fn user_audit(user: &ObjectId, audit: &ObjectId) -> Key {
+    Key::new(user_pk(user), format!("{USER_AUDIT_PREFIX}{audit}"))
+}
+
+/// An audit on the janitor's schedule (its copy, then its removal).
+pub fn audit_task_entry(due_unix: i64, audit: &ObjectId) -> IndexKey {
+    IndexKey::new(TASKS_PK, format!("{due_unix:012}#AUDIT#{audit}"))
+}

@@ -5,6 +5,7 @@ pub mod address_register;
 pub mod addresses;
 pub mod archive;
 pub mod asps;
+pub mod audit;
 pub mod auth;
 pub mod authlog;
 pub mod autoreply;

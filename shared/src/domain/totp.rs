@@ -400,6 +400,7 @@ pub async fn enable(
         journal::append(state.table.as_ref(), &state.config, id, event).await?;
     }
     tracing::info!(user = %id, "TOTP enabled");
+    super::webhooks::publish(state, super::webhooks::Event::of("mfa.totp.enabled", id)).await;
     Ok(())
 }
 
@@ -526,6 +527,7 @@ pub async fn disable(state: &AppState, id: &ObjectId, session: &Session) -> Doma
     })
     .await?;
     tracing::info!(user = %id, "TOTP disabled");
+    super::webhooks::publish(state, super::webhooks::Event::of("mfa.totp.disabled", id)).await;
     Ok(())
 }
 
@@ -539,6 +541,7 @@ pub async fn disable_all(state: &AppState, id: &ObjectId, session: &Session) -> 
     })
     .await?;
     tracing::info!(user = %id, "2FA disabled");
+    super::webhooks::publish(state, super::webhooks::Event::of("mfa.disabled", id)).await;
     Ok(())
 }
 

@@ -831,7 +831,11 @@ pub async fn update(
             Ok(Attempt::Done(()))
         }
     })
-    .await
+    .await?;
+    if new_password.is_some() {
+        webhooks::publish(state, webhooks::Event::of("user.password.changed", id)).await;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -934,6 +938,14 @@ pub async fn delete(state: &AppState, id: &ObjectId, request: DeleteUser) -> Dom
     let event = json!({"command": "LOGOUT", "reason": "Account was deleted"});
     journal::append(state.table.as_ref(), &state.config, id, event).await?;
     tracing::info!(user = %id, addresses, "user deleted");
+    let result = json!({
+        "user": id,
+        "addresses": { "deleted": addresses },
+        "deleteAfter": crate::time::iso(&purge_after),
+        "task": task,
+    });
+    let event = webhooks::Event::of("user.delete.started", id).with("result", result);
+    webhooks::publish(state, event).await;
     Ok(Deleted {
         addresses,
         purge_after,
@@ -1117,6 +1129,13 @@ pub async fn restore(state: &AppState, id: &ObjectId, session: &Session) -> Doma
         }
     }
     tracing::info!(user = %id, recovered, "user restored");
+    let result = json!({
+        "user": id,
+        "task": deleted.task,
+        "addresses": { "recovered": recovered, "main": &main },
+    });
+    let event = webhooks::Event::of("user.delete.cancelled", id).with("result", result);
+    webhooks::publish(state, event).await;
     Ok(Restored {
         task: deleted.task,
         recovered,

@@ -116,6 +116,7 @@ impl From<DomainError> for ApiError {
             E::DeleteInProgress => (S::CONFLICT, "DeleteInProgress"),
             E::DkimNotFound(_) => (S::NOT_FOUND, "DkimNotFound"),
             E::WebhookNotFound(_) => (S::NOT_FOUND, "WebhookNotFound"),
+            E::AuditNotFound => (S::NOT_FOUND, "AuditNotFoundError"),
             E::UserExists { username } => {
                 return ApiError::conflict("UserExistsError", message)
                     .with_extra("username", username);

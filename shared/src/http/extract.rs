@@ -153,6 +153,11 @@ object_id_part!(
     "dkim"
 );
 object_id_part!(
+    /// `{audit}`: an audit's id.
+    AuditId,
+    "audit"
+);
+object_id_part!(
     /// `{webhook}`: a webhook's id.
     WebhookId,
     "webhook"

@@ -133,6 +133,8 @@ pub async fn store(
             UPLOAD_SETTLED,
         )])
         .await?;
+    // A cheap copy (shared bytes), for the audits that keep this message.
+    let kept = raw.clone();
     if let Err(e) = state.blobs.put(&blob, raw).await {
         let _ = state.table.transact(vec![Write::delete(pending)]).await;
         return Err(e.into());
@@ -150,6 +152,7 @@ pub async fn store(
         &upload,
         idempotency.as_ref(),
         allowed,
+        &kept,
     )
     .await;
     match result {
@@ -235,6 +238,7 @@ async fn commit_new_message(
     upload: &Upload,
     idempotency: Option<&Key>,
     allowed: i64,
+    raw: &Bytes,
 ) -> Result<Stored, Commit> {
     let user = &owner.user.id;
     let (thread, thread_writes) = resolve_thread(state, user, parsed).await?;
@@ -339,6 +343,7 @@ async fn commit_new_message(
         Ok(()) => {
             super::indexing::index_new(state, &message, parsed).await;
             webhooks::publish(state, webhooks::message_new(&message)).await;
+            crate::domain::audit::on_stored(state, &message, mailbox, raw).await;
             Ok(stored)
         }
         Err(StoreError::ConditionFailed {

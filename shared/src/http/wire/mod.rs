@@ -2,6 +2,7 @@
 //! commands (with WildDuck's messages), and the domain's results answered as WildDuck's JSON.
 
 pub mod addresses;
+pub mod audit;
 pub mod auth;
 pub mod authlog;
 pub mod autoreply;
