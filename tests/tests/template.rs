@@ -142,7 +142,17 @@ fn functions_run_on_the_rust_runtime_with_the_table_and_bucket() {
     let globals = &template["Globals"]["Function"];
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
     assert_eq!(globals["Handler"].as_str(), Some("bootstrap"));
-    assert_eq!(globals["Architectures"][0].as_str(), Some("x86_64"));
+    // arm64 by default, x86_64 selectable (builds on x86_64 machines pick it).
+    assert!(format!("{:?}", globals["Architectures"][0]).contains("Architecture"));
+    let architecture = &template["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"].as_str(), Some("arm64"));
+    let allowed: Vec<&str> = architecture["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(allowed, ["arm64", "x86_64"]);
     let variables = globals["Environment"]["Variables"].as_mapping().unwrap();
     for name in [
         "EIDER_TABLE",
@@ -409,4 +419,89 @@ fn webhooks_are_sent_from_the_stream_through_a_queue_with_a_dead_letter_queue() 
         attempt < timeout,
         "one attempt ({attempt} s) fits in the function ({timeout} s)"
     );
+}
+
+#[test]
+fn secrets_come_from_secrets_manager_never_from_parameters() {
+    let template = template();
+    let parameters = template["Parameters"].as_mapping().unwrap();
+    for (name, parameter) in parameters {
+        let name = name.as_str().unwrap();
+        assert!(
+            !["AccessToken", "SecretKey"].contains(&name),
+            "{name}: a secret as a template parameter"
+        );
+        assert!(
+            parameter["NoEcho"].is_null(),
+            "{name}: a hidden parameter is a secret"
+        );
+    }
+    let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
+    for (variable, field) in [
+        ("EIDER_ACCESS_TOKEN", "accessToken"),
+        ("EIDER_SECRET_KEY", "secretKey"),
+    ] {
+        let value = format!("{:?}", variables[variable]);
+        assert!(
+            value.contains("resolve:secretsmanager") && value.contains(field),
+            "{variable}: {value}"
+        );
+    }
+    // Every function gets the key: they all may seal or open secrets (TOTP seeds, DKIM keys,
+    // webhook secrets), so none overrides it.
+    for (name, _, _) in functions(&template) {
+        let own = &template["Resources"][name.as_str()]["Properties"]["Environment"]["Variables"];
+        assert!(
+            own["EIDER_SECRET_KEY"].is_null(),
+            "{name} overrides EIDER_SECRET_KEY"
+        );
+    }
+    let key = &template["Resources"]["SecretKeySecret"]["Properties"]["GenerateSecretString"];
+    assert_eq!(key["PasswordLength"].as_u64(), Some(64));
+    assert_eq!(
+        key["ExcludeCharacters"].as_str(),
+        Some("ghijklmnopqrstuvwxyz")
+    );
+    assert_eq!(key["ExcludeUppercase"].as_bool(), Some(true));
+}
+
+#[test]
+fn every_function_has_alarms_and_failed_events_are_kept() {
+    let template = template();
+    let resources = &template["Resources"];
+    for (name, _, _) in functions(&template) {
+        for metric in ["Errors", "Throttles"] {
+            let alarm = &resources[format!("{name}{metric}Alarm").as_str()]["Properties"];
+            assert_eq!(alarm["MetricName"].as_str(), Some(metric), "{name}");
+            assert!(
+                format!("{:?}", alarm["Dimensions"]).contains(&name),
+                "{name}"
+            );
+            assert!(
+                format!("{:?}", alarm["AlarmActions"]).contains("AlarmTopic"),
+                "{name}"
+            );
+        }
+    }
+    for alarm in [
+        "HttpApi5xxAlarm",
+        "WebhookDeadLetterAlarm",
+        "FailedEventsAlarm",
+    ] {
+        let actions = format!("{:?}", resources[alarm]["Properties"]["AlarmActions"]);
+        assert!(actions.contains("AlarmTopic"), "{alarm}");
+    }
+    // Asynchronous invocations (SES, the schedule) and the bridge's stream records end in a
+    // queue when every attempt failed.
+    for binary in ["eider-ingest", "eider-janitor"] {
+        let (name, function) = function(&template, binary);
+        let config = &function["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert!(
+            format!("{config:?}").contains("FailedEventsQueue.Arn"),
+            "{name}"
+        );
+    }
+    let (_, bridge) = function(&template, "eider-stream-bridge");
+    let stream = &bridge["Properties"]["Events"]["JournalStream"]["Properties"];
+    assert!(format!("{:?}", stream["DestinationConfig"]).contains("FailedEventsQueue.Arn"));
 }
