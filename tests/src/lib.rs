@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backends;
+pub mod clock;
 pub mod counting;
 pub mod faults;
 pub mod lmtp_client;

@@ -808,6 +808,8 @@ async fn every_filter_action_is_applied(app: TestApp) {
 // Forwards and target URLs
 
 async fn forwards_and_target_urls_go_out_and_failures_are_recorded(app: TestApp) {
+    // Daily counters: the test must run within one UTC day.
+    eider_tests::clock::clear_of_utc_midnight(std::time::Duration::from_secs(60)).await;
     let erin = new_user(&app, "erin", json!({"address": "erin@example.com"})).await;
     let inbox = app.mailbox_id(&erin, "INBOX").await;
     let sink = smtp_sink().await;

@@ -370,6 +370,8 @@ async fn wildcard_addresses_catch_mail_with_the_longest_match_first(app: TestApp
 }
 
 async fn forwarded_addresses_are_managed_and_forward_over_lmtp(app: TestApp) {
+    // Daily counters: the test must run within one UTC day.
+    eider_tests::clock::clear_of_utc_midnight(std::time::Duration::from_secs(60)).await;
     let local = new_user(&app, "local", "local@example.com").await;
     let hooks = http_sink().await;
     let sink = smtp_sink().await;

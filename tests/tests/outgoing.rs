@@ -373,6 +373,8 @@ async fn scheduled_sends_wait_and_cancelled_ones_never_go(app: TestApp) {
 }
 
 async fn the_daily_limit_refuses_the_recipients_that_exceed_it(app: TestApp) {
+    // Daily counters: the test must run within one UTC day.
+    eider_tests::clock::clear_of_utc_midnight(std::time::Duration::from_secs(60)).await;
     let (app, sink) = sending_app(app).await;
     let alice = user(&app, "frank").await;
     ok(

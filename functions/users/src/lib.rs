@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json, Router};
-use eider_shared::domain::{audit, health, outgoing, settings, users, webhooks};
+use eider_shared::domain::{audit, data_export, health, outgoing, settings, users, webhooks};
 use eider_shared::http::access::Caller;
 use eider_shared::http::extract::{AuditId, UserId, WebhookId};
 use eider_shared::http::validate::session_only;
@@ -35,6 +35,8 @@ pub fn routes() -> Routes {
         .post("/audit", create_audit)
         .get("/audit/{audit}", get_audit)
         .get("/audit/{audit}/export.mbox", export_audit)
+        .post("/data/export", export_data)
+        .post("/data/import", import_data)
 }
 
 pub fn router() -> Router<AppState> {
@@ -340,4 +342,50 @@ async fn export_audit(
         body,
     )
         .into_response())
+}
+
+/// `POST /data/export` (WildDuck's, with the messages too): JSON lines, streamed; where the
+/// blob store can hand out links (S3) the file is written there and the answer redirects.
+async fn export_data(
+    State(state): State<AppState>,
+    Params(params): Params,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use futures::TryStreamExt;
+    let selection = eider_shared::http::wire::data_export::export(params)?;
+    let users = data_export::selected(&state, &selection).await?;
+    let name = format!("exports/{}.jsonl", eider_shared::id::ObjectId::new());
+    let ttl = std::time::Duration::from_secs(15 * 60);
+    let disposition = "attachment; filename=export.jsonl";
+    if let Some(url) = state
+        .blobs
+        .presign_get(&name, ttl, "application/x-ndjson", Some(disposition))
+        .await?
+    {
+        let chunks: Vec<bytes::Bytes> = data_export::export(state.clone(), selection, users)
+            .try_collect()
+            .await?;
+        state.blobs.put(&name, chunks.concat().into()).await?;
+        return Ok(axum::response::Redirect::to(&url).into_response());
+    }
+    let body = axum::body::Body::from_stream(
+        data_export::export(state, selection, users)
+            .map_err(|e| std::io::Error::other(e.to_string())),
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson"),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `POST /data/import` (WildDuck's): the body is an export file.
+async fn import_data(State(state): State<AppState>, body: bytes::Bytes) -> ApiResult<Json<Value>> {
+    let imported = data_export::import(&state, &body).await?;
+    Ok(Json(eider_shared::http::wire::data_export::imported_json(
+        &imported,
+    )))
 }

@@ -68,7 +68,7 @@ impl Asp {
         scope != "master" && self.scopes.iter().any(|s| s == "*" || s == scope)
     }
 
-    fn item(&self) -> Item {
+    pub(crate) fn item(&self) -> Item {
         let item = Item::new(
             keys::asp(&self.user, &self.id),
             serde_json::to_value(self).unwrap_or(Value::Null),

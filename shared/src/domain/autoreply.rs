@@ -55,7 +55,7 @@ impl Autoreply {
             && self.end.is_none_or(|end| end >= now)
     }
 
-    fn item(&self) -> Item {
+    pub(crate) fn item(&self) -> Item {
         Item::new(
             keys::autoreply(&self.user),
             serde_json::to_value(self).unwrap_or_default(),

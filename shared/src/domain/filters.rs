@@ -472,6 +472,18 @@ fn no_such_mailbox() -> DomainError {
 }
 
 /// Every filter of a user, in id (creation, application) order.
+/// The writes of an account import: the filter as it was (its id kept) and the user's count.
+pub(crate) fn import_writes(filter: &Filter) -> Vec<Write> {
+    vec![
+        Write::put_new(filter.item(), FILTER_GONE),
+        Write::Update {
+            key: keys::user(&filter.user),
+            update: Update::default().add(FILTER_COUNT, 1),
+            guard: Some(Condition::Exists.labeled(users::USER_GONE)),
+        },
+    ]
+}
+
 pub async fn load_all(state: &AppState, user: &ObjectId) -> DomainResult<Vec<Filter>> {
     let query = Query::table(keys::user_pk(user))
         .range(SortRange::BeginsWith(keys::FILTER_SK_PREFIX.into()))

@@ -11,6 +11,7 @@ pub mod authlog;
 pub mod autoreply;
 pub mod compose;
 pub mod connections;
+pub mod data_export;
 #[cfg(feature = "delivery")]
 pub mod delivery;
 #[cfg(feature = "dkim")]

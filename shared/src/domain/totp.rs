@@ -70,7 +70,7 @@ impl TotpSeeds {
 const PLAIN_PREFIX: &str = "plain:";
 const SEALED_PREFIX: &str = "aes256gcm:";
 
-fn aad(user: &ObjectId) -> Vec<u8> {
+pub(crate) fn aad(user: &ObjectId) -> Vec<u8> {
     format!("eider-totp-seed:{user}").into_bytes()
 }
 

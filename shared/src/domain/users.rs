@@ -194,6 +194,23 @@ fn profile_item(user: &User, storage_used: i64, version: i64) -> Item {
     .with_gsi1(keys::users_listing(&user.unameview))
 }
 
+/// The writes of an account import: the profile as it was (its id kept, nothing stored yet),
+/// its username claim, and the user in the global count. Mailboxes, addresses and the rest
+/// follow as their own records.
+pub(crate) fn import_writes(user: &User) -> Vec<Write> {
+    vec![
+        Write::put_new(
+            Item::new(
+                keys::username_claim(&user.unameview),
+                json!({ "user": user.id }),
+            ),
+            USERNAME_TAKEN,
+        ),
+        Write::put_new(profile_item(user, 0, 0), PROFILE_CHANGED),
+        stats::change(&[(stats::USERS, 1)]),
+    ]
+}
+
 /// The write that replaces a profile's body if nobody changed it since it was read.
 pub fn profile_update(stored: &StoredUser, user: &User) -> Write {
     Write::Update {

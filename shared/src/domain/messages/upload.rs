@@ -41,6 +41,10 @@ pub struct Upload {
     pub seen: bool,
     pub flagged: bool,
     pub draft: bool,
+    /// The other flags, which only an account import sets on a new message.
+    pub answered: bool,
+    pub forwarded: bool,
+    pub deleted: bool,
     pub date: Option<DateTime<Utc>>,
     pub meta_data: Option<String>,
     pub idempotency_key: Option<String>,
@@ -265,9 +269,9 @@ async fn commit_new_message(
         seen: upload.seen,
         flagged: upload.flagged,
         draft: upload.draft,
-        deleted: false,
-        answered: false,
-        forwarded: false,
+        deleted: upload.deleted,
+        answered: upload.answered,
+        forwarded: upload.forwarded,
         attachments: parsed
             .attachments
             .iter()

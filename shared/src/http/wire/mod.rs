@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod authlog;
 pub mod autoreply;
+pub mod data_export;
 #[cfg(feature = "dkim")]
 pub mod dkim;
 pub mod domain_access;
