@@ -505,3 +505,91 @@ fn every_function_has_alarms_and_failed_events_are_kept() {
     let stream = &bridge["Properties"]["Events"]["JournalStream"]["Properties"];
     assert!(format!("{:?}", stream["DestinationConfig"]).contains("FailedEventsQueue.Arn"));
 }
+
+/// What each function may do beyond its logs, pinned: a new permission must be added here
+/// on purpose (and a function that does not touch S3, SES or a queue never gets it).
+#[test]
+fn each_function_has_only_the_permissions_it_needs() {
+    let template = template();
+    let expected: &[(&str, &[&str])] = &[
+        // /health's probe blob, audit exports, account imports (messages).
+        ("eider-users", &["DynamoDBCrudPolicy", "S3CrudPolicy"]),
+        ("eider-addresses", &["DynamoDBCrudPolicy"]),
+        ("eider-auth", &["DynamoDBCrudPolicy"]),
+        // Deleting a folder moves its messages' blobs along.
+        ("eider-mailboxes", &["DynamoDBCrudPolicy", "S3CrudPolicy"]),
+        ("eider-messages", &["DynamoDBCrudPolicy", "S3CrudPolicy"]),
+        ("eider-archive", &["DynamoDBCrudPolicy", "S3CrudPolicy"]),
+        ("eider-filters", &["DynamoDBCrudPolicy"]),
+        ("eider-autoreply", &["DynamoDBCrudPolicy"]),
+        (
+            "eider-submit",
+            &[
+                "DynamoDBCrudPolicy",
+                "S3CrudPolicy",
+                "ses:SendEmail,ses:SendRawEmail",
+            ],
+        ),
+        (
+            "eider-ingest",
+            &[
+                "DynamoDBCrudPolicy",
+                "S3CrudPolicy",
+                "ses:SendEmail,ses:SendRawEmail",
+            ],
+        ),
+        // Reads the journal only.
+        ("eider-updates", &["DynamoDBReadPolicy"]),
+        ("eider-ws", &["DynamoDBCrudPolicy"]),
+        (
+            "eider-stream-bridge",
+            &["DynamoDBCrudPolicy", "execute-api:ManageConnections"],
+        ),
+        (
+            "eider-webhooks",
+            &[
+                "DynamoDBCrudPolicy",
+                "SQSSendMessagePolicy",
+                "SQSSendMessagePolicy",
+            ],
+        ),
+        (
+            "eider-janitor",
+            &[
+                "DynamoDBCrudPolicy",
+                "S3CrudPolicy",
+                "ses:SendEmail,ses:SendRawEmail",
+            ],
+        ),
+    ];
+    let functions = functions(&template);
+    assert_eq!(functions.len(), expected.len());
+    for (binary, wanted) in expected {
+        let (name, function) = function(&template, binary);
+        let mut kinds = Vec::new();
+        for policy in function["Properties"]["Policies"].as_sequence().unwrap() {
+            for (kind, value) in policy.as_mapping().unwrap() {
+                let kind = kind.as_str().unwrap();
+                if kind == "Statement" {
+                    for statement in value.as_sequence().unwrap() {
+                        assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{name}");
+                        let actions: Vec<&str> = statement["Action"]
+                            .as_sequence()
+                            .unwrap()
+                            .iter()
+                            .map(|a| a.as_str().unwrap())
+                            .collect();
+                        assert!(
+                            !actions.iter().any(|a| a.contains('*')),
+                            "{name}: {actions:?}"
+                        );
+                        kinds.push(actions.join(","));
+                    }
+                } else {
+                    kinds.push(kind.to_string());
+                }
+            }
+        }
+        assert_eq!(kinds, *wanted, "{name} ({binary})");
+    }
+}

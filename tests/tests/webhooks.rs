@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use eider_shared::config::{Config, DeliveryConfig};
-use eider_shared::domain::delivery::{Delivery, Incoming};
+use eider_shared::domain::delivery::Delivery;
 use eider_shared::domain::webhook_send;
 use eider_shared::mail::outbound::Outbound;
 use eider_tests::app::{TestApp, test_config};
@@ -716,30 +716,37 @@ async fn a_hanging_endpoint_does_not_delay_mail_delivery(backend: eider_tests::b
         },
         DeliveryConfig::default(),
     );
-    let recipient = pipeline
-        .recipient("busy@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    for n in 0..3 {
-        let raw = format!(
-            "From: a@example.org\r\nTo: busy@example.com\r\nSubject: n{n}\r\n\r\nhello\r\n"
-        );
-        let incoming = Incoming {
-            raw: raw.as_bytes(),
-            sender: "a@example.org",
-            source: "LMTP",
-            id: None,
-            spam_score: None,
-        };
-        // Each delivery finishes while the endpoint still holds the earlier events.
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(15),
-            pipeline.deliver(&incoming, &recipient),
-        )
-        .await
-        .expect("delivery waited on the webhook");
-        assert!(format!("{outcome:?}").starts_with("Stored"), "{outcome:?}");
+    // The LMTP listener, as the local server runs it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(eider_local::lmtp::serve(
+        listener,
+        pipeline,
+        eider_local::lmtp::LmtpLimits::default(),
+        std::future::pending(),
+    ));
+    let messages: Vec<(String, Vec<String>, String)> = (0..3)
+        .map(|n| {
+            (
+                "a@example.org".to_string(),
+                vec!["busy@example.com".to_string()],
+                format!(
+                    "From: a@example.org\r\nTo: busy@example.com\r\nSubject: n{n}\r\n\r\nhello\r\n"
+                ),
+            )
+        })
+        .collect();
+    // Three deliveries in one session finish while the endpoint holds every event (its
+    // timeout is a minute).
+    let conversation = tokio::time::timeout(
+        Duration::from_secs(20),
+        eider_tests::lmtp_client::converse_async(port, messages),
+    )
+    .await
+    .expect("LMTP delivery waited on the webhook");
+    for message in &conversation.messages {
+        let codes: Vec<u16> = message.data.iter().map(|r| r.0).collect();
+        assert_eq!(codes, [250], "{message:?}");
     }
     sink.wait_for("/hang/x", 3).await;
     let inbox = app.mailbox_id(&user, "INBOX").await;

@@ -9,7 +9,7 @@ use eider_shared::http::access::Caller;
 use eider_shared::http::extract::{AuditId, UserId, WebhookId};
 use eider_shared::http::validate::session_only;
 use eider_shared::http::wire::users as wire;
-use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes};
+use eider_shared::http::{ApiResult, AppState, Ids, Params, Routes, download};
 use serde_json::{Value, json};
 
 /// Every route of this group: the router is built from it, and template.yaml must list it.
@@ -296,90 +296,41 @@ async fn get_audit(
     Ok(Json(eider_shared::http::wire::audit::audit_json(&view)))
 }
 
-/// `GET /audit/{audit}/export.mbox` (WildDuck's). Streamed; where the blob store can hand out
-/// links (S3: a Lambda answer holds at most 6 MB) the file is written there and the answer
-/// redirects to it for 15 minutes.
+/// `GET /audit/{audit}/export.mbox` (WildDuck's): streamed, or a link in Lambda.
 async fn export_audit(
     State(state): State<AppState>,
     Ids(id): Ids<AuditId>,
     Params(params): Params,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    use futures::TryStreamExt;
     session_only(params)?;
     let id = *id;
     audit::get(&state, &id).await?;
-    let name = format!(
-        "audit/{id}/export-{}.mbox",
+    let key = format!(
+        "exports/audit-{id}-{}.mbox",
         eider_shared::id::ObjectId::new()
     );
-    let ttl = std::time::Duration::from_secs(15 * 60);
-    if let Some(url) = state
-        .blobs
-        .presign_get(
-            &name,
-            ttl,
-            "application/octet-stream",
-            Some("attachment; filename=export.mbox"),
-        )
-        .await?
-    {
-        let chunks: Vec<bytes::Bytes> = audit::export(state.clone(), id).try_collect().await?;
-        state.blobs.put(&name, chunks.concat().into()).await?;
-        return Ok(axum::response::Redirect::to(&url).into_response());
-    }
-    let body = axum::body::Body::from_stream(
-        audit::export(state, id).map_err(|e| std::io::Error::other(e.to_string())),
-    );
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=export.mbox",
-            ),
-        ],
-        body,
+    let chunks = audit::export(state.clone(), id);
+    download::file(
+        &state,
+        &key,
+        "application/octet-stream",
+        "export.mbox",
+        chunks,
     )
-        .into_response())
+    .await
 }
 
-/// `POST /data/export` (WildDuck's, with the messages too): JSON lines, streamed; where the
-/// blob store can hand out links (S3) the file is written there and the answer redirects.
+/// `POST /data/export` (WildDuck's, with the messages too): JSON lines, streamed, or a link
+/// in Lambda.
 async fn export_data(
     State(state): State<AppState>,
     Params(params): Params,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    use futures::TryStreamExt;
     let selection = eider_shared::http::wire::data_export::export(params)?;
     let users = data_export::selected(&state, &selection).await?;
-    let name = format!("exports/{}.jsonl", eider_shared::id::ObjectId::new());
-    let ttl = std::time::Duration::from_secs(15 * 60);
-    let disposition = "attachment; filename=export.jsonl";
-    if let Some(url) = state
-        .blobs
-        .presign_get(&name, ttl, "application/x-ndjson", Some(disposition))
-        .await?
-    {
-        let chunks: Vec<bytes::Bytes> = data_export::export(state.clone(), selection, users)
-            .try_collect()
-            .await?;
-        state.blobs.put(&name, chunks.concat().into()).await?;
-        return Ok(axum::response::Redirect::to(&url).into_response());
-    }
-    let body = axum::body::Body::from_stream(
-        data_export::export(state, selection, users)
-            .map_err(|e| std::io::Error::other(e.to_string())),
-    );
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/x-ndjson"),
-            (axum::http::header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+    let key = format!("exports/{}.jsonl", eider_shared::id::ObjectId::new());
+    let chunks = data_export::export(state.clone(), selection, users);
+    download::file(&state, &key, "application/x-ndjson", "export.jsonl", chunks).await
 }
 
 /// `POST /data/import` (WildDuck's): the body is an export file.

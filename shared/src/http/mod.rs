@@ -2,6 +2,7 @@
 //! validation with WildDuck's messages, paging, and the finishing layer.
 
 pub mod access;
+pub mod download;
 pub mod error;
 pub mod extract;
 pub mod finish;
