@@ -15,3 +15,15 @@ pub mod id;
 pub mod mail;
 pub mod store;
 pub mod time;
+
+/// An error with its causes, `outer: inner: innermost`, for logs and failure reasons.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

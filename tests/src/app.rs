@@ -218,3 +218,33 @@ impl TestApp {
         body["limits"]["quota"]["used"].as_u64().unwrap()
     }
 }
+
+/// Calls the API and insists on 200; the answer.
+pub async fn ok(app: &TestApp, method: &str, uri: &str, body: Option<Value>) -> Value {
+    let (status, answer) = app.call(method, uri, body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{method} {uri} {body:?} -> {answer}"
+    );
+    answer
+}
+
+/// The bytes of a file the API answers: the body, or (S3) what its redirect points to.
+pub async fn download(app: &TestApp, request: Request<Body>) -> (http::HeaderMap, Vec<u8>) {
+    let (status, headers, bytes) = app.send_raw(request).await;
+    if status.is_redirection() {
+        let url = headers["location"].to_str().unwrap();
+        let response = reqwest::get(url).await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let headers = response.headers().clone();
+        return (headers, response.bytes().await.unwrap().to_vec());
+    }
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    (headers, bytes.to_vec())
+}

@@ -5,20 +5,14 @@ use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use eider_shared::domain::audit;
 use eider_shared::domain::janitor::{self, Budget};
-use eider_tests::app::TestApp;
+use eider_tests::app::{TestApp, download, ok};
 use eider_tests::on_both_backends;
-use serde_json::{Value, json};
+use serde_json::json;
 
 on_both_backends!(
     an_audit_keeps_its_window_and_exports_it_as_mbox,
     audit_requests_are_validated,
 );
-
-async fn ok(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> Value {
-    let (status, answer) = app.call(method, path, body.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{method} {path} {body:?}: {answer}");
-    answer
-}
 
 fn mail(subject: &str, body: &str) -> String {
     format!(
@@ -162,20 +156,13 @@ async fn export(app: &TestApp, id: &str) -> Vec<u8> {
     let request = http::Request::get(format!("/audit/{id}/export.mbox"))
         .body(axum::body::Body::empty())
         .unwrap();
-    let (status, headers, body) = app.send_raw(request).await;
-    if status.is_redirection() {
-        let url = headers["location"].to_str().unwrap();
-        let response = reqwest::get(url).await.unwrap();
-        assert_eq!(response.status(), 200);
-        return response.bytes().await.unwrap().to_vec();
-    }
-    assert_eq!(status, StatusCode::OK);
+    let (headers, body) = download(app, request).await;
     assert_eq!(headers["content-type"], "application/octet-stream");
     assert_eq!(
         headers["content-disposition"],
         "attachment; filename=export.mbox"
     );
-    body.to_vec()
+    body
 }
 
 async fn audit_requests_are_validated(app: TestApp) {

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use eider_shared::config::SecretKey;
-use eider_tests::app::{TestApp, test_config};
+use eider_tests::app::{TestApp, download, ok, test_config};
 use eider_tests::backends::{self, Backend};
 use eider_tests::totp::{enable_totp, now, totp_code};
 use serde_json::{Value, json};
@@ -41,12 +41,6 @@ fn app_with_key(backend: Backend, key: u8) -> TestApp {
     TestApp::new(backend, config)
 }
 
-async fn ok(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> Value {
-    let (status, answer) = app.call(method, path, body.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{method} {path} {body:?}: {answer}");
-    answer
-}
-
 async fn import(app: &TestApp, body: &[u8]) -> (StatusCode, Value) {
     let request = http::Request::post("/data/import")
         .header("content-type", "application/octet-stream")
@@ -60,21 +54,9 @@ async fn export(app: &TestApp, body: Value) -> Vec<u8> {
         .header("content-type", "application/json")
         .body(axum::body::Body::from(body.to_string()))
         .unwrap();
-    let (status, headers, bytes) = app.send_raw(request).await;
-    if status.is_redirection() {
-        let url = headers["location"].to_str().unwrap();
-        let response = reqwest::get(url).await.unwrap();
-        assert_eq!(response.status(), 200);
-        return response.bytes().await.unwrap().to_vec();
-    }
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
+    let (headers, bytes) = download(app, request).await;
     assert_eq!(headers["content-type"], "application/x-ndjson");
-    bytes.to_vec()
+    bytes
 }
 
 /// A user's folders with their messages: (mailbox id, path, [(subject, flags, raw)]).
@@ -102,19 +84,7 @@ async fn mail_of(
             ))
             .body(axum::body::Body::empty())
             .unwrap();
-            let (status, headers, raw) = app.send_raw(request).await;
-            let raw = if status.is_redirection() {
-                let url = headers["location"].to_str().unwrap();
-                reqwest::get(url)
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap()
-                    .to_vec()
-            } else {
-                raw.to_vec()
-            };
+            let (_, raw) = download(app, request).await;
             let flags = json!({
                 "seen": message["seen"], "flagged": message["flagged"], "draft": message["draft"],
                 "answered": message["answered"], "forwarded": message["forwarded"],

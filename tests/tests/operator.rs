@@ -8,7 +8,7 @@ use std::time::Duration;
 use eider_shared::config::DeliveryConfig;
 use eider_shared::domain::delivery::Delivery;
 use eider_shared::mail::outbound::Outbound;
-use eider_tests::app::TestApp;
+use eider_tests::app::{TestApp, ok};
 use eider_tests::lmtp_client::converse_async;
 use eider_tests::sinks::{http_sink, smtp_sink};
 use http::StatusCode;
@@ -33,16 +33,6 @@ eider_tests::on_both_backends!(
 async fn new_user(app: &TestApp, name: &str, address: &str) -> String {
     app.create_user(json!({"username": name, "password": "a-long-pass", "address": address}))
         .await
-}
-
-async fn ok(app: &TestApp, method: &str, uri: &str, body: Option<Value>) -> Value {
-    let (status, answer) = app.call(method, uri, body.clone()).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{method} {uri} {body:?} -> {answer}"
-    );
-    answer
 }
 
 /// Starts the LMTP listener over the app's storage, forwarding through `outbound`.

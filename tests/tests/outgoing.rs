@@ -13,7 +13,7 @@ use eider_shared::config::DeliveryConfig;
 use eider_shared::domain::delivery::Delivery;
 use eider_shared::domain::janitor::{self, Budget};
 use eider_shared::mail::outbound::Outbound;
-use eider_tests::app::TestApp;
+use eider_tests::app::{TestApp, ok};
 use eider_tests::sinks::{SmtpSink, smtp_sink};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -49,12 +49,6 @@ async fn sending_app(app: TestApp) -> (TestApp, SmtpSink) {
 async fn user(app: &TestApp, name: &str) -> String {
     app.create_user(json!({"username": name, "password": "pw", "name": format!("User {name}"), "address": format!("{name}@example.com")}))
         .await
-}
-
-async fn ok(app: &TestApp, method: &str, uri: &str, body: Option<Value>) -> Value {
-    let (status, answer) = app.call(method, uri, body).await;
-    assert_eq!(status, StatusCode::OK, "{method} {uri}: {answer}");
-    answer
 }
 
 /// The messages of a mailbox (by path), newest first.

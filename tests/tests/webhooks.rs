@@ -14,7 +14,7 @@ use eider_shared::config::{Config, DeliveryConfig};
 use eider_shared::domain::delivery::Delivery;
 use eider_shared::domain::webhook_send;
 use eider_shared::mail::outbound::Outbound;
-use eider_tests::app::{TestApp, test_config};
+use eider_tests::app::{TestApp, ok, test_config};
 use eider_tests::on_both_backends;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -146,6 +146,22 @@ async fn hook(app: &TestApp, types: Value, url: &str, user: Option<&str>) -> (St
         created["id"].as_str().unwrap().to_string(),
         created["secret"].as_str().unwrap().to_string(),
     )
+}
+
+/// The webhook's state once it is marked failing (within [`WAIT`]).
+async fn failing(app: &TestApp, id: &str) -> Value {
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, status) = app.get(&format!("/webhooks/{id}")).await;
+        if status["failing"] == true {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never marked failing: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The signature as a receiver computes it: HMAC-SHA256 of `<timestamp>.<body>`.
@@ -379,13 +395,6 @@ async fn each_change_fires_its_event_once_signed(backend: eider_tests::backends:
 
     let theirs = sink.at("/ok/other");
     assert_eq!(theirs.len(), 0, "another user's webhook: {theirs:?}");
-}
-
-/// Calls the API and insists on 200.
-async fn ok(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> Value {
-    let (status, answer) = app.call(method, path, body.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{method} {path} {body:?}: {answer}");
-    answer
 }
 
 async fn wildducks_account_events_fire_with_their_fields(backend: eider_tests::backends::Backend) {
@@ -667,18 +676,7 @@ async fn a_failing_endpoint_is_retried_then_marked_failing(
     assert_eq!(ids.len(), 1, "{tries:?}");
     // Every attempt of the one that stays down (3 here), then nothing more.
     sink.wait_for("/down/x", 3).await;
-    let until = tokio::time::Instant::now() + WAIT;
-    let status = loop {
-        let (_, status) = app.get(&format!("/webhooks/{down}")).await;
-        if status["failing"] == true {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "never marked failing: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = failing(&app, &down).await;
     assert!(
         status["lastError"].as_str().unwrap().contains("HTTP 500"),
         "{status}"
@@ -791,18 +789,7 @@ async fn addresses_webhooks_may_not_reach_are_refused(backend: eider_tests::back
         json!({"path": "Probe"}),
     )
     .await;
-    let until = tokio::time::Instant::now() + WAIT;
-    let status = loop {
-        let (_, status) = app.get(&format!("/webhooks/{id}")).await;
-        if status["failing"] == true {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "never marked failing: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = failing(&app, &id).await;
     assert!(
         status["lastError"].as_str().unwrap().contains("loopback"),
         "{status}"

@@ -26,7 +26,7 @@ use eider_shared::domain::keys::JOURNAL_PK_PREFIX;
 use eider_shared::domain::updates::JournalEvent;
 use eider_shared::id::ObjectId;
 use eider_shared::store::Table;
-use eider_shared::store::dynamo::item_from_stream_image;
+use eider_shared::store::dynamo::inserted_item;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -179,17 +179,10 @@ impl Bridge {
 /// The push of a stream record: `Ok(None)` for records that are not new journal events,
 /// `Err` for a journal record that can't be read.
 fn journal_push(record: &EventRecord) -> Result<Option<(ObjectId, Push)>, String> {
-    if record.event_name != "INSERT" {
-        return Ok(None);
-    }
     let image = serde_json::to_value(&record.change.new_image).map_err(|e| e.to_string())?;
-    let is_journal = image["pk"]["S"]
-        .as_str()
-        .is_some_and(|pk| pk.starts_with(JOURNAL_PK_PREFIX));
-    if !is_journal {
+    let Some(item) = inserted_item(&record.event_name, &image, JOURNAL_PK_PREFIX)? else {
         return Ok(None);
-    }
-    let item = item_from_stream_image(&image).map_err(|e| format!("{e:#}"))?;
+    };
     let user: ObjectId = item
         .pk
         .trim_start_matches(JOURNAL_PK_PREFIX)

@@ -287,7 +287,7 @@ impl UpdateStream {
     fn fail(&mut self, error: StoreError) {
         tracing::error!(
             user = %self.reader.user(),
-            error = %error_chain(&error),
+            error = %eider_shared::with_causes(&error),
             "updates stream could not read the journal"
         );
         self.push(frames::error_frame(
@@ -346,18 +346,6 @@ impl UpdateStream {
 fn instant_of(time: DateTime<Utc>) -> Instant {
     let left = (time - Utc::now()).to_std().unwrap_or_default();
     Instant::now() + left
-}
-
-/// The error with its sources, for the log.
-fn error_chain(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use eider_shared::domain::AppState;
 use eider_shared::domain::webhook_send::Sender;
 use eider_shared::domain::webhooks::Delivery;
 use eider_shared::store::Key;
-use eider_shared::store::dynamo::item_from_stream_image;
+use eider_shared::store::dynamo::inserted_item;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -190,17 +190,10 @@ fn record_id(record: &EventRecord) -> String {
 
 /// The delivery a stream record inserted: `Ok(None)` for any other record.
 fn new_delivery(record: &EventRecord) -> Result<Option<Delivery>, String> {
-    if record.event_name != "INSERT" {
-        return Ok(None);
-    }
     let image = serde_json::to_value(&record.change.new_image).map_err(|e| e.to_string())?;
-    let is_delivery = image["pk"]["S"]
-        .as_str()
-        .is_some_and(|pk| pk.starts_with(QUEUE_PK_PREFIX));
-    if !is_delivery {
+    let Some(item) = inserted_item(&record.event_name, &image, QUEUE_PK_PREFIX)? else {
         return Ok(None);
-    }
-    let item = item_from_stream_image(&image).map_err(|e| format!("{e:#}"))?;
+    };
     Delivery::from_item(&item)
         .map(Some)
         .map_err(|e| e.to_string())

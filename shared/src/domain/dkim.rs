@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Digest as _;
 
-use super::paging::{PageRequest, PageResult, count_partition, walk_partition};
+use super::paging::{PageRequest, PageResult, page_and_total};
 use super::totp::{seal_for, unseal_for};
 use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys, names};
@@ -403,26 +403,16 @@ pub async fn list(state: &AppState, request: &ListKeys) -> DomainResult<KeyListi
                 .is_none_or(|q| k.domain.contains(q))
         })
     };
-    let page = walk_partition(
+    let (total, page) = page_and_total(
         state.table.as_ref(),
         keys::DKIM_PK,
         keys::DKIM_SK_PREFIX,
-        false,
         &request.page,
         &keep,
+        from_item,
     )
     .await?;
-    let total = count_partition(
-        state.table.as_ref(),
-        keys::DKIM_PK,
-        keys::DKIM_SK_PREFIX,
-        &keep,
-    )
-    .await?;
-    Ok(KeyListing {
-        total,
-        page: page.decode(from_item)?,
-    })
+    Ok(KeyListing { total, page })
 }
 
 /// `raw` with a `DKIM-Signature` for the envelope sender's domain prepended, when that domain

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::names;
-use super::paging::{PageRequest, PageResult, count_partition, walk_partition};
+use super::paging::{PageRequest, PageResult, page_and_total};
 use super::webhooks;
 use super::{AppState, DomainError, DomainResult, keys};
 use crate::id::ObjectId;
@@ -162,26 +162,16 @@ pub async fn list(state: &AppState, request: &ListAliases) -> DomainResult<Alias
                 .is_none_or(|q| a.alias.contains(q) || a.domain.contains(q))
         })
     };
-    let page = walk_partition(
+    let (total, page) = page_and_total(
         state.table.as_ref(),
         keys::DOMAIN_ALIASES_PK,
         keys::DOMAIN_ALIAS_SK_PREFIX,
-        false,
         &request.page,
         &keep,
+        from_item,
     )
     .await?;
-    let total = count_partition(
-        state.table.as_ref(),
-        keys::DOMAIN_ALIASES_PK,
-        keys::DOMAIN_ALIAS_SK_PREFIX,
-        &keep,
-    )
-    .await?;
-    Ok(AliasListing {
-        total,
-        page: page.decode(from_item)?,
-    })
+    Ok(AliasListing { total, page })
 }
 
 /// Points every alias of `old` at `new` (`PUT /addresses/renameDomain`); how many changed.

@@ -387,6 +387,22 @@ async fn count_matching(
     }
 }
 
+/// A page of a small partition's items under `prefix` that pass `keep` (in sort key order),
+/// decoded, and how many pass in all (the listing's `total`): the shape of the operator
+/// listings (DKIM keys, domain aliases, webhooks).
+pub async fn page_and_total<T>(
+    table: &dyn Table,
+    pk: &str,
+    prefix: &str,
+    request: &PageRequest,
+    keep: &(dyn Fn(&Item) -> bool + Sync),
+    decode: impl Fn(&Item) -> DomainResult<T>,
+) -> DomainResult<(u64, PageResult<T>)> {
+    let page = walk_partition(table, pk, prefix, false, request, keep).await?;
+    let total = count_partition(table, pk, prefix, keep).await?;
+    Ok((total, page.decode(decode)?))
+}
+
 /// Counts the items of one partition range that pass `keep` (the `total` of a listing that
 /// has no counter: its cost grows with the partition; see data-model.md).
 pub async fn count_partition(

@@ -207,14 +207,7 @@ fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "the endpoint did not answer in time".into();
     }
-    let mut text = String::from("the request failed");
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    format!("the request failed: {}", crate::with_causes(error))
 }
 
 /// The local server's sender: takes due deliveries from every queue partition, a few at a

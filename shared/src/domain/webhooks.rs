@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 use super::mailboxes::StoredMailbox;
 use super::messages::Message;
-use super::paging::{PageRequest, PageResult, count_partition, walk_partition};
+use super::paging::{PageRequest, PageResult, page_and_total};
 use super::totp::{seal_for, unseal_for};
 use super::{AppState, DomainError, DomainResult, keys};
 use crate::id::ObjectId;
@@ -216,21 +216,16 @@ pub async fn list(state: &AppState, request: &ListWebhooks) -> DomainResult<Webh
                 && request.user.is_none_or(|u| hook.user == Some(u))
         })
     };
-    let table = state.table.as_ref();
-    let page = walk_partition(
-        table,
+    let (total, page) = page_and_total(
+        state.table.as_ref(),
         keys::WEBHOOKS_PK,
         keys::WEBHOOK_SK_PREFIX,
-        false,
         &request.page,
         &keep,
+        from_item,
     )
     .await?;
-    let total = count_partition(table, keys::WEBHOOKS_PK, keys::WEBHOOK_SK_PREFIX, &keep).await?;
-    Ok(WebhookListing {
-        total,
-        page: page.decode(from_item)?,
-    })
+    Ok(WebhookListing { total, page })
 }
 
 async fn all(state: &AppState) -> DomainResult<Vec<Webhook>> {

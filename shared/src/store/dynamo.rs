@@ -1053,6 +1053,29 @@ pub fn item_from_stream_image(image: &Value) -> StoreResult<Item> {
     from_attributes(&attributes)
 }
 
+/// The item a stream record inserted (`eventName` `INSERT`, its `NewImage`), when its
+/// partition key starts with `pk_prefix`: `Ok(None)` for any other record, `Err` for one that
+/// can't be read. What the stream consumers filter on (the event source mappings filter the
+/// same way; this checks again).
+pub fn inserted_item(
+    event_name: &str,
+    new_image: &Value,
+    pk_prefix: &str,
+) -> Result<Option<Item>, String> {
+    if event_name != "INSERT" {
+        return Ok(None);
+    }
+    let wanted = new_image["pk"]["S"]
+        .as_str()
+        .is_some_and(|pk| pk.starts_with(pk_prefix));
+    if !wanted {
+        return Ok(None);
+    }
+    item_from_stream_image(new_image)
+        .map(Some)
+        .map_err(|e| format!("{e:#}"))
+}
+
 /// The stream image (`NewImage`) DynamoDB would give for `item`: the inverse of
 /// [`item_from_stream_image`] (tests build stream records with it).
 pub fn stream_image_of(item: &Item) -> Value {
