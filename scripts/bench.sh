@@ -2,7 +2,8 @@
 # The bench command: builds release binaries and prints figures, each against a baseline
 # measured in the same run (ratios hold on a noisy machine), and writes docs/benchmarks.md.
 # Not part of CI. Arguments go to eider-bench: --sizes 1000,10000 (the default), --full (adds
-# 100,000), --seed N, --runs N, --wrk-seconds N, --no-inprocess, --no-load, --no-doc.
+# 100,000), --seed N, --runs N, --wrk-seconds N, --no-inprocess, --no-memory, --no-lambda,
+# --no-load, --no-doc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${EIDER_TOOLS_DIR:-$HOME/.cache/eider}/target}
@@ -20,5 +21,13 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release -q -p eider-local
-cargo build --release -q -p eider-tests --bin eider-bench
+cargo build --release -q -p eider-tests --bin eider-bench --bin hello-lambda
+# Each function alone, as sam build / cargo lambda build it (its own features of eider-shared),
+# for the Lambda figures (skipped with --no-lambda).
+case " $* " in
+    *" --no-lambda "*) ;;
+    *) for f in users addresses auth mailboxes messages archive filters autoreply submit ingest ws stream-bridge webhooks janitor; do
+           cargo build --release -q -p "eider-$f" --bin "eider-$f"
+       done ;;
+esac
 EIDER_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" exec "$CARGO_TARGET_DIR/release/eider-bench" "$@"

@@ -47,12 +47,15 @@ pub fn init_tracing(json: bool) {
     };
 }
 
-/// The state of a Lambda function: DynamoDB and S3 clients built once per instance.
+/// The state of a Lambda function: DynamoDB and S3 clients built once per instance, their
+/// connections opened.
 pub async fn cloud_state() -> anyhow::Result<AppState> {
     let config = Config::from_env()?;
     let cloud = crate::config::CloudConfig::from_env()?;
     let (dynamo, s3) = crate::store::dynamo::aws_clients_from_env().await;
     let table = Arc::new(crate::store::dynamo::DynamoTable::new(dynamo, cloud.table));
     let blobs = Arc::new(crate::store::s3::S3BlobStore::new(s3, cloud.bucket));
+    // During init, so the first request does not pay the connections' set-up (TLS).
+    tokio::join!(table.connect(), blobs.connect());
     Ok(AppState::new(table, blobs, config))
 }

@@ -71,6 +71,24 @@ impl DynamoTable {
             table: table.into(),
         }
     }
+
+    /// Opens the connection (TLS included) with one read of a key that never exists (half a
+    /// read unit), so that a Lambda's first request finds it open. A failure only means the
+    /// first request connects itself.
+    pub async fn connect(&self) {
+        let key = |v: &str| AttributeValue::S(v.to_string());
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, key("WARMUP"))
+            .key(SK, key("WARMUP"))
+            .send()
+            .await;
+        if let Err(e) = read {
+            tracing::debug!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(e), "table connection not opened at init");
+        }
+    }
 }
 
 /// Creates the table as `template.yaml` declares it (on-demand billing, `pk`/`sk`, indexes

@@ -38,6 +38,23 @@ impl S3BlobStore {
             bucket: bucket.into(),
         }
     }
+
+    /// Opens the connection (TLS included) with a `HEAD` of a key that never exists, so that a
+    /// Lambda's first request finds it open. A failure only means the first request connects.
+    pub async fn connect(&self) {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key("warmup/none")
+            .send()
+            .await;
+        if let Err(e) = head
+            && !e.as_service_error().is_some_and(|s| s.is_not_found())
+        {
+            tracing::debug!(error = %aws_sdk_s3::error::DisplayErrorContext(e), "bucket connection not opened at init");
+        }
+    }
 }
 
 /// Loads the AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`)

@@ -13,12 +13,13 @@
 //!
 //! ```text
 //! eider-bench [--sizes 1000,10000] [--full] [--seed N] [--runs 20] [--wrk-seconds 10]
-//!             [--no-inprocess] [--no-memory] [--no-load] [--no-compare]
+//!             [--no-inprocess] [--no-memory] [--no-lambda] [--no-load] [--no-compare]
 //!             [--doc docs/benchmarks.md | --no-doc]
 //! eider-bench hello 127.0.0.1:0
 //! ```
 
 mod inprocess;
+mod lambda;
 mod lmtp;
 mod load;
 mod loopback;
@@ -39,6 +40,7 @@ struct Args {
     wrk_seconds: u32,
     inprocess: bool,
     memory: bool,
+    lambda: bool,
     load: bool,
     /// Also measure search over term items (the alternative design).
     compare: bool,
@@ -46,7 +48,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: eider-bench [--sizes 1000,10000] [--full] [--seed N] [--runs 20] \
-[--wrk-seconds 10] [--no-inprocess] [--no-memory] [--no-load] [--no-compare] [--doc PATH | --no-doc]\n       eider-bench hello ADDR";
+[--wrk-seconds 10] [--no-inprocess] [--no-memory] [--no-lambda] [--no-load] [--no-compare] [--doc PATH | --no-doc]\n       eider-bench hello ADDR";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
@@ -56,6 +58,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         wrk_seconds: 10,
         inprocess: true,
         memory: true,
+        lambda: true,
         load: true,
         compare: true,
         doc: Some("docs/benchmarks.md".into()),
@@ -83,6 +86,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--no-inprocess" => parsed.inprocess = false,
             "--no-memory" => parsed.memory = false,
+            "--no-lambda" => parsed.lambda = false,
             "--no-load" => parsed.load = false,
             "--no-compare" => parsed.compare = false,
             "--doc" => parsed.doc = Some(value("--doc")?),
@@ -157,6 +161,11 @@ async fn bench(args: Args) {
 
     if args.memory {
         tables.push(memory::run().await);
+    }
+
+    if args.lambda {
+        println!("== Lambda functions: size, init, first request, memory ==");
+        tables.push(lambda::run(args.runs.min(5)).await);
     }
 
     let options = loopback::Options {
