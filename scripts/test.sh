@@ -8,6 +8,7 @@
 # Environment:
 #   EIDER_TOOLS_DIR   where tools and caches live (default: $HOME/.cache/eider)
 #   CARGO_TARGET_DIR  cargo's target dir (default: $EIDER_TOOLS_DIR/target, reused across clones)
+#   CARGO_INCREMENTAL 0 by default here (no incremental caches: they fill the disk per clone path)
 #
 # Steps: cargo fmt --check; cargo clippy -D warnings; moto_server on a free loopback port
 # (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER); cargo test --workspace; cfn-lint; sam validate --lint.
@@ -34,6 +35,10 @@ tools_dir=${EIDER_TOOLS_DIR:-${HOME:-/tmp}/.cache/eider}
 venv=$tools_dir/venv
 requirements=$repo_root/scripts/requirements-test.txt
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$tools_dir/target}
+# Every clone path compiles the workspace crates anew in the shared target dir; without
+# incremental caches each such build leaves about half the disk behind (a run from a fresh
+# clone gains nothing from them). Set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-$([ -t 1 ] && echo always || echo auto)}
 
 started=$SECONDS
