@@ -123,3 +123,16 @@ pub async fn converse_async(
     .await
     .unwrap()
 }
+
+/// Starts the local server's LMTP listener on a free loopback port over `pipeline`; its port.
+pub async fn serve(pipeline: eider_shared::domain::delivery::Delivery) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(eider_local::lmtp::serve(
+        listener,
+        pipeline,
+        eider_local::lmtp::LmtpLimits::default(),
+        std::future::pending(),
+    ));
+    port
+}

@@ -51,24 +51,22 @@ pub fn endpoint() -> &'static str {
 
 /// DynamoDB and S3 clients for the moto server, with dummy credentials.
 pub async fn clients() -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    eider_shared::store::s3::clients_from_config(&sdk_config().await, true)
+}
+
+/// The AWS configuration of the moto server: its endpoint, the test region, dummy credentials.
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))
         .load()
-        .await;
-    eider_shared::store::s3::clients_from_config(&config, true)
+        .await
 }
 
 /// An SQS client for the moto server, with dummy credentials.
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(&sdk_config().await)
 }
 
 /// A name no other test uses (tables and buckets are created per test).

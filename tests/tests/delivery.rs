@@ -425,19 +425,6 @@ async fn autoreply_is_set_partially_read_with_both_body_names_and_deleted(app: T
 // ---------------------------------------------------------------------------------------------
 // LMTP
 
-/// Starts the LMTP listener over the app's storage; returns its port.
-async fn lmtp_server(pipeline: Delivery) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(eider_local::lmtp::serve(
-        listener,
-        pipeline,
-        eider_local::lmtp::LmtpLimits::default(),
-        std::future::pending(),
-    ));
-    port
-}
-
 async fn lmtp_conversation_replies_per_recipient(app: TestApp) {
     let alice = new_user(&app, "alice", json!({"address": "alice@example.com"})).await;
     let bob = new_user(
@@ -447,7 +434,7 @@ async fn lmtp_conversation_replies_per_recipient(app: TestApp) {
     )
     .await;
     let sink = smtp_sink().await;
-    let port = lmtp_server(pipeline(&app, relay(&sink))).await;
+    let port = eider_tests::lmtp_client::serve(pipeline(&app, relay(&sink))).await;
     // Bare line feeds, as smtplib sends bytes: the listener stores CRLF lines.
     let raw = "From: Sender <sender@remote.example>\nTo: alice@example.com\nSubject: Hello over LMTP\n\nFirst line\n.hidden line starts with a dot\n";
     let conversation = converse_async(

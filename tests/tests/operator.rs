@@ -41,16 +41,7 @@ async fn lmtp_server(app: &TestApp, outbound: Outbound) -> u16 {
         target_url_timeout: Duration::from_secs(3),
         ..DeliveryConfig::default()
     };
-    let pipeline = Delivery::new(app.state.clone(), outbound, config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(eider_local::lmtp::serve(
-        listener,
-        pipeline,
-        eider_local::lmtp::LmtpLimits::default(),
-        std::future::pending(),
-    ));
-    port
+    eider_tests::lmtp_client::serve(Delivery::new(app.state.clone(), outbound, config)).await
 }
 
 /// One message to `recipients` over LMTP: the RCPT replies and the DATA replies.

@@ -715,14 +715,7 @@ async fn a_hanging_endpoint_does_not_delay_mail_delivery(backend: eider_tests::b
         DeliveryConfig::default(),
     );
     // The LMTP listener, as the local server runs it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(eider_local::lmtp::serve(
-        listener,
-        pipeline,
-        eider_local::lmtp::LmtpLimits::default(),
-        std::future::pending(),
-    ));
+    let port = eider_tests::lmtp_client::serve(pipeline).await;
     let messages: Vec<(String, Vec<String>, String)> = (0..3)
         .map(|n| {
             (
