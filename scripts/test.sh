@@ -9,9 +9,11 @@
 #   EIDER_TOOLS_DIR   where tools and caches live (default: $HOME/.cache/eider)
 #   CARGO_TARGET_DIR  cargo's target dir (default: $EIDER_TOOLS_DIR/target, reused across clones)
 #   CARGO_INCREMENTAL 0 by default here (no incremental caches: they fill the disk per clone path)
+#   EIDER_FUZZ_SECONDS the schemathesis run's time budget (default 120)
 #
 # Steps: cargo fmt --check; cargo clippy -D warnings; moto_server on a free loopback port
-# (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER); cargo test --workspace; cfn-lint; sam validate --lint.
+# (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER); cargo test --workspace; schemathesis against
+# eider-local from docs/openapi.json (scripts/api-fuzz/run.sh); cfn-lint; sam validate --lint.
 set -euo pipefail
 
 setup_only=0
@@ -117,7 +119,7 @@ else
     echo "$want" >"$stamp"
     echo "installed in $((SECONDS - pip_started))s"
 fi
-for tool in moto_server cfn-lint sam; do
+for tool in moto_server cfn-lint sam schemathesis; do
     [ -x "$venv/bin/$tool" ] || die "$venv/bin/$tool missing after install"
 done
 
@@ -199,6 +201,9 @@ rm -f "$test_log"
 test_log=
 stop_moto
 
+step "schemathesis against eider-local (scripts/api-fuzz/run.sh, ${EIDER_FUZZ_SECONDS:-120} s)"
+EIDER_TOOLS_DIR=$tools_dir scripts/api-fuzz/run.sh "${EIDER_FUZZ_SECONDS:-120}"
+
 step "cfn-lint template.yaml"
 "$venv/bin/cfn-lint" template.yaml
 echo "no findings"
@@ -208,5 +213,5 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
     "$venv/bin/sam" validate --lint --template template.yaml --region us-east-1
 
 echo
-echo "eider: all checks passed in $((SECONDS - started))s (fmt, clippy, cargo test, cfn-lint, sam validate)"
+echo "eider: all checks passed in $((SECONDS - started))s (fmt, clippy, cargo test, schemathesis, cfn-lint, sam validate)"
 echo "eider: $counts"

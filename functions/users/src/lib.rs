@@ -23,6 +23,7 @@ pub fn routes() -> Routes {
         .put("/users/{user}/logout", logout_user)
         .get("/users/resolve/{username}", resolve_user)
         .get("/health", health)
+        .get("/openapi.json", api_document)
         .get("/users/{user}/restore", restorable_user)
         .post("/users/{user}/restore", restore_user)
         .get("/settings", list_settings)
@@ -145,6 +146,20 @@ async fn resolve_user(
     let username = wire::resolve_request(&username, params)?;
     let id = users::resolve_username(&state, &username).await?;
     Ok(Json(json!({ "success": true, "id": id })))
+}
+
+/// The API document (OpenAPI 3.1) generated from the routes, as shipped in the repository
+/// (a test keeps the copy equal to what the code generates).
+pub const API_DOCUMENT: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /openapi.json`: the API document. Any valid token may ask.
+async fn api_document() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        API_DOCUMENT,
+    )
+        .into_response()
 }
 
 /// `GET /health` (WildDuck's): 200 when the table and the blob store can be read and

@@ -140,6 +140,8 @@ pub fn user_may(grant: &Grant, method: &Method, route: &str, user: Option<&str>)
         "/authenticated" => true,
         // WildDuck checks no role for it; the token itself must still be valid.
         "/health" => true,
+        // The API document: nothing in it is secret.
+        "/openapi.json" => true,
         // Every user's filters, narrowed to the caller's own by the handler (WildDuck's).
         "/filters" => method == Method::GET,
         // Likewise: WildDuck lets a user token list its own user's webhooks.

@@ -9,6 +9,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 
 use super::access::{Caller, ME, USER_PARAM};
+use super::describe::{self, PathKind};
 use super::error::ApiError;
 use super::validate::Validator;
 use crate::id::ObjectId;
@@ -17,6 +18,8 @@ use crate::id::ObjectId;
 pub trait PathPart: Sized {
     /// The `{name}` of the parameter in the route.
     const NAME: &'static str;
+    /// What the parameter accepts (for the API document).
+    const KIND: PathKind = PathKind::ObjectId;
     /// The value of `raw`, or `None` after recording why it is invalid.
     fn parse(v: &mut Validator, raw: &str) -> Option<Self>;
 }
@@ -27,6 +30,7 @@ pub trait PathParts: Sized {
 }
 
 fn part<P: PathPart>(v: &mut Validator, path: &HashMap<String, String>) -> Option<P> {
+    describe::path_part(P::NAME, P::KIND);
     match path.get(P::NAME) {
         Some(raw) => P::parse(v, raw),
         None => {
@@ -85,7 +89,7 @@ impl<S: Send + Sync, T: PathParts> FromRequestParts<S> for Ids<T> {
         {
             path.insert(USER_PARAM.to_string(), grant.user.to_string());
         }
-        let mut v = Validator::new(Default::default());
+        let mut v = Validator::for_path();
         let parsed = T::parse(&mut v, &path);
         v.finish()?;
         parsed.map(Ids).ok_or_else(|| {
@@ -199,6 +203,7 @@ pub struct MessageUid(pub u32);
 
 impl PathPart for MessageUid {
     const NAME: &'static str = "message";
+    const KIND: PathKind = PathKind::Uid;
     fn parse(v: &mut Validator, raw: &str) -> Option<Self> {
         match raw.parse::<u32>() {
             Ok(uid) if uid >= 1 => Some(MessageUid(uid)),
@@ -219,6 +224,7 @@ pub struct MessageSelector(pub String);
 
 impl PathPart for MessageSelector {
     const NAME: &'static str = "message";
+    const KIND: PathKind = PathKind::UidSet;
     fn parse(_: &mut Validator, raw: &str) -> Option<Self> {
         Some(MessageSelector(raw.to_string()))
     }
@@ -230,6 +236,7 @@ pub struct AttachmentId(pub String);
 
 impl PathPart for AttachmentId {
     const NAME: &'static str = "attachment";
+    const KIND: PathKind = PathKind::Attachment;
     fn parse(v: &mut Validator, raw: &str) -> Option<Self> {
         let valid = raw
             .get(..3)

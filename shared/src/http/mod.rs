@@ -2,10 +2,13 @@
 //! validation with WildDuck's messages, paging, and the finishing layer.
 
 pub mod access;
+pub mod describe;
 pub mod download;
 pub mod error;
 pub mod extract;
 pub mod finish;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod paging;
 pub mod params;
 pub mod routes;

@@ -14,6 +14,9 @@ use super::AppState;
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
+    /// The handler function's path (`eider_users::list_users`): the API document's
+    /// operation id and group come from it.
+    pub handler_name: &'static str,
     handler: MethodRouter<AppState>,
 }
 
@@ -26,31 +29,45 @@ impl Routes {
         Routes(Vec::new())
     }
 
-    fn add(mut self, method: &'static str, path: &'static str, h: MethodRouter<AppState>) -> Self {
+    fn add<H>(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        h: MethodRouter<AppState>,
+    ) -> Self {
         self.0.push(Route {
             method,
             path,
+            handler_name: std::any::type_name::<H>(),
             handler: h,
         });
         self
     }
 
     pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("GET", path, get(h))
+        self.add::<H>("GET", path, get(h))
     }
     pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("POST", path, post(h))
+        self.add::<H>("POST", path, post(h))
     }
     pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("PUT", path, put(h))
+        self.add::<H>("PUT", path, put(h))
     }
     pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("DELETE", path, delete(h))
+        self.add::<H>("DELETE", path, delete(h))
     }
 
     /// Every `(method, path)` of the group, in the order declared.
     pub fn list(&self) -> Vec<(&'static str, &'static str)> {
         self.0.iter().map(|r| (r.method, r.path)).collect()
+    }
+
+    /// Every route's method, path and handler name, in the order declared.
+    pub fn named(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        self.0
+            .iter()
+            .map(|r| (r.method, r.path, r.handler_name))
+            .collect()
     }
 
     /// The group's router: full paths and no fallback (the finishing layer adds it). Panics on

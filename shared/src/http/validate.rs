@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::describe::{self, FieldKind};
 use super::error::ApiError;
 pub use crate::domain::authlog::Session;
 use crate::id::ObjectId;
@@ -72,6 +73,8 @@ pub struct Validator {
     params: Map<String, Value>,
     taken: BTreeSet<String>,
     errors: BTreeMap<String, String>,
+    /// Recording the fields for the API document instead of reading them (`describe`).
+    describing: bool,
 }
 
 fn quoted(field: &str) -> String {
@@ -99,14 +102,31 @@ impl Validator {
             params,
             taken: BTreeSet::new(),
             errors: BTreeMap::new(),
+            describing: describe::active(),
+        }
+    }
+
+    /// A validator of path parameters: those are real even while a route is described.
+    pub fn for_path() -> Self {
+        Validator {
+            describing: false,
+            ..Validator::new(Map::new())
+        }
+    }
+
+    fn note(&self, field: &str, kind: FieldKind) {
+        if self.describing {
+            describe::field(field, kind);
         }
     }
 
     /// Records a message for `field` (the first message per field wins).
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors
-            .entry(field.to_string())
-            .or_insert_with(|| message.into());
+        let message = message.into();
+        if self.describing && message.ends_with("is required") {
+            describe::required(field);
+        }
+        self.errors.entry(field.to_string()).or_insert(message);
     }
 
     pub fn has_errors(&self) -> bool {
@@ -125,6 +145,7 @@ impl Validator {
 
     /// The raw value of `field`, marked as known. `null` counts as absent.
     pub fn raw(&mut self, field: &str) -> Option<Value> {
+        self.note(field, FieldKind::Any);
         self.taken.insert(field.to_string());
         match self.params.get(field) {
             None | Some(Value::Null) => None,
@@ -145,12 +166,22 @@ impl Validator {
 
     /// An optional object id field.
     pub fn id(&mut self, field: &str) -> Option<ObjectId> {
+        self.note(field, FieldKind::ObjectId);
         let text = self.string(field, Str::max(24).trim())?;
         self.path_id(field, &text)
     }
 
     /// An optional string field.
     pub fn string(&mut self, field: &str, rule: Str) -> Option<String> {
+        self.note(
+            field,
+            FieldKind::String {
+                min: rule.min,
+                max: rule.max,
+                pattern: rule.pattern.map(|(regex, _)| regex.as_str()),
+                lowercase: rule.lowercase,
+            },
+        );
         let value = self.raw(field)?;
         let Value::String(mut s) = value else {
             self.error(field, format!("{} must be a string", quoted(field)));
@@ -222,6 +253,7 @@ impl Validator {
 
     /// An optional boolean (Joi's truthy/falsy strings accepted).
     pub fn boolean(&mut self, field: &str) -> Option<bool> {
+        self.note(field, FieldKind::Boolean);
         let value = self.raw(field)?;
         if value.as_str().is_some_and(|s| s.is_empty()) {
             return None;
@@ -235,6 +267,7 @@ impl Validator {
 
     /// An optional integer within `min..=max`.
     pub fn integer(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
+        self.note(field, FieldKind::Integer { min, max });
         let value = self.raw(field)?;
         let number = match &value {
             Value::Number(n) => n.as_i64().or_else(|| {
@@ -286,6 +319,14 @@ impl Validator {
         item_max: usize,
         max_items: usize,
     ) -> Option<Vec<String>> {
+        let bound = Some(max_items);
+        self.note(
+            field,
+            FieldKind::List {
+                item_max,
+                max_items: bound,
+            },
+        );
         let list = self.string_list(field, item_max)?;
         if list.len() > max_items {
             let message = format!(
@@ -301,6 +342,13 @@ impl Validator {
     /// An optional list of strings: a JSON array, or a comma-separated string. Items are
     /// trimmed; empty items dropped.
     pub fn string_list(&mut self, field: &str, item_max: usize) -> Option<Vec<String>> {
+        self.note(
+            field,
+            FieldKind::List {
+                item_max,
+                max_items: None,
+            },
+        );
         let value = self.raw(field)?;
         let items: Vec<Value> = match value {
             Value::Array(items) => items,
@@ -341,6 +389,7 @@ impl Validator {
     /// An optional JSON object, given as an object or as a JSON string of one (WildDuck's
     /// `metaData` / `internalData`); returned as its JSON text.
     pub fn json_object(&mut self, field: &str, max_bytes: usize) -> Option<String> {
+        self.note(field, FieldKind::JsonObject);
         let value = self.raw(field)?;
         let object = match value {
             Value::Object(o) => Value::Object(o),
@@ -374,6 +423,7 @@ impl Validator {
     /// An optional date, as Joi's `date()` takes it: an ISO 8601 / RFC 2822 string, or a number
     /// of milliseconds since 1970.
     pub fn date(&mut self, field: &str) -> Option<DateTime<Utc>> {
+        self.note(field, FieldKind::Date);
         let parsed = match self.raw(field)? {
             Value::String(s) => parse_date(s.trim()),
             Value::Number(n) => n.as_i64().and_then(DateTime::from_timestamp_millis),
@@ -388,6 +438,7 @@ impl Validator {
     /// An optional RFC 3339 date where `false` and `""` also mean "not given"
     /// (`deleteAfter`, `validAfter`).
     pub fn date_or_false(&mut self, field: &str) -> Option<DateTime<Utc>> {
+        self.note(field, FieldKind::DateOrFalse);
         match self.raw(field) {
             None | Some(Value::Bool(false)) => None,
             Some(Value::String(s)) if s.is_empty() || s == "false" => None,
@@ -419,6 +470,9 @@ impl Validator {
 
     /// Refuses every parameter no getter asked for (WildDuck's strict endpoints).
     pub fn deny_unknown(&mut self) {
+        if self.describing {
+            describe::strict();
+        }
         let unknown: Vec<String> = self
             .params
             .keys()
@@ -433,7 +487,8 @@ impl Validator {
 
     /// Ok when every field was valid; otherwise the 400 with all messages.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
+        // Described fields are all absent: the handler must stop here, before any work.
+        if self.errors.is_empty() && !self.describing {
             Ok(())
         } else {
             Err(ApiError::validation(self.errors))

@@ -211,11 +211,25 @@ pub fn get_message(params: Map<String, Value>) -> ApiResult<bool> {
 
 /// Validates `PUT .../messages/{message}` (strict): `message` is a UID, a list or a range.
 pub fn message_update(message: &str, params: Map<String, Value>) -> ApiResult<MessageUpdate> {
+    update_of(Some(message), params)
+}
+
+/// [`message_update`] where the selector may be missing (a body's `message`).
+fn update_of(message: Option<&str>, params: Map<String, Value>) -> ApiResult<MessageUpdate> {
     let mut v = Validator::new(params);
-    let selector = Selector::parse(message);
-    if selector.is_none() {
-        v.error("message", format!("\"message\" with value {message:?} fails to match the required pattern: /^\\d+(,\\d+)*$|^\\d+:(\\d+|\\*)$/"));
-    }
+    let selector = match message {
+        None => {
+            v.error("message", "\"message\" is required");
+            None
+        }
+        Some(message) => {
+            let selector = Selector::parse(message);
+            if selector.is_none() {
+                v.error("message", format!("\"message\" with value {message:?} fails to match the required pattern: /^\\d+(,\\d+)*$|^\\d+:(\\d+|\\*)$/"));
+            }
+            selector
+        }
+    };
     let move_to = v.id("moveTo");
     let expires = match v.raw("expires") {
         None => None,
@@ -262,22 +276,18 @@ pub fn message_update(message: &str, params: Map<String, Value>) -> ApiResult<Me
 /// in the body.
 pub fn bulk_message_update(mut params: Map<String, Value>) -> ApiResult<MessageUpdate> {
     let message = match params.remove("message") {
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => {
             return Err(ApiError::invalid_field(
                 "message",
                 "\"message\" must be a string",
             ));
         }
-        None => {
-            return Err(ApiError::invalid_field(
-                "message",
-                "\"message\" is required",
-            ));
-        }
+        // Reported with the other fields' problems.
+        None => None,
     };
-    message_update(&message, params)
+    update_of(message.as_deref(), params)
 }
 
 /// Validates `DELETE .../messages` (strict): `async`, `skipArchive`.

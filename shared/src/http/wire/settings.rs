@@ -19,6 +19,9 @@ pub fn list(params: Map<String, Value>) -> ApiResult<Option<String>> {
 pub fn value(params: Map<String, Value>) -> ApiResult<Value> {
     let mut v = Validator::new(params);
     let value = v.raw("value");
+    if value.is_none() {
+        v.error("value", "\"value\" is required");
+    }
     v.session();
     v.deny_unknown();
     v.finish()?;
