@@ -12,7 +12,7 @@
 #   EIDER_FUZZ_SECONDS the schemathesis run's time budget (default 120)
 #
 # Steps: cargo fmt --check; cargo clippy -D warnings; moto_server on a free loopback port
-# (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER); cargo test --workspace; schemathesis against
+# (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER, CARGO_LAMBDA); cargo test --workspace; schemathesis against
 # eider-local from docs/openapi.json (scripts/api-fuzz/run.sh); cfn-lint; sam validate --lint.
 set -euo pipefail
 
@@ -119,7 +119,7 @@ else
     echo "$want" >"$stamp"
     echo "installed in $((SECONDS - pip_started))s"
 fi
-for tool in moto_server cfn-lint sam schemathesis; do
+for tool in moto_server cfn-lint sam schemathesis cargo-lambda; do
     [ -x "$venv/bin/$tool" ] || die "$venv/bin/$tool missing after install"
 done
 
@@ -182,6 +182,8 @@ PY
 fi
 export EIDER_TEST_AWS_ENDPOINT=http://127.0.0.1:$moto_port
 export EIDER_MOTO_SERVER=$venv/bin/moto_server
+# The runtime emulator of the cloud-shape test (tests/tests/cloud_shape.rs).
+export CARGO_LAMBDA=$venv/bin/cargo-lambda
 echo "moto_server pid $moto_pid at $EIDER_TEST_AWS_ENDPOINT (log: $moto_log)"
 
 step "cargo test --workspace"

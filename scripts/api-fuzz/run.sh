@@ -67,12 +67,15 @@ echo "api-fuzz: schemathesis for ${seconds}s against $base (user $EIDER_FUZZ_USE
 status=0
 # import_data takes JSON lines, which schemathesis can't generate (tests/tests/data_export.rs
 # covers it).
-"$schemathesis" --config-file scripts/api-fuzz/schemathesis.toml run docs/openapi.json \
+# From the scratch folder: schemathesis keeps a cache in the current directory.
+repo=$PWD
+(cd "$work" && "$schemathesis" --config-file "$repo/scripts/api-fuzz/schemathesis.toml" \
+    run "$repo/docs/openapi.json" \
     --url "$base" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
     --exclude-operation-id import_data \
     --max-time "$seconds" --workers 2 --request-timeout 30 \
-    --suppress-health-check all --no-color >"$work/schemathesis.log" 2>&1 || status=$?
+    --suppress-health-check all --no-color >"$work/schemathesis.log" 2>&1) || status=$?
 tail -n 40 "$work/schemathesis.log"
 if grep -q "panicked" "$work/server.log"; then
     echo "api-fuzz: the server panicked:" >&2

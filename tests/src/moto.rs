@@ -56,8 +56,13 @@ pub async fn clients() -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
 
 /// The AWS configuration of the moto server: its endpoint, the test region, dummy credentials.
 async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_config_at(endpoint()).await
+}
+
+/// The AWS configuration of a moto server at `endpoint`.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))
         .load()

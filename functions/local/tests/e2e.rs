@@ -7,23 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::spec::{call, spec_data_is_still_there, spec_examples};
 use common::{free_port, start};
 use serde_json::{Value, json};
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
 
 #[tokio::test]
 async fn spec_examples_work_over_http_and_data_survives_a_restart() {
@@ -34,133 +20,7 @@ async fn spec_examples_work_over_http_and_data_survives_a_restart() {
         server.started_in
     );
     let c = reqwest::Client::new();
-    let base = server.base.clone();
-    use reqwest::Method as M;
-
-    // POST /users (spec example)
-    let (status, created) = call(&c, M::POST, format!("{base}/users"), Some(json!({
-        "username": "testuser", "password": "secretpass", "address": "testuser@example.com", "ip": "192.168.10.10"
-    }))).await;
-    assert_eq!(status, 200, "{created}");
-    let user = created["id"].as_str().unwrap().to_string();
-    // GET /users?query=testuser&tags=... (spec example, with our user's data)
-    let (status, list) = call(&c, M::GET, format!("{base}/users?query=testuser"), None).await;
-    assert_eq!(status, 200);
-    assert_eq!(list["total"], 1);
-    assert_eq!(list["results"][0]["address"], "testuser@example.com");
-    // GET /users/{user}
-    let (status, one) = call(&c, M::GET, format!("{base}/users/{user}"), None).await;
-    assert_eq!(status, 200);
-    assert_eq!(one["username"], "testuser");
-    // PUT /users/{user}: set quota to 1 kilobyte
-    let (status, body) = call(
-        &c,
-        M::PUT,
-        format!("{base}/users/{user}"),
-        Some(json!({"quota": 1024})),
-    )
-    .await;
-    assert_eq!((status, body), (200, json!({"success": true})));
-    // PUT /users/{user}/logout
-    let (status, body) = call(
-        &c,
-        M::PUT,
-        format!("{base}/users/{user}/logout"),
-        Some(json!({"reason": "Account was deleted"})),
-    )
-    .await;
-    assert_eq!((status, body), (200, json!({"success": true})));
-    // POST /users/{user}/addresses
-    let (status, alias) = call(
-        &c,
-        M::POST,
-        format!("{base}/users/{user}/addresses"),
-        Some(json!({"address": "user@example.com"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{alias}");
-    let alias = alias["id"].as_str().unwrap().to_string();
-    // GET /addresses?query=...
-    let (_, found) = call(&c, M::GET, format!("{base}/addresses?query=testuser"), None).await;
-    assert_eq!(found["total"], 1);
-    assert_eq!(found["results"][0]["user"], user);
-    // GET /users/{user}/addresses and one address
-    let (_, mine) = call(&c, M::GET, format!("{base}/users/{user}/addresses"), None).await;
-    assert_eq!(mine["results"].as_array().unwrap().len(), 2);
-    let (_, one) = call(
-        &c,
-        M::GET,
-        format!("{base}/users/{user}/addresses/{alias}"),
-        None,
-    )
-    .await;
-    assert_eq!(one["main"], false);
-    // PUT main, then the old main can be deleted
-    let (status, _) = call(
-        &c,
-        M::PUT,
-        format!("{base}/users/{user}/addresses/{alias}"),
-        Some(json!({"main": true})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let old_main = mine["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["main"] == true)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (status, _) = call(
-        &c,
-        M::DELETE,
-        format!("{base}/users/{user}/addresses/{old_main}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    // POST /users/{user}/asps and POST /authenticate with it (spec examples)
-    let (status, asp) = call(
-        &c,
-        M::POST,
-        format!("{base}/users/{user}/asps"),
-        Some(json!({"description": "Mac OSX Mail Client", "scopes": ["*"], "ip": "192.168.10.10"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{asp}");
-    let asp_password = asp["password"].as_str().unwrap().to_string();
-    let (status, auth) = call(
-        &c,
-        M::POST,
-        format!("{base}/authenticate"),
-        Some(json!({"username": "testuser", "password": asp_password, "scope": "pop3", "ip": "192.168.10.10"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{auth}");
-    assert_eq!(auth["id"], user);
-    assert_eq!(auth["require2fa"], false);
-    // A second user to delete.
-    let (_, other) = call(
-        &c,
-        M::POST,
-        format!("{base}/users"),
-        Some(json!({"username": "leaving", "password": "pw"})),
-    )
-    .await;
-    let other = other["id"].as_str().unwrap().to_string();
-    let (status, deleted) = call(&c, M::DELETE, format!("{base}/users/{other}"), None).await;
-    assert_eq!(status, 200, "{deleted}");
-    // Garbage gets a JSON 4xx, never a dropped connection.
-    let response = c
-        .post(format!("{base}/users"))
-        .header("content-type", "application/json")
-        .body("{{{")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
+    let created = spec_examples(&c, &server.base).await;
     drop(server);
 
     // Restart on the same folder: everything is still there.
@@ -169,33 +29,7 @@ async fn spec_examples_work_over_http_and_data_survives_a_restart() {
         "eider-local restarted in {:?} on an existing data folder",
         server.started_in
     );
-    let base = server.base.clone();
-    let (status, one) = call(&c, M::GET, format!("{base}/users/{user}"), None).await;
-    assert_eq!(status, 200);
-    assert_eq!(one["address"], "user@example.com");
-    assert_eq!(one["limits"]["quota"]["allowed"], 1024);
-    let (status, _) = call(&c, M::GET, format!("{base}/users/{other}"), None).await;
-    assert_eq!(status, 404);
-    let (_, list) = call(&c, M::GET, format!("{base}/users"), None).await;
-    assert_eq!(list["total"], 1);
-    // The application password and the security log survived too.
-    let (status, auth) = call(
-        &c,
-        M::POST,
-        format!("{base}/authenticate"),
-        Some(json!({"username": "user@example.com", "password": asp_password, "scope": "imap"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{auth}");
-    let (status, log) = call(
-        &c,
-        M::GET,
-        format!("{base}/users/{user}/authlog?action=create%20asp"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{log}");
-    assert_eq!(log["total"], 1);
+    spec_data_is_still_there(&c, &server.base, &created).await;
 }
 
 #[tokio::test]

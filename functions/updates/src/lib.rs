@@ -66,10 +66,14 @@ pub fn lambda_service(
 
 fn with_deadline(mut request: lambda_http::Request) -> lambda_http::Request {
     use lambda_http::RequestExt;
+    // A deadline already past is no real one: cargo-lambda's emulator sends 600000 (ten
+    // minutes, as if relative) where Lambda sends milliseconds since 1970. The stream then
+    // runs its configured lifetime.
     let deadline = request
         .lambda_context_ref()
         .filter(|context| context.deadline > 0)
-        .map(|context| context.deadline());
+        .map(|context| context.deadline())
+        .filter(|deadline| *deadline > SystemTime::now());
     if let Some(deadline) = deadline {
         request.extensions_mut().insert(StreamDeadline(deadline));
     }

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod spec;
+
 /// A running `eider-local`, killed when dropped.
 pub struct LocalServer {
     pub child: Child,
