@@ -9,6 +9,9 @@ pub mod faults;
 pub mod lmtp_client;
 pub mod moto;
 pub mod sinks;
+/// The spec's HTTP examples and helpers, shared with the local server's end-to-end tests.
+#[path = "../../functions/local/tests/common/spec.rs"]
+pub mod spec;
 pub mod sse;
 pub mod totp;
 

@@ -6,19 +6,16 @@
 //!
 //! The function binaries are built first (`cargo build --workspace --bins`, quick once built).
 
-#[path = "../../functions/local/tests/common/spec.rs"]
-mod spec;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eider_tests::moto;
+use eider_tests::spec::{self, call, inbox_of};
 use eider_tests::sse::SseReader;
 use futures::StreamExt;
 use reqwest::Method as M;
 use serde_json::Value;
-use spec::call;
 
 /// A running `eider-cloud`, stopped (with every process it started) when dropped.
 struct Cloud {
@@ -154,15 +151,7 @@ async fn the_end_to_end_calls_pass_through_the_cloud_shape() {
     // Mail through eider-mailboxes and eider-messages.
     let (status, boxes) = call(&c, M::GET, format!("{base}/users/{user}/mailboxes"), None).await;
     assert_eq!(status, 200, "{boxes}");
-    let inbox = boxes["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["path"] == "INBOX")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let inbox = inbox_of(&boxes);
     let stored = upload(&c, &base, &user, &inbox, "first").await;
     let uid = stored["message"]["id"].as_u64().unwrap();
     let messages_url = format!("{base}/users/{user}/mailboxes/{inbox}/messages");

@@ -120,15 +120,7 @@ impl Live {
         let list = self
             .ok("GET", &format!("/users/{user}/mailboxes"), None)
             .await;
-        list["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["path"] == "INBOX")
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        eider_tests::spec::inbox_of(&list)
     }
 
     async fn upload(&self, user: &str, mailbox: &str) -> Value {

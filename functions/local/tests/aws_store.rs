@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use common::free_port;
+use common::spec::inbox_of;
 use serde_json::{Value, json};
 
 struct Server {
@@ -119,15 +120,7 @@ async fn the_local_server_serves_the_api_from_dynamodb_and_s3() {
         .unwrap()
         .to_string();
     let boxes = call(&c, "GET", format!("{base}/users/{user}/mailboxes"), None).await;
-    let inbox = boxes["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["path"] == "INBOX")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let inbox = inbox_of(&boxes);
     let raw = "From: a@example.com\r\nTo: cloudy@example.com\r\nSubject: Stratus report\r\n\r\nNimbostratus all day.\r\n";
     let stored = call(
         &c,

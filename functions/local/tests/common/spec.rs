@@ -21,6 +21,16 @@ pub async fn call(
     (status, response.json().await.unwrap())
 }
 
+/// The id of INBOX in a `GET /users/{user}/mailboxes` answer.
+pub fn inbox_of(listing: &Value) -> String {
+    listing["results"]
+        .as_array()
+        .and_then(|boxes| boxes.iter().find(|m| m["path"] == "INBOX"))
+        .and_then(|inbox| inbox["id"].as_str())
+        .unwrap_or_else(|| panic!("no INBOX in {listing}"))
+        .to_string()
+}
+
 /// What the examples created, for checking it later.
 pub struct SpecData {
     pub user: String,

@@ -164,9 +164,21 @@ struct Measured {
     name: String,
     size: u64,
     init: Duration,
+    /// The part of init spent opening the store's connections (the warm-up round trips), as
+    /// the function's "function state ready" log line reports it.
+    connections: Option<Duration>,
     first: Duration,
     rss_kb: u64,
     note: String,
+}
+
+/// `connections_ms` of the function's "function state ready" line (JSON logs).
+fn connections_time(log: &str) -> Option<Duration> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "function state ready")
+        .and_then(|line| line["fields"]["connections_ms"].as_f64())
+        .map(|ms| Duration::from_secs_f64(ms / 1e3))
 }
 
 /// Runs `binary` once under the runtime API with `event`; its figures.
@@ -187,6 +199,7 @@ async fn measure(binary: &Path, event: String, env: &[(&str, String)]) -> Measur
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap().to_string();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let log = tempfile::NamedTempFile::new().expect("a log file");
     let mut command = Command::new(binary);
     command
         .env_clear()
@@ -196,8 +209,8 @@ async fn measure(binary: &Path, event: String, env: &[(&str, String)]) -> Measur
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "warn,eider_shared::http=info")
+        .stdout(Stdio::from(log.reopen().expect("reopen the log file")))
         .stderr(Stdio::piped());
     for (k, v) in env {
         command.env(k, v);
@@ -236,10 +249,12 @@ async fn measure(binary: &Path, event: String, env: &[(&str, String)]) -> Measur
         (None, Some(a)) => status_of(a),
         (None, None) => "no answer in 30 s".into(),
     };
+    let log = std::fs::read_to_string(log.path()).unwrap_or_default();
     Measured {
         name: binary.file_name().unwrap().to_string_lossy().into_owned(),
         size: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
         init,
+        connections: connections_time(&log),
         first,
         rss_kb,
         note,
@@ -309,10 +324,11 @@ pub async fn run(runs: usize) -> Table {
         let mut median = samples.swap_remove(samples.len() / 2);
         median.name = name;
         eprintln!(
-            "[lambda] {}: {} bytes, init {:.1} ms, first request {:.1} ms, peak {} kB ({})",
+            "[lambda] {}: {} bytes, init {:.1} ms ({:.1} ms opening connections), first request {:.1} ms, peak {} kB ({})",
             median.name,
             median.size,
             median.init.as_secs_f64() * 1e3,
+            median.connections.unwrap_or_default().as_secs_f64() * 1e3,
             median.first.as_secs_f64() * 1e3,
             median.rss_kb,
             median.note
@@ -331,17 +347,29 @@ pub async fn run(runs: usize) -> Table {
             "binary MB",
             "init ms",
             "init ÷ hello",
+            "of which connections ms",
+            "init without them ÷ hello",
             "first request ms",
             "peak RSS MB",
             "answer",
         ],
     );
+    let hello = hello_init.as_secs_f64().max(1e-9);
     for row in rows {
+        let (connections, without) = match row.connections {
+            Some(c) => (
+                num(c.as_secs_f64() * 1e3),
+                ratio(row.init.saturating_sub(c).as_secs_f64() / hello),
+            ),
+            None => ("-".into(), "-".into()),
+        };
         table.row(vec![
             row.name,
             num(row.size as f64 / 1e6),
             num(row.init.as_secs_f64() * 1e3),
-            ratio(row.init.as_secs_f64() / hello_init.as_secs_f64().max(1e-9)),
+            ratio(row.init.as_secs_f64() / hello),
+            connections,
+            without,
             num(row.first.as_secs_f64() * 1e3),
             num(row.rss_kb as f64 / 1024.0),
             row.note,

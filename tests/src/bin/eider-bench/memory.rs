@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use eider_tests::spec::inbox_of;
 use serde_json::{Value, json};
 
 use crate::report::{Table, num, ratio};
@@ -45,15 +46,7 @@ pub async fn run() -> Table {
         .json()
         .await
         .unwrap();
-    let inbox = mailboxes["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["path"] == "INBOX")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let inbox = inbox_of(&mailboxes);
     let uri = format!("{base}/users/{user}/mailboxes/{inbox}/messages");
     let message = large_message(MESSAGE_BYTES);
     let json_body =
