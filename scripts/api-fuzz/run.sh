@@ -63,19 +63,40 @@ print(f"export EIDER_FUZZ_USER={user} EIDER_FUZZ_MAILBOX={inbox}")
 PY
 )"
 
-echo "api-fuzz: schemathesis for ${seconds}s against $base (user $EIDER_FUZZ_USER)"
-status=0
 # import_data takes JSON lines, which schemathesis can't generate (tests/tests/data_export.rs
-# covers it).
-# From the scratch folder: schemathesis keeps a cache in the current directory.
+# covers it). From the scratch folder: schemathesis keeps a cache in the current directory.
 repo=$PWD
-(cd "$work" && "$schemathesis" --config-file "$repo/scripts/api-fuzz/schemathesis.toml" \
-    run "$repo/docs/openapi.json" \
-    --url "$base" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-    --exclude-operation-id import_data \
-    --max-time "$seconds" --workers 2 --request-timeout 30 \
-    --suppress-health-check all --no-color >"$work/schemathesis.log" 2>&1) || status=$?
+fuzz() {
+    (cd "$work" && "$schemathesis" --config-file "$repo/scripts/api-fuzz/schemathesis.toml" \
+        run "$repo/docs/openapi.json" \
+        --url "$base" \
+        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+        --exclude-operation-id import_data \
+        --max-time "$seconds" --workers 2 --request-timeout 30 \
+        --suppress-health-check all --no-color >"$work/schemathesis.log" 2>&1)
+}
+# Whether the run's only errors are schemathesis' own (its "Runtime Error": for instance
+# CPython 3.11's "AST constructor recursion depth mismatch" inside hypothesis), with no
+# failure and no network error: then it is run once more, with a new seed.
+only_tool_errors() {
+    local log=$work/schemathesis.log kinds
+    grep -q "^Failures:" "$log" && return 1
+    # The kinds of error listed under "Errors:", up to the blank line after them.
+    kinds=$(awk '/^Errors:/ {on = 1; next} on && NF == 0 {exit} on' "$log")
+    [ -n "$kinds" ] && ! printf '%s\n' "$kinds" | grep -qv "Runtime Error"
+}
+status=0
+for attempt in 1 2; do
+    echo "api-fuzz: schemathesis for ${seconds}s against $base (user $EIDER_FUZZ_USER), attempt $attempt"
+    status=0
+    fuzz || status=$?
+    if [ "$status" != 0 ] && [ "$attempt" = 1 ] && only_tool_errors; then
+        echo "api-fuzz: schemathesis failed by itself (no failure of the API); once more:"
+        grep -B2 -A3 "SystemError\|Runtime Error" "$work/schemathesis.log" | tail -8
+        continue
+    fi
+    break
+done
 tail -n 40 "$work/schemathesis.log"
 if grep -q "panicked" "$work/server.log"; then
     echo "api-fuzz: the server panicked:" >&2
