@@ -77,8 +77,9 @@ fuzz() {
 }
 # One worker: with two threads, hypothesis' ast.parse calls race in CPython 3.11
 # ("SystemError: AST constructor recursion depth mismatch": the parser's recursion counter is
-# shared between threads), which failed two CI runs. Whether a run's only errors are schemathesis' own ("Runtime Error"), with no failure
-# and no network error: then it runs once more, with a new seed.
+# shared between threads), which failed two CI runs. A run whose only errors are
+# schemathesis' own ("Runtime Error"), with no failure and no network error, runs once more
+# with a new seed.
 only_tool_errors() {
     local log=$work/schemathesis.log kinds
     grep -q "^Failures:" "$log" && return 1
