@@ -125,6 +125,16 @@ async fn parameters_come_from_the_validators() {
         "{bulk_body}"
     );
     assert_eq!(bulk_body["additionalProperties"], false);
+    // Large sources and exports may answer a redirect to a presigned link.
+    let source = &paths["/users/{user}/mailboxes/{mailbox}/messages/{message}/message.eml"]["get"];
+    assert!(source["responses"]["307"]["headers"]["Location"].is_object());
+    assert_eq!(
+        source["responses"]["200"]["content"]["message/rfc822"],
+        serde_json::json!({})
+    );
+    let export = &paths["/data/export"]["post"];
+    assert!(export["responses"]["303"]["headers"]["Location"].is_object());
+    assert!(export["responses"]["200"]["content"]["application/json"].is_null());
     // A raw message upload, besides the JSON fields.
     let upload = &paths["/users/{user}/mailboxes/{mailbox}/messages"]["post"];
     assert!(upload["requestBody"]["content"]["message/rfc822"].is_object());

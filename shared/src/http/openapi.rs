@@ -11,6 +11,7 @@ use axum::Extension;
 use axum::body::Body;
 use axum::http::Request;
 use tower::ServiceExt;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
 };
@@ -65,9 +66,17 @@ const RESPONSE_TYPES: [(&str, &[&str]); 6] = [
     ("get_attachment", &["*/*"]),
     ("get_file", &["*/*"]),
     ("stream_updates", &["text/event-stream"]),
-    // A file, or in Lambda a JSON answer with a link to it.
-    ("export_audit", &["application/mbox", "application/json"]),
-    ("export_data", &["application/x-ndjson", "application/json"]),
+    ("export_audit", &["application/mbox"]),
+    ("export_data", &["application/x-ndjson"]),
+];
+
+/// Handlers that answer a redirect to a presigned link where the blob store hands them out
+/// (S3): large sources and attachments (`307`), and the exports, always there (`303`).
+const REDIRECTS: [(&str, &str); 4] = [
+    ("get_message_source", "307"),
+    ("get_attachment", "307"),
+    ("export_audit", "303"),
+    ("export_data", "303"),
 ];
 
 /// Handlers that take a body other than parameters (besides, or instead of, JSON fields).
@@ -83,6 +92,7 @@ pub fn special_handlers() -> impl Iterator<Item = &'static str> {
         .iter()
         .map(|(name, _)| *name)
         .chain(BODY_TYPES.iter().map(|(name, _)| *name))
+        .chain(REDIRECTS.iter().map(|(name, _)| *name))
 }
 
 /// The document of `routes`.
@@ -342,6 +352,13 @@ fn operation(
         success = success.content(*media_type, ContentBuilder::new().schema(schema).build());
     }
     op = op.response("200", success.build());
+    if let Some((_, status)) = REDIRECTS.iter().find(|(handler, _)| *handler == name) {
+        let location = Header::new(string().format(Some(SchemaFormat::Custom("uri".into()))));
+        let redirect = ResponseBuilder::new()
+            .description("The file at a presigned link that lasts 15 minutes (S3 only)")
+            .header("Location", location);
+        op = op.response(*status, redirect.build());
+    }
     for (status, _) in ERRORS {
         let shared = Ref::new(format!("#/components/responses/{}", error_name(status)));
         op = op.response(status, shared);
