@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use eider_shared::store::blob_fs::FsBlobStore;
+use eider_shared::store::blob_text_index::BlobTextIndex;
 use eider_shared::store::dynamo::{DynamoTable, create_table};
 use eider_shared::store::embedded::EmbeddedTable;
 use eider_shared::store::s3::{S3BlobStore, create_bucket};
@@ -21,7 +22,8 @@ pub struct Backend {
     pub name: &'static str,
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
-    /// The full-text index search uses (the embedded backend's, as on the local server).
+    /// The full-text index search uses: Tantivy in the folder on the embedded backend (as on
+    /// the local server), per-user indexes in the bucket on moto (as in Lambda).
     pub text_index: Option<Arc<dyn TextIndex>>,
     /// The temporary folder of the embedded store (removed on drop).
     _guard: Box<dyn Any + Send + Sync>,
@@ -74,12 +76,23 @@ pub async fn moto() -> Backend {
     create_bucket(&s3, &name)
         .await
         .expect("create the moto bucket");
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(dynamo, name.clone()));
+    let blobs: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(s3, name.clone()));
+    // Each user's search index in the bucket, written as each change happens (the Lambda
+    // functions leave that to the stream indexer: tests/tests/search_index.rs runs it).
+    let cache = tempfile::tempdir().expect("temporary folder");
+    let index = BlobTextIndex::new(
+        table.clone(),
+        eider_shared::domain::keys::search_index,
+        blobs.clone(),
+        cache.path(),
+    );
     Backend {
         name: "moto",
-        table: Arc::new(DynamoTable::new(dynamo, name.clone())),
-        blobs: Arc::new(S3BlobStore::new(s3, name.clone())),
-        text_index: None,
-        _guard: Box::new(MotoCleanup { name }),
+        table,
+        blobs,
+        text_index: Some(Arc::new(index)),
+        _guard: Box::new((MotoCleanup { name }, cache)),
     }
 }
 

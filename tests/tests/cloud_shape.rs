@@ -173,15 +173,28 @@ async fn the_end_to_end_calls_pass_through_the_cloud_shape() {
             .unwrap()
             .contains("Hello from the cloud shape, first.")
     );
-    let (status, found) = call(
-        &c,
-        M::GET,
-        format!("{base}/users/{user}/search?q=cloud"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{found}");
-    assert_eq!(found["total"], 1);
+    // Search: the stream indexer puts the message into the user's index in the bucket
+    // shortly after the upload (moto's stream, polled every 200 ms here).
+    let uploaded = std::time::Instant::now();
+    let found = loop {
+        let (status, found) = call(
+            &c,
+            M::GET,
+            format!("{base}/users/{user}/search?q=cloud"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        if found["total"] == 1 || uploaded.elapsed() > Duration::from_secs(30) {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(found["total"], 1, "not indexed within 30 s: {found}");
+    eprintln!(
+        "cloud shape: searchable {} ms after the upload",
+        uploaded.elapsed().as_millis()
+    );
 
     // The updates stream, through the updates function's URL (a streaming response).
     let stream = c

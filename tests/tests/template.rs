@@ -94,6 +94,7 @@ fn every_function_crate_is_in_the_template_with_exactly_its_routes() {
         // Invoked by the WebSocket API and by the table's stream.
         ("eider-ws", Routes::new()),
         ("eider-stream-bridge", Routes::new()),
+        ("eider-indexer", Routes::new()),
         // Invoked by the table's stream and its SQS queue: see
         // `webhooks_are_sent_from_the_stream_through_a_queue_with_a_dead_letter_queue`.
         ("eider-webhooks", Routes::new()),
@@ -504,6 +505,13 @@ fn every_function_has_alarms_and_failed_events_are_kept() {
     let (_, bridge) = function(&template, "eider-stream-bridge");
     let stream = &bridge["Properties"]["Events"]["JournalStream"]["Properties"];
     assert!(format!("{:?}", stream["DestinationConfig"]).contains("FailedEventsQueue.Arn"));
+    let (_, indexer) = function(&template, "eider-indexer");
+    let stream = &indexer["Properties"]["Events"]["MessageStream"]["Properties"];
+    assert!(format!("{:?}", stream["DestinationConfig"]).contains("FailedEventsQueue.Arn"));
+    assert!(
+        format!("{:?}", stream["FilterCriteria"]).contains("MSGS#"),
+        "the indexer reads message items only"
+    );
 }
 
 /// What each function may do beyond its logs, pinned: a new permission must be added here
@@ -545,6 +553,8 @@ fn each_function_has_only_the_permissions_it_needs() {
             "eider-stream-bridge",
             &["DynamoDBCrudPolicy", "execute-api:ManageConnections"],
         ),
+        // Reads messages' sources, writes the search indexes (search/).
+        ("eider-indexer", &["DynamoDBCrudPolicy", "S3CrudPolicy"]),
         (
             "eider-webhooks",
             &[

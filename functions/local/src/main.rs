@@ -62,16 +62,27 @@ async fn run() -> anyhow::Result<()> {
     let notifier = Arc::new(LocalNotifier::new());
     let mut state =
         AppState::new(store.table(), store.blobs.clone(), config).with_notifier(notifier.clone());
-    // Search's full-text index; checked against the store in the background at start-up
-    // (a crash may have left it behind, and removing the folder rebuilds it).
-    // `EIDER_SEARCH_INDEX=terms` searches the table's term items instead, as the Lambda
-    // functions do (for comparing the two on the bench); so does the AWS store, which other
-    // processes write too.
-    if store.embedded.is_some() && std::env::var("EIDER_SEARCH_INDEX").as_deref() != Ok("terms") {
-        let folder = local.data_dir.join("search-v1");
-        let index = eider_shared::store::tantivy_index::TantivyIndex::open(&folder)?;
-        state = state.with_text_index(Arc::new(index));
-        tokio::spawn(reconcile_search_index(state.clone()));
+    // Search's full-text index: on the embedded store one index in the data folder, checked
+    // against the store in the background at start-up (a crash may have left it behind, and
+    // removing the folder rebuilds it); on the AWS store each user's index in the bucket, as
+    // the Lambda functions keep it, written here after each change (its files cached in
+    // `<data>/search-cache`). `EIDER_SEARCH_INDEX=terms` searches the table's term items
+    // instead (for comparing the designs on the bench).
+    if std::env::var("EIDER_SEARCH_INDEX").as_deref() != Ok("terms") {
+        if store.embedded.is_some() {
+            let folder = local.data_dir.join("search-v1");
+            let index = eider_shared::store::tantivy_index::TantivyIndex::open(&folder)?;
+            state = state.with_text_index(Arc::new(index));
+            tokio::spawn(reconcile_search_index(state.clone()));
+        } else {
+            let index = eider_shared::store::blob_text_index::BlobTextIndex::new(
+                store.table(),
+                eider_shared::domain::keys::search_index,
+                store.blobs.clone(),
+                &local.data_dir.join("search-cache"),
+            );
+            state = state.with_text_index(Arc::new(index));
+        }
     }
     // Incoming mail: LMTP into the shared delivery pipeline. Outgoing mail (autoreplies,
     // forwards) goes to EIDER_SMTP_RELAY, or without one into <data>/outbox/.

@@ -762,6 +762,10 @@ impl Run<'_> {
                 return Ok(false);
             }
         }
+        // 6b. What is left of the user's search index (its messages were removed above).
+        if let Some(index) = &self.state.text_index {
+            index.forget_user(&user).await?;
+        }
         // 7. The username claim, if a failure left it naming this user.
         if let Some(username) = tombstone.body["username"].as_str() {
             let claim = keys::username_claim(&names::uview(username));

@@ -248,6 +248,12 @@ pub fn search_term_pk(user: &ObjectId, term: &str) -> String {
     format!("TERM#{user}#{term}")
 }
 
+/// The pointer to the committed generation of a user's text index in the blob store
+/// (`store::blob_text_index`).
+pub fn search_index(user: &ObjectId) -> Key {
+    Key::new(format!("SEARCHINDEX#{user}"), "POINTER")
+}
+
 /// A thread reference (hashed Message-ID / References entry) with a hashed normalized subject.
 pub fn thread_ref(user: &ObjectId, reference: &str, subject_hash: &str) -> Key {
     Key::new(

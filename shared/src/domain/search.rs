@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::mailboxes::{self, StoredMailbox};
 use super::messages::{Message, Selector, from_item, resolve_ids};
 use super::paging::{Direction, PageRequest, PageResult, Positions, encode_cursor};
-use super::{AppState, DomainResult, keys, users};
+use super::{AppState, DomainError, DomainResult, SearchWrites, keys, users};
 use crate::id::ObjectId;
 use crate::mail::parse::{Address, search_terms};
 use crate::store::text_index::{IndexPage, TextIndex, TextQuery};
@@ -787,6 +787,12 @@ async fn search_with(
             with_total,
         )
         .await;
+    }
+    if state.search_writes == SearchWrites::Stream && wordy {
+        // No term items exist: only a function built with the text index searches words.
+        return Err(DomainError::Internal(anyhow::anyhow!(
+            "this function has no text index to search words in"
+        )));
     }
     // Term items have whole words only: a prefix matches as a word.
     let prefixes = std::mem::take(&mut query.prefixes);

@@ -9,6 +9,17 @@ use crate::config::Config;
 use crate::store::text_index::TextIndex;
 use crate::store::{BlobStore, Table};
 
+/// Who writes what search reads, each time a message is stored, moved, flagged or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchWrites {
+    /// One term item per word of the message in the table (no text index).
+    Terms,
+    /// The change itself, into [`AppState::text_index`], right after it committed.
+    Inline,
+    /// Nobody here: the stream indexer applies the table's changes to the index.
+    Stream,
+}
+
 /// The storage ports and the configuration, built once per process (per Lambda instance) and
 /// cloned cheaply into each request. The HTTP routers use it as their state.
 #[derive(Clone)]
@@ -23,9 +34,12 @@ pub struct AppState {
     /// `None` where a function sends nothing itself: its submissions wait in the queue for
     /// the janitor.
     pub dispatcher: Option<Arc<dyn Dispatcher>>,
-    /// The full-text index search asks which messages match (the local server's Tantivy).
-    /// `None` in Lambda, where search walks the table's term items.
+    /// The full-text index search asks which messages match: the local server's Tantivy, or
+    /// per-user indexes in the blob store (Lambda). `None` where search walks the table's term
+    /// items, or in a Lambda function that never searches.
     pub text_index: Option<Arc<dyn TextIndex>>,
+    /// Who keeps search's view of stored messages current.
+    pub search_writes: SearchWrites,
     /// This process's copy of the webhook list, and the bell of its local sender.
     pub webhooks: Arc<super::webhooks::Registry>,
 }
@@ -39,6 +53,7 @@ impl AppState {
             notifier: None,
             dispatcher: None,
             text_index: None,
+            search_writes: SearchWrites::Terms,
             webhooks: Arc::default(),
         }
     }
@@ -53,6 +68,15 @@ impl AppState {
     /// as term items).
     pub fn with_text_index(mut self, index: Arc<dyn TextIndex>) -> Self {
         self.text_index = Some(index);
+        self.search_writes = SearchWrites::Inline;
+        self
+    }
+
+    /// Stored messages are indexed by the stream indexer (`eider-indexer`), not by this
+    /// process; search asks `index` (`None` in a function that never searches).
+    pub fn with_stream_indexing(mut self, index: Option<Arc<dyn TextIndex>>) -> Self {
+        self.text_index = index;
+        self.search_writes = SearchWrites::Stream;
         self
     }
 

@@ -68,5 +68,34 @@ pub async fn cloud_state() -> anyhow::Result<AppState> {
         connections_ms = (started.elapsed() - clients_ready).as_secs_f64() * 1e3,
         "function state ready"
     );
-    Ok(AppState::new(table, blobs, config))
+    let state = AppState::new(table.clone(), blobs.clone(), config);
+    Ok(cloud_search(state, table, blobs))
+}
+
+/// How a Lambda function's search is kept (`EIDER_SEARCH_INDEX`): by default per-user text
+/// indexes in the bucket, written by the stream indexer and read by the functions built with
+/// the index (`text-index`: messages, janitor, indexer); `terms` writes and searches term items
+/// in the table instead (the design before the index, kept for comparison).
+fn cloud_search(
+    state: AppState,
+    table: Arc<crate::store::dynamo::DynamoTable>,
+    blobs: Arc<crate::store::s3::S3BlobStore>,
+) -> AppState {
+    if std::env::var("EIDER_SEARCH_INDEX").as_deref() == Ok("terms") {
+        return state;
+    }
+    #[cfg(feature = "text-index")]
+    let reader: Option<Arc<dyn crate::store::text_index::TextIndex>> =
+        Some(Arc::new(crate::store::blob_text_index::BlobTextIndex::new(
+            table,
+            crate::domain::keys::search_index,
+            blobs,
+            &crate::store::blob_text_index::BlobTextIndex::cache_from_env(),
+        )));
+    #[cfg(not(feature = "text-index"))]
+    let reader = {
+        let _ = (table, blobs);
+        None
+    };
+    state.with_stream_indexing(reader)
 }

@@ -13,12 +13,16 @@
 //! (DynamoDB + S3). Both pass the same contract suite in `tests/`.
 
 pub mod blob_fs;
+#[cfg(feature = "text-index")]
+pub mod blob_text_index;
 pub mod decorate;
 pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod rules;
 pub mod s3;
+#[cfg(feature = "text-index")]
+mod tantivy_docs;
 #[cfg(feature = "text-index")]
 pub mod tantivy_index;
 pub mod text_index;

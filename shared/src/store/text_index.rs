@@ -9,9 +9,11 @@
 //! except its folder and its `\Deleted` flag, which the index keeps because search excludes
 //! Junk, Trash and deleted messages and `total` must be counted without reading the table.
 //!
-//! Backend: [`super::tantivy_index`] (Tantivy in the data folder), used by the local server.
-//! Where no index is configured (the Lambda functions today), search walks the term items of
-//! the table instead (see `domain::search`).
+//! Backends: [`super::tantivy_index`] (one Tantivy index in the data folder, the local
+//! server) and [`super::blob_text_index`] (one Tantivy index per user in the blob store, the
+//! Lambda functions and `eider-local` on DynamoDB + S3). Where no index is configured
+//! (`EIDER_SEARCH_INDEX=terms`), search walks the term items of the table instead (see
+//! `domain::search`).
 
 use async_trait::async_trait;
 
@@ -41,6 +43,24 @@ pub enum Relocation {
     Mailbox(ObjectId),
     /// `\Deleted` set or cleared.
     Deleted(bool),
+}
+
+/// One change to the index. A batch of them is applied in order, as one commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexChange {
+    /// Adds a message, replacing any earlier entry with the same id.
+    Put(IndexedMessage),
+    /// Forgets a message (an unknown id is fine).
+    Remove(ObjectId),
+    /// Records a folder move or a `\Deleted` change (an unknown id is skipped).
+    Relocate(ObjectId, Relocation),
+}
+
+/// Where the index holds a message: what [`Relocation`]s change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub mailbox: ObjectId,
+    pub deleted: bool,
 }
 
 /// The part of a search the index decides by itself. Every condition must hold.
@@ -80,14 +100,61 @@ pub struct IndexPage {
 
 #[async_trait]
 pub trait TextIndex: Send + Sync {
+    /// Applies `changes` to `user`'s messages, in order. Visible to searches once applied
+    /// ([`TextIndex::settle`]).
+    async fn apply(&self, user: &ObjectId, changes: Vec<IndexChange>) -> StoreResult<()>;
+
     /// Adds messages, replacing any earlier entry with the same id.
-    async fn put(&self, messages: Vec<IndexedMessage>) -> StoreResult<()>;
+    async fn put(&self, messages: Vec<IndexedMessage>) -> StoreResult<()> {
+        let mut by_user: std::collections::BTreeMap<ObjectId, Vec<IndexChange>> =
+            Default::default();
+        for message in messages {
+            by_user
+                .entry(message.user)
+                .or_default()
+                .push(IndexChange::Put(message));
+        }
+        for (user, changes) in by_user {
+            self.apply(&user, changes).await?;
+        }
+        Ok(())
+    }
 
-    /// Forgets messages (unknown ids are fine).
-    async fn remove(&self, ids: Vec<ObjectId>) -> StoreResult<()>;
+    /// Forgets `user`'s messages (unknown ids are fine).
+    async fn remove(&self, user: &ObjectId, ids: Vec<ObjectId>) -> StoreResult<()> {
+        self.apply(user, ids.into_iter().map(IndexChange::Remove).collect())
+            .await
+    }
 
-    /// Records folder moves and `\Deleted` changes (unknown ids are skipped).
-    async fn relocate(&self, changes: Vec<(ObjectId, Relocation)>) -> StoreResult<()>;
+    /// Records folder moves and `\Deleted` changes of `user`'s messages (unknown ids are
+    /// skipped).
+    async fn relocate(
+        &self,
+        user: &ObjectId,
+        changes: Vec<(ObjectId, Relocation)>,
+    ) -> StoreResult<()> {
+        self.apply(
+            user,
+            changes
+                .into_iter()
+                .map(|(id, r)| IndexChange::Relocate(id, r))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Drops whatever is left of `user`'s index (the user is purged; their messages were
+    /// removed one by one before).
+    async fn forget_user(&self, _user: &ObjectId) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Where the index holds each of `user`'s `ids` (the ids it does not hold are left out).
+    async fn placements(
+        &self,
+        user: &ObjectId,
+        ids: &[ObjectId],
+    ) -> StoreResult<std::collections::HashMap<ObjectId, Placement>>;
 
     /// Waits until every change made before the call is visible to searches.
     async fn settle(&self) -> StoreResult<()>;

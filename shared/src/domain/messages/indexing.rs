@@ -1,5 +1,7 @@
-//! Keeping search's view of messages current: the full-text index where there is one
-//! ([`AppState::text_index`]), otherwise one term item per word (`TERM#<user>#<word>`).
+//! Keeping search's view of messages current ([`AppState::search_writes`]): the full-text
+//! index written right after each change, or one term item per word (`TERM#<user>#<word>`),
+//! or nothing here when the stream indexer does it ([`sync`], run by `eider-indexer` on the
+//! table's stream).
 //!
 //! Every hook runs after the message's own transaction committed and is best effort: a
 //! failure is logged, the message stays stored and listed, and search checks every page
@@ -7,10 +9,12 @@
 //! data. On the local server, `reconcile` repairs the index at start-up.
 
 use super::Message;
-use crate::domain::{AppState, DomainResult, keys, mailboxes, users};
+use std::sync::Arc;
+
+use crate::domain::{AppState, DomainResult, SearchWrites, keys, mailboxes, users};
 use crate::id::ObjectId;
 use crate::mail::parse::{self, ParsedMessage};
-use crate::store::text_index::{IndexedMessage, Relocation};
+use crate::store::text_index::{IndexChange, IndexedMessage, Relocation, TextIndex};
 use crate::store::{Item, Query, Write};
 use serde_json::Value;
 
@@ -29,42 +33,85 @@ fn indexed(message: &Message, terms: Vec<String>) -> IndexedMessage {
     }
 }
 
+/// Who writes search's view of a change made here.
+enum Writer<'a> {
+    Terms,
+    Index(&'a Arc<dyn TextIndex>),
+    /// The stream indexer, later.
+    Nobody,
+}
+
+fn writer(state: &AppState) -> Writer<'_> {
+    match (state.search_writes, &state.text_index) {
+        (SearchWrites::Inline, Some(index)) => Writer::Index(index),
+        (SearchWrites::Stream, _) => Writer::Nobody,
+        _ => Writer::Terms,
+    }
+}
+
 /// Indexes a message just stored, from its parse.
 pub(super) async fn index_new(state: &AppState, message: &Message, parsed: &ParsedMessage) {
-    match &state.text_index {
-        Some(index) => {
+    match writer(state) {
+        Writer::Nobody => {}
+        Writer::Index(index) => {
             let doc = indexed(message, parse::index_terms(parsed));
             if let Err(e) = index.put(vec![doc]).await {
                 tracing::warn!(error = %e, message = %message.id, "message not indexed");
             }
         }
-        None => write_term_items(state, message, true).await,
+        Writer::Terms => write_term_items(state, message, true).await,
     }
 }
 
 /// Indexes a message again (after a restore from the archive): its source is parsed again
 /// for the full-text index.
 pub async fn reindex(state: &AppState, message: &Message) {
-    match &state.text_index {
-        Some(_) => match state.blobs.get(&message.blob).await {
-            Ok(Some(raw)) => index_new(state, message, &parse::parse(&raw)).await,
-            Ok(None) => tracing::warn!(message = %message.id, "no source to index"),
-            Err(e) => tracing::warn!(error = %e, message = %message.id, "message not indexed"),
-        },
-        None => write_term_items(state, message, true).await,
+    match writer(state) {
+        Writer::Nobody => {}
+        Writer::Index(index) => {
+            if let Some(doc) = indexed_from_source(state, message).await
+                && let Err(e) = index.put(vec![doc]).await
+            {
+                tracing::warn!(error = %e, message = %message.id, "message not indexed");
+            }
+        }
+        Writer::Terms => write_term_items(state, message, true).await,
+    }
+}
+
+/// What the index holds of a stored message, from its source (`None`, logged, when the
+/// source can't be read).
+async fn indexed_from_source(state: &AppState, message: &Message) -> Option<IndexedMessage> {
+    match state.blobs.get(&message.blob).await {
+        Ok(Some(raw)) => Some(indexed(message, parse::index_terms(&parse::parse(&raw)))),
+        Ok(None) => {
+            tracing::warn!(message = %message.id, "no source to index");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, message = %message.id, "message not indexed");
+            None
+        }
     }
 }
 
 /// Forgets messages that are gone (deleted, archived or purged).
 pub(crate) async fn unindex(state: &AppState, messages: &[Message]) {
-    match &state.text_index {
-        Some(index) => {
-            let ids = messages.iter().map(|m| m.id).collect();
-            if let Err(e) = index.remove(ids).await {
-                tracing::warn!(error = %e, "messages not removed from the search index");
+    match writer(state) {
+        Writer::Nobody => {}
+        Writer::Index(index) => {
+            let mut by_user: std::collections::BTreeMap<ObjectId, Vec<ObjectId>> =
+                Default::default();
+            for m in messages {
+                by_user.entry(m.user).or_default().push(m.id);
+            }
+            for (user, ids) in by_user {
+                if let Err(e) = index.remove(&user, ids).await {
+                    tracing::warn!(error = %e, "messages not removed from the search index");
+                }
             }
         }
-        None => {
+        Writer::Terms => {
             for message in messages {
                 write_term_items(state, message, false).await;
             }
@@ -78,20 +125,32 @@ pub(super) async fn relocate(
     state: &AppState,
     changes: impl IntoIterator<Item = (&Message, &Message)>,
 ) {
-    let Some(index) = &state.text_index else {
+    let Writer::Index(index) = writer(state) else {
         return;
     };
-    let mut relocations = Vec::new();
+    let mut by_user: std::collections::BTreeMap<ObjectId, Vec<IndexChange>> = Default::default();
     for (before, after) in changes {
+        let relocations = by_user.entry(after.user).or_default();
         if before.mailbox != after.mailbox {
-            relocations.push((after.id, Relocation::Mailbox(after.mailbox)));
+            relocations.push(IndexChange::Relocate(
+                after.id,
+                Relocation::Mailbox(after.mailbox),
+            ));
         }
         if before.deleted != after.deleted {
-            relocations.push((after.id, Relocation::Deleted(after.deleted)));
+            relocations.push(IndexChange::Relocate(
+                after.id,
+                Relocation::Deleted(after.deleted),
+            ));
         }
     }
-    if let Err(e) = index.relocate(relocations).await {
-        tracing::warn!(error = %e, "search index not updated");
+    for (user, relocations) in by_user {
+        if relocations.is_empty() {
+            continue;
+        }
+        if let Err(e) = index.apply(&user, relocations).await {
+            tracing::warn!(error = %e, "search index not updated");
+        }
     }
 }
 
@@ -179,8 +238,8 @@ pub async fn reconcile(state: &AppState) -> DomainResult<Reconciled> {
         let gone: Vec<ObjectId> = indexed_in.into_keys().collect();
         report.removed += gone.len() as u64;
         report.moved += moved.len() as u64;
-        index.remove(gone).await?;
-        index.relocate(moved).await?;
+        index.remove(&user, gone).await?;
+        index.relocate(&user, moved).await?;
         for chunk in missing.chunks(100) {
             for message in super::resolve_ids(state, &user, chunk).await? {
                 reindex(state, &message).await;
@@ -189,5 +248,70 @@ pub async fn reconcile(state: &AppState) -> DomainResult<Reconciled> {
         }
     }
     index.settle().await?;
+    Ok(report)
+}
+
+/// What [`sync`] changed in the index.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    pub added: u64,
+    pub removed: u64,
+    pub moved: u64,
+}
+
+/// Brings the index in line with the table for `user`'s messages `ids` (the ones a batch of
+/// the table's stream touched), in one commit: a message the table no longer has is
+/// forgotten, one the index lacks is indexed from its source, one whose folder or `\Deleted`
+/// flag differs is relocated. It reads what is true now rather than replaying the records, so
+/// records out of order (a move is a delete and an insert, possibly in different shards),
+/// repeated or retried give the same index.
+pub async fn sync(
+    state: &AppState,
+    index: &dyn TextIndex,
+    user: &ObjectId,
+    ids: &[ObjectId],
+) -> DomainResult<Synced> {
+    let mut report = Synced::default();
+    let mut stored = std::collections::HashMap::new();
+    for chunk in ids.chunks(100) {
+        for message in super::resolve_ids(state, user, chunk).await? {
+            stored.insert(message.id, message);
+        }
+    }
+    let placed = index.placements(user, ids).await?;
+    let mut changes = Vec::new();
+    for id in ids {
+        match (stored.get(id), placed.get(id)) {
+            (None, Some(_)) => {
+                changes.push(IndexChange::Remove(*id));
+                report.removed += 1;
+            }
+            (None, None) => {}
+            (Some(message), None) => {
+                if let Some(doc) = indexed_from_source(state, message).await {
+                    changes.push(IndexChange::Put(doc));
+                    report.added += 1;
+                }
+            }
+            (Some(message), Some(place)) => {
+                if place.mailbox != message.mailbox {
+                    changes.push(IndexChange::Relocate(
+                        *id,
+                        Relocation::Mailbox(message.mailbox),
+                    ));
+                }
+                if place.deleted != message.deleted {
+                    changes.push(IndexChange::Relocate(
+                        *id,
+                        Relocation::Deleted(message.deleted),
+                    ));
+                }
+                if place.mailbox != message.mailbox || place.deleted != message.deleted {
+                    report.moved += 1;
+                }
+            }
+        }
+    }
+    index.apply(user, changes).await?;
     Ok(report)
 }

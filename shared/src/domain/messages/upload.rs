@@ -15,6 +15,7 @@ use super::{
     allocate_uids, mailbox_counters, retention_expiry,
 };
 use crate::domain::mailboxes::{self, StoredMailbox};
+use crate::domain::state::SearchWrites;
 use crate::domain::users::{self, STORAGE_USED, StoredUser};
 use crate::domain::webhooks;
 use crate::domain::{AppState, DomainError, DomainResult, journal, keys, unix_now};
@@ -287,10 +288,10 @@ async fn commit_new_message(
         blob: blob.to_string(),
         // Kept on the item only to remove the term items again; the full-text index needs
         // none (and a listing then decodes no terms).
-        terms: if state.text_index.is_some() {
-            Vec::new()
-        } else {
+        terms: if state.search_writes == SearchWrites::Terms {
             parsed.search_terms.clone()
+        } else {
+            Vec::new()
         },
         meta_data: upload.meta_data.clone(),
         source: upload.source.to_string(),

@@ -266,6 +266,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
             .env("EIDER_SECRET_KEY", &secret_key)
             .env("EIDER_WS_ENDPOINT", format!("http://127.0.0.1:{ws_port}"))
             .env("RUST_LOG", "info")
+            // Each function's own search cache, as each Lambda instance has its own /tmp.
+            .env(
+                "EIDER_SEARCH_CACHE",
+                logs.join("search-cache").join(&function.binary),
+            )
             .env_remove("EIDER_ACCESS_TOKEN")
             .stdout(log_file(&function.binary)?)
             .stderr(log_file(&format!("{}.err", function.binary))?)
