@@ -3,7 +3,7 @@
 # measured in the same run (ratios hold on a noisy machine), and writes docs/benchmarks.md.
 # Not part of CI. Arguments go to eider-bench: --sizes 1000,10000 (the default), --full (adds
 # 100,000), --seed N, --runs N, --wrk-seconds N, --no-inprocess, --no-memory, --no-lambda,
-# --no-load, --no-doc.
+# --no-load, --no-compare, --no-cloud, --no-doc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${EIDER_TOOLS_DIR:-$HOME/.cache/eider}/target}
@@ -26,7 +26,7 @@ cargo build --release -q -p eider-tests --bin eider-bench --bin hello-lambda
 # for the Lambda figures (skipped with --no-lambda).
 case " $* " in
     *" --no-lambda "*) ;;
-    *) for f in users addresses auth mailboxes messages archive filters autoreply submit ingest ws stream-bridge webhooks janitor; do
+    *) for f in users addresses auth mailboxes messages archive filters autoreply submit ingest ws stream-bridge indexer webhooks janitor; do
            cargo build --release -q -p "eider-$f" --bin "eider-$f"
        done ;;
 esac

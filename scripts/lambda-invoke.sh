@@ -64,12 +64,12 @@ declare -A events=(
 declare -A expected=(
     [eider-ws]=404 [eider-mailboxes]=404 [eider-messages]=404 [eider-archive]=404
     [eider-filters]=404 [eider-autoreply]=404 [eider-submit]=404
-    [eider-ingest]=handled [eider-stream-bridge]=handled [eider-janitor]=handled
+    [eider-ingest]=handled [eider-stream-bridge]=handled [eider-indexer]=handled [eider-janitor]=handled
 )
 functions=("$@")
 [ ${#functions[@]} -gt 0 ] || functions=(eider-users eider-addresses eider-auth eider-ws
     eider-mailboxes eider-messages eider-archive eider-filters eider-autoreply eider-submit
-    eider-ingest eider-stream-bridge eider-janitor)
+    eider-ingest eider-stream-bridge eider-indexer eider-janitor)
 
 moto_port=$(free_port)
 "$venv/bin/python" scripts/moto_serial.py -H 127.0.0.1 -p "$moto_port" >/tmp/eider-lambda-moto.log 2>&1 &

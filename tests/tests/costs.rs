@@ -1,10 +1,13 @@
 //! Cost guarantees of the mail store, counted (not timed): listing a page, getting, updating
 //! and deleting a message make the same number of storage round trips whether the mailbox
-//! holds 5 messages or 300.
+//! holds 5 messages or 300; an upload makes the same whatever the message's words (search is
+//! indexed from the table's stream in Lambda).
 
 use std::sync::Arc;
 
 use base64::Engine;
+use eider_shared::domain::SearchWrites;
+use eider_shared::http::AppState;
 use eider_tests::app::{TestApp, test_config};
 use eider_tests::counting::{CallCounter, CountingTable};
 use http::StatusCode;
@@ -69,7 +72,7 @@ async fn round_trips(size: usize) -> Vec<(&'static str, usize)> {
     measure("delete message", s, &b);
     let raw = base64::engine::general_purpose::STANDARD.encode("Subject: one more\r\n\r\nx\r\n");
     let (s, b) = app.post(&base, json!({ "raw": raw })).await;
-    // Upload also writes the message's search terms after its transaction.
+    // With the full-text index (embedded), the upload's table calls are its own.
     measure("upload message", s, &b);
     out
 }
@@ -82,4 +85,48 @@ async fn message_operations_cost_the_same_whatever_the_mailbox_size() {
         println!("{name}: {a} round trips with 30 messages, {b} with 300");
     }
     assert_eq!(small, large);
+}
+
+/// Table round trips of uploading a message of `words` distinct words, with search kept as
+/// `search` says.
+async fn upload_round_trips(search: SearchWrites, words: usize) -> usize {
+    let backend = eider_tests::backends::embedded().await;
+    let table = Arc::new(CallCounter::wrap(backend.table.clone()));
+    let backend = backend.with_table(table.clone());
+    let state = AppState::new(backend.table.clone(), backend.blobs.clone(), test_config());
+    let state = match search {
+        // As in Lambda: the stream indexer writes the index, the upload nothing for search.
+        SearchWrites::Stream => state.with_stream_indexing(None),
+        SearchWrites::Terms => state,
+        SearchWrites::Inline => unreachable!("not measured here"),
+    };
+    let app = TestApp::new_with_state(backend, state);
+    let user = app
+        .create_user(json!({"username": "wordy", "password": "pw"}))
+        .await;
+    let (_, boxes) = app.get(&format!("/users/{user}/mailboxes")).await;
+    let inbox = boxes["results"][0]["id"].as_str().unwrap().to_string();
+    let text: Vec<String> = (0..words).map(|n| format!("word{n}")).collect();
+    let raw = format!("Subject: words\r\n\r\n{}\r\n", text.join(" "));
+    let body = json!({ "raw": base64::engine::general_purpose::STANDARD.encode(raw) });
+    table.hooks().take();
+    let (status, answer) = app
+        .post(&format!("/users/{user}/mailboxes/{inbox}/messages"), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    table.hooks().take()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_writes_the_same_whatever_its_words() {
+    let few = upload_round_trips(SearchWrites::Stream, 3).await;
+    let many = upload_round_trips(SearchWrites::Stream, 3000).await;
+    println!("upload: {few} round trips with 3 words, {many} with 3,000");
+    assert_eq!(few, many);
+    // Term items, the design before the index, grow with the words (and the counter sees
+    // them).
+    let few_terms = upload_round_trips(SearchWrites::Terms, 3).await;
+    let many_terms = upload_round_trips(SearchWrites::Terms, 3000).await;
+    println!("with term items: {few_terms} round trips with 3 words, {many_terms} with 3,000");
+    assert!(many_terms > few_terms, "{few_terms} {many_terms}");
 }

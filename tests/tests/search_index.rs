@@ -429,6 +429,14 @@ async fn the_stream_indexer_keeps_each_users_bucket_index_in_line() {
     });
     index_batch(&indexer, &[other, broken]).await;
     assert_eq!(search(&app, &user, "query=orchid").await["total"], 1);
+    // The sample batch of infra/events decodes and is handled (its messages are not here).
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/events/indexer-messages.json"
+    ))
+    .unwrap();
+    let answer = indexer.handle(serde_json::from_str(&sample).unwrap()).await;
+    assert!(answer.batch_item_failures.is_empty());
 }
 
 fn indexed(user: ObjectId, mailbox: ObjectId, words: &[&str]) -> IndexedMessage {

@@ -60,6 +60,8 @@ const FUNCTIONS: &[(&str, Event)] = &[
         "eider-stream-bridge",
         Event::File("stream-bridge-journal.json"),
     ),
+    // Messages that are not in the table: read, found gone, nothing to index.
+    ("eider-indexer", Event::File("indexer-messages.json")),
     ("eider-janitor", Event::File("janitor-schedule.json")),
     // A queue message naming a delivery that is not there: read, found settled, dropped.
     (

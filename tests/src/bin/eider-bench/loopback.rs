@@ -254,6 +254,7 @@ pub async fn run_size(
     get_indices: &[usize],
     load: Option<u32>,
     search_index: &str,
+    store_env: &[(&str, String)],
 ) -> (SizeResult, Option<LoadResults>) {
     let data = tempfile::Builder::new()
         .prefix("eider-bench-")
@@ -262,7 +263,7 @@ pub async fn run_size(
     let Local {
         process: local,
         lmtp_port,
-    } = server::start_local(data.path(), search_index);
+    } = server::start_local(data.path(), search_index, store_env);
     let client = server::client();
     let mailbox = create_user(&client, &local.base).await;
     eprintln!(

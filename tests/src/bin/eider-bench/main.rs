@@ -44,11 +44,13 @@ struct Args {
     load: bool,
     /// Also measure search over term items (the alternative design).
     compare: bool,
+    /// Also compare both designs on DynamoDB + S3 (moto), at the smallest size.
+    cloud: bool,
     doc: Option<String>,
 }
 
 const USAGE: &str = "usage: eider-bench [--sizes 1000,10000] [--full] [--seed N] [--runs 20] \
-[--wrk-seconds 10] [--no-inprocess] [--no-memory] [--no-lambda] [--no-load] [--no-compare] [--doc PATH | --no-doc]\n       eider-bench hello ADDR";
+[--wrk-seconds 10] [--no-inprocess] [--no-memory] [--no-lambda] [--no-load] [--no-compare] [--no-cloud] [--doc PATH | --no-doc]\n       eider-bench hello ADDR";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
@@ -61,6 +63,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         lambda: true,
         load: true,
         compare: true,
+        cloud: true,
         doc: Some("docs/benchmarks.md".into()),
     };
     let mut full = false;
@@ -89,6 +92,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--no-lambda" => parsed.lambda = false,
             "--no-load" => parsed.load = false,
             "--no-compare" => parsed.compare = false,
+            "--no-cloud" => parsed.cloud = false,
             "--doc" => parsed.doc = Some(value("--doc")?),
             "--no-doc" => parsed.doc = None,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -193,7 +197,7 @@ async fn bench(args: Args) {
         );
         let wrk = (args.load && size == load_size).then_some(args.wrk_seconds);
         let (result, load_result) =
-            loopback::run_size(size, &options, &hello, &get_indices, wrk, "tantivy").await;
+            loopback::run_size(size, &options, &hello, &get_indices, wrk, "tantivy", &[]).await;
         if load_result.is_some() {
             load = load_result;
         }
@@ -206,8 +210,21 @@ async fn bench(args: Args) {
         for &size in args.sizes.iter().filter(|s| **s <= 10_000) {
             eprintln!("[{size}] again, searching term items");
             let (result, _) =
-                loopback::run_size(size, &options, &hello, &get_indices, None, "terms").await;
+                loopback::run_size(size, &options, &hello, &get_indices, None, "terms", &[]).await;
             term_results.push(result);
+        }
+    }
+    // Both designs in the cloud's shape: eider-local on DynamoDB + S3 (moto), at the smallest
+    // size (moto answers in milliseconds, not DynamoDB's).
+    let mut cloud_results = Vec::new();
+    if args.cloud {
+        for design in ["tantivy", "terms"] {
+            eprintln!("[{smallest}] on DynamoDB + S3 (moto), search: {design}");
+            let env = cloud_env().await;
+            let (result, _) =
+                loopback::run_size(smallest, &options, &hello, &get_indices, None, design, &env)
+                    .await;
+            cloud_results.push(result);
         }
     }
     drop(hello);
@@ -217,6 +234,9 @@ async fn bench(args: Args) {
     tables.push(tables::storage_table(&results));
     if !term_results.is_empty() {
         tables.push(tables::search_design_table(&results, &term_results));
+    }
+    if let [index, terms] = &cloud_results[..] {
+        tables.push(tables::cloud_search_table(index, terms));
     }
     if let Some(load) = &load {
         tables.push(tables::load_table(load));
@@ -238,4 +258,24 @@ async fn bench(args: Args) {
             Err(e) => eprintln!("cannot write {path}: {e}"),
         }
     }
+}
+
+/// What makes eider-local use a new table and bucket on moto (started if need be), created by
+/// the server itself (`EIDER_CREATE_RESOURCES=1`).
+async fn cloud_env() -> Vec<(&'static str, String)> {
+    let _ = eider_tests::moto::clients().await;
+    let name = eider_tests::moto::unique_name("bench-cloud");
+    vec![
+        ("EIDER_STORE", "aws".to_string()),
+        ("EIDER_CREATE_RESOURCES", "1".to_string()),
+        ("EIDER_TABLE", name.clone()),
+        ("EIDER_BUCKET", name),
+        (
+            "AWS_ENDPOINT_URL",
+            eider_tests::moto::endpoint().to_string(),
+        ),
+        ("AWS_REGION", eider_tests::moto::REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", "bench".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "bench".to_string()),
+    ]
 }

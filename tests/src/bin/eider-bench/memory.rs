@@ -25,7 +25,7 @@ const MESSAGE_BYTES: usize = 60 * 1024 * 1024;
 
 pub async fn run() -> Table {
     let data = tempfile::tempdir().unwrap();
-    let local = server::start_local(data.path(), "tantivy");
+    let local = server::start_local(data.path(), "tantivy", &[]);
     let pid = local.process.pid();
     let base = local.process.base.clone();
     let client = server::client();

@@ -83,9 +83,10 @@ pub struct Local {
 
 /// Starts `eider-local` on `data` with HTTP on a port of its choosing and LMTP on a free one.
 /// No access token, no janitor runs (they would land at random points of the measurements),
-/// logs at `warn`, search through `search_index` (`tantivy`, or `terms`: the table's term
-/// items, as in Lambda), and a storage quota large enough for the 100,000-message corpus.
-pub fn start_local(data: &Path, search_index: &str) -> Local {
+/// logs at `warn`, search through `search_index` (`tantivy`: the full-text index; `terms`: the
+/// table's term items), a storage quota large enough for the 100,000-message corpus, and
+/// `store_env` on top (`EIDER_STORE=aws` and where: DynamoDB + S3 instead of the data folder).
+pub fn start_local(data: &Path, search_index: &str, store_env: &[(&str, String)]) -> Local {
     let lmtp_port = free_port();
     let mut command = Command::new(sibling("eider-local"));
     command
@@ -97,6 +98,7 @@ pub fn start_local(data: &Path, search_index: &str) -> Local {
         .env("EIDER_DOMAIN", "example.com")
         .env("RUST_LOG", "warn")
         .env("EIDER_SEARCH_INDEX", search_index)
+        .envs(store_env.iter().map(|(k, v)| (k, v)))
         .env_remove("EIDER_ACCESS_TOKEN")
         .env_remove("EIDER_SMTP_RELAY");
     Local {
