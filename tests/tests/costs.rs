@@ -130,3 +130,64 @@ async fn an_upload_writes_the_same_whatever_its_words() {
     println!("with term items: {few_terms} round trips with 3 words, {many_terms} with 3,000");
     assert!(many_terms > few_terms, "{few_terms} {many_terms}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_listing_reads_until_its_page_is_full() {
+    let Counted { app, table } = counted().await;
+    let listed = |status: StatusCode, body: &Value| {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        table.hooks().take()
+    };
+    // A first request refreshes the settings cache (once a while, not per request).
+    app.get("/users?limit=1").await;
+    // No users at all: the counter says so, nothing else is read (74 requests before).
+    table.hooks().take();
+    let (s, b) = app.get("/users?query=test&limit=5").await;
+    let empty = listed(s, &b);
+    assert_eq!((b["total"].as_u64(), empty), (Some(0), 1), "{b}");
+    for n in 0..12 {
+        app.create_user(json!({"username": format!("alpha{n}"), "password": "pw"}))
+            .await;
+    }
+    for name in ["beta1", "beta2", "zeta"] {
+        app.create_user(json!({"username": name, "password": "pw"}))
+            .await;
+    }
+    table.hooks().take();
+    // A broad filter stops once its page is full: bucket `a` is the 12th of the 37 in
+    // listing order (`0`-`9`, `_`, `a`-`z`), reached in the fourth round (1 + 2 + 4 + 8
+    // buckets): the counter and 15 queries, never the other 22 buckets.
+    let (s, b) = app.get("/users?query=alpha&limit=5").await;
+    let broad = listed(s, &b);
+    assert_eq!(broad, 1 + 15, "{b}");
+    assert_eq!(b["results"].as_array().unwrap().len(), 5);
+    let total = b["total"].as_u64().unwrap();
+    assert!((6..=15).contains(&total), "an estimate within what exists: {total}");
+    // Its pages still hold every match once.
+    let mut seen = b["results"].as_array().unwrap().len();
+    let mut next = b["nextCursor"].as_str().map(str::to_string);
+    let mut page = 1;
+    while let Some(cursor) = next {
+        page += 1;
+        let (s, b) = app
+            .get(&format!("/users?query=alpha&limit=5&next={cursor}&page={page}"))
+            .await;
+        listed(s, &b);
+        seen += b["results"].as_array().unwrap().len();
+        next = b["nextCursor"].as_str().map(str::to_string);
+        if next.is_none() {
+            // The last page read to the end of the listing: exact.
+            assert_eq!(b["total"], 12, "{b}");
+        }
+    }
+    assert_eq!(seen, 12);
+    // A narrow filter reads to the end: its total is exact.
+    let (s, b) = app.get("/users?query=zeta&limit=5").await;
+    let narrow = listed(s, &b);
+    assert_eq!(b["total"], 1, "{b}");
+    assert_eq!(narrow, 1 + 37, "every bucket, once");
+    // Unfiltered: the counter.
+    let (s, b) = app.get("/users?limit=5").await;
+    listed(s, &b);
+    assert_eq!(b["total"], 15);
+}

@@ -226,6 +226,15 @@ pub async fn finish_page(
     })
 }
 
+/// What a bucket walk read on its way: how many items, how many passed `keep`, and whether it
+/// reached the end of the listing (in its direction) before the page was full.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WalkStats {
+    pub scanned: u64,
+    pub matched: u64,
+    pub exhausted: bool,
+}
+
 /// One page of a listing over several index partitions (`buckets`, in display order), keeping
 /// only items that pass `keep`. A cursor naming a partition not in `buckets` is refused, so a
 /// cursor can never reach other data.
@@ -236,6 +245,21 @@ pub async fn walk_buckets(
     request: &PageRequest,
     keep: &(dyn Fn(&Item) -> bool + Sync),
 ) -> DomainResult<PageResult> {
+    Ok(walk_buckets_counted(table, index, buckets, request, keep)
+        .await?
+        .0)
+}
+
+/// [`walk_buckets`], and what it read on the way (for [`estimate_total`]). Buckets are read in
+/// rounds of 1, 2, 4, 8, ... at once, until the page is full: a page that fills in the first
+/// bucket costs one query, whatever the number of buckets.
+pub async fn walk_buckets_counted(
+    table: &dyn Table,
+    index: Index,
+    buckets: &[String],
+    request: &PageRequest,
+    keep: &(dyn Fn(&Item) -> bool + Sync),
+) -> DomainResult<(PageResult, WalkStats)> {
     let positions = Positions {
         index: Some(index),
         pk: None,
@@ -261,62 +285,87 @@ pub async fn walk_buckets(
         (0..=start_bucket).rev().collect()
     };
     let want = request.limit + 1;
-    let first_query = |n: usize, bucket: usize| {
+    let query = |bucket: usize, after: Option<Cursor>, limit: usize| {
         Query::index(index, buckets[bucket].clone())
             .range(SortRange::All)
             .forward(forward)
-            .limit(want.max(50))
-            .start_after(if n == 0 { start.clone() } else { None })
+            .limit(limit.max(50))
+            .start_after(after)
     };
-    // The first bucket alone (an unfiltered page usually fills there), then every other
-    // bucket's first read at once: two round trips, whatever the number of buckets, before
-    // any bucket that needs more is read on.
-    let mut firsts = Vec::with_capacity(order.len());
-    if let Some(&bucket) = order.first() {
-        firsts.push(table.query(&first_query(0, bucket)).await?);
-    }
-    let needs_rest = firsts
-        .first()
-        .is_none_or(|p| p.items.iter().filter(|i| keep(i)).count() < want);
-    if needs_rest {
-        let rest: Vec<Query> = order
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(n, &bucket)| first_query(n, bucket))
-            .collect();
-        firsts.extend(futures::future::try_join_all(rest.iter().map(|q| table.query(q))).await?);
-    }
+    let mut stats = WalkStats::default();
     let mut fetched = Vec::new();
-    'buckets: for (n, first) in firsts.into_iter().enumerate() {
-        let bucket = order[n];
-        let mut page = first;
-        loop {
-            for item in page.items {
-                if keep(&item) {
-                    fetched.push(item);
-                    if fetched.len() == want {
-                        break 'buckets;
+    let mut done = 0;
+    let mut round = 1;
+    'rounds: while done < order.len() {
+        let group: Vec<(usize, usize)> = order
+            .iter()
+            .copied()
+            .enumerate()
+            .skip(done)
+            .take(round)
+            .collect();
+        let queries: Vec<Query> = group
+            .iter()
+            .map(|&(n, bucket)| {
+                let after = if n == 0 { start.clone() } else { None };
+                query(bucket, after, want - fetched.len())
+            })
+            .collect();
+        let firsts = futures::future::try_join_all(queries.iter().map(|q| table.query(q))).await?;
+        for ((_, bucket), first) in group.iter().copied().zip(firsts) {
+            let mut page = first;
+            loop {
+                for item in page.items {
+                    stats.scanned += 1;
+                    if keep(&item) {
+                        stats.matched += 1;
+                        if fetched.len() < want {
+                            fetched.push(item);
+                        }
                     }
                 }
-            }
-            match page.next {
-                Some(next) => {
-                    let query = Query::index(index, buckets[bucket].clone())
-                        .range(SortRange::All)
-                        .forward(forward)
-                        .limit((want - fetched.len()).max(50))
-                        .start_after(Some(next));
-                    page = table.query(&query).await?;
+                if fetched.len() == want {
+                    break 'rounds;
                 }
-                None => break,
+                match page.next {
+                    Some(next) => page = table.query(&query(bucket, Some(next), want - fetched.len())).await?,
+                    None => break,
+                }
             }
         }
+        done += group.len();
+        round *= 2;
     }
+    stats.exhausted = fetched.len() < want;
     if !forward {
         fetched.reverse();
     }
-    Ok(finish_page(table, positions, fetched, request).await?)
+    Ok((finish_page(table, positions, fetched, request).await?, stats))
+}
+
+/// The `total` of a filtered listing over `population` items (its counter), from what one page's
+/// walk read instead of reading every item: exact when the walk read the whole listing from
+/// its start (or, forward from a cursor, the rest of it, the pages before counted as full);
+/// otherwise the share of matches among the items read applied to the population, never less
+/// than the pages up to this one and the one after it hold. WildDuck's clients use `total` to
+/// show the number of pages.
+pub fn estimate_total(request: &PageRequest, stats: WalkStats, population: u64) -> u64 {
+    let before = request.page.saturating_sub(1) * request.limit as u64;
+    if stats.exhausted {
+        match request.direction {
+            Direction::First => return stats.matched,
+            Direction::After(_) => return before + stats.matched,
+            Direction::Before(_) => {}
+        }
+    }
+    let share = if stats.scanned == 0 {
+        0.0
+    } else {
+        stats.matched as f64 / stats.scanned as f64
+    };
+    let estimate = (share * population as f64).round() as u64;
+    let at_least = before + stats.matched.min(request.limit as u64 + 1);
+    estimate.max(at_least)
 }
 
 /// One page of a listing inside one partition of the table: the items of `pk` whose sort key
@@ -415,24 +464,6 @@ pub async fn count_partition(
         .range(SortRange::BeginsWith(prefix.to_string()))
         .limit(500);
     count_matching(table, query, keep).await
-}
-
-/// Counts the items of every bucket that pass `keep` (the `total` of a filtered listing: it
-/// reads every item of the listing, so its cost grows with the listing; see data-model.md).
-pub async fn count_buckets(
-    table: &dyn Table,
-    index: Index,
-    buckets: &[String],
-    keep: &(dyn Fn(&Item) -> bool + Sync),
-) -> StoreResult<u64> {
-    // Every bucket at once: the round trips are those of the largest bucket.
-    let counts = buckets
-        .iter()
-        .map(|bucket| count_matching(table, Query::index(index, bucket.clone()).limit(500), keep));
-    Ok(futures::future::try_join_all(counts)
-        .await?
-        .into_iter()
-        .sum())
 }
 
 /// The bucket of a name in a bucketed listing: its first character when that is a lowercase
