@@ -162,7 +162,10 @@ async fn a_filtered_listing_reads_until_its_page_is_full() {
     assert_eq!(broad, 1 + 15, "{b}");
     assert_eq!(b["results"].as_array().unwrap().len(), 5);
     let total = b["total"].as_u64().unwrap();
-    assert!((6..=15).contains(&total), "an estimate within what exists: {total}");
+    assert!(
+        (6..=15).contains(&total),
+        "an estimate within what exists: {total}"
+    );
     // Its pages still hold every match once.
     let mut seen = b["results"].as_array().unwrap().len();
     let mut next = b["nextCursor"].as_str().map(str::to_string);
@@ -170,7 +173,9 @@ async fn a_filtered_listing_reads_until_its_page_is_full() {
     while let Some(cursor) = next {
         page += 1;
         let (s, b) = app
-            .get(&format!("/users?query=alpha&limit=5&next={cursor}&page={page}"))
+            .get(&format!(
+                "/users?query=alpha&limit=5&next={cursor}&page={page}"
+            ))
             .await;
         listed(s, &b);
         seen += b["results"].as_array().unwrap().len();

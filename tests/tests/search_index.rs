@@ -584,3 +584,39 @@ async fn the_bucket_holds_exactly_the_committed_generation_and_a_purge_removes_i
     );
     assert_eq!(index.count(&user, &common).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_of_one_user_at_once_share_a_commit() {
+    let backend = eider_tests::backends::moto().await;
+    let cache = tempfile::tempdir().unwrap();
+    let index = BlobTextIndex::new(
+        backend.table.clone(),
+        keys::search_index,
+        backend.blobs.clone(),
+        cache.path(),
+    );
+    let (user, mailbox) = (ObjectId::new(), ObjectId::new());
+    let puts = (0..20).map(|n| {
+        let word = format!("g{n}");
+        let doc = indexed(user, mailbox, &["grouped", &word]);
+        let index = &index;
+        async move { index.put(vec![doc]).await }
+    });
+    for done in futures::future::join_all(puts).await {
+        done.unwrap();
+    }
+    let grouped = TextQuery {
+        all: vec!["grouped".into()],
+        ..everything()
+    };
+    assert_eq!(index.count(&user, &grouped).await.unwrap(), 20);
+    // While one commit ran, the others queued and went in together.
+    let pointer = backend
+        .table
+        .get(&keys::search_index(&user))
+        .await
+        .unwrap()
+        .unwrap();
+    let commits = pointer.counter("generation");
+    assert!(commits <= 3, "20 changes in {commits} commits");
+}

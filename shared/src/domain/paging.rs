@@ -328,7 +328,11 @@ pub async fn walk_buckets_counted(
                     break 'rounds;
                 }
                 match page.next {
-                    Some(next) => page = table.query(&query(bucket, Some(next), want - fetched.len())).await?,
+                    Some(next) => {
+                        page = table
+                            .query(&query(bucket, Some(next), want - fetched.len()))
+                            .await?
+                    }
                     None => break,
                 }
             }
@@ -340,7 +344,10 @@ pub async fn walk_buckets_counted(
     if !forward {
         fetched.reverse();
     }
-    Ok((finish_page(table, positions, fetched, request).await?, stats))
+    Ok((
+        finish_page(table, positions, fetched, request).await?,
+        stats,
+    ))
 }
 
 /// The `total` of a filtered listing over `population` items (its counter), from what one page's

@@ -57,6 +57,46 @@ struct Pointer {
     files: BTreeSet<String>,
 }
 
+/// One user's state in this process. The `opened` lock also keeps the process's writers of
+/// the user in line (they would only lose races to each other): while one commits, the
+/// changes of the others gather in `queue`, and the next one to get the lock commits them all
+/// at once (group commit).
+#[derive(Default)]
+struct Slot {
+    opened: tokio::sync::Mutex<Option<Opened>>,
+    queue: std::sync::Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    changes: Vec<IndexChange>,
+    /// The number of the last batch of changes queued.
+    queued: u64,
+    /// Batches up to this number were committed, or failed (`failed`).
+    done: u64,
+    /// Recent failed commits: the batches they held (`from..=through`) and why.
+    failed: std::collections::VecDeque<(u64, u64, String)>,
+}
+
+impl Queue {
+    /// How batch `number` went, once it is done.
+    fn outcome(&self, number: u64) -> Option<StoreResult<()>> {
+        if number > self.done {
+            return None;
+        }
+        Some(
+            match self
+                .failed
+                .iter()
+                .find(|(from, through, _)| (*from..=*through).contains(&number))
+            {
+                Some((_, _, why)) => Err(backend(why)),
+                None => Ok(()),
+            },
+        )
+    }
+}
+
 /// A generation opened for searching.
 struct Opened {
     generation: i64,
@@ -84,9 +124,8 @@ pub struct BlobTextIndex {
     blobs: Arc<dyn BlobStore>,
     cache: PathBuf,
     fields: Fields,
-    /// Per user: the generation open for searches; the lock also keeps one process's writers
-    /// of a user in line (they would only lose races to each other).
-    users: std::sync::Mutex<HashMap<ObjectId, Arc<tokio::sync::Mutex<Option<Opened>>>>>,
+    /// Per user: the generation open for searches, and the changes waiting for a commit.
+    users: std::sync::Mutex<HashMap<ObjectId, Arc<Slot>>>,
     uses: AtomicU64,
 }
 
@@ -127,14 +166,14 @@ impl BlobTextIndex {
             .unwrap_or_else(|| std::env::temp_dir().join("eider-search"))
     }
 
-    fn slot(&self, user: &ObjectId) -> Arc<tokio::sync::Mutex<Option<Opened>>> {
+    fn slot(&self, user: &ObjectId) -> Arc<Slot> {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if users.len() >= OPEN_USERS && !users.contains_key(user) {
             // Forget the least recently used idle user (its folder goes with it).
             let idle = users
                 .iter()
                 .filter_map(|(u, slot)| {
-                    let opened = slot.try_lock().ok()?;
+                    let opened = slot.opened.try_lock().ok()?;
                     Some((*u, opened.as_ref().map_or(0, |o| o.used)))
                 })
                 .min_by_key(|(_, used)| *used);
@@ -231,7 +270,7 @@ impl BlobTextIndex {
     /// The searcher of `user`'s committed generation, opening it when it changed.
     async fn searcher(&self, user: &ObjectId) -> StoreResult<Searcher> {
         let slot = self.slot(user);
-        let mut opened = slot.lock().await;
+        let mut opened = slot.opened.lock().await;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -312,6 +351,58 @@ impl BlobTextIndex {
                 Err(e)
             }
         }
+    }
+
+    /// Commits `changes` on top of the current generation, starting again from the new one
+    /// when another writer moved the pointer first; `opened` becomes the committed generation.
+    async fn commit_batch(
+        &self,
+        user: &ObjectId,
+        opened: &mut Option<Opened>,
+        changes: Vec<IndexChange>,
+    ) -> StoreResult<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let previous = self.pointer(user).await?;
+            let (folder, next) = self
+                .commit(user, previous.as_ref(), changes.clone())
+                .await?;
+            let moved = async {
+                self.upload(user, &folder, previous.as_ref(), &next).await?;
+                self.advance(user, previous.as_ref(), &next).await
+            }
+            .await;
+            match moved {
+                Ok(true) => {
+                    self.settle_files(user, &folder, previous.as_ref(), &next)
+                        .await;
+                    // The folder just committed is the new generation's: search it next.
+                    let used = self.uses.fetch_add(1, Ordering::Relaxed);
+                    *opened = open_reader(&folder).ok().map(|reader| Opened {
+                        generation: next.generation,
+                        reader,
+                        folder: Some(folder),
+                        used,
+                    });
+                    return Ok(());
+                }
+                Ok(false) => {
+                    // Files uploaded for the lost generation are unreferenced: remove them.
+                    for file in &next.files {
+                        if previous.as_ref().is_none_or(|p| !p.files.contains(file)) {
+                            let _ = self.blobs.delete(&blob_key(user, file)).await;
+                        }
+                    }
+                    let _ = tokio::fs::remove_dir_all(&folder).await;
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_dir_all(&folder).await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(backend(format!(
+            "{user}'s search index kept moving: {MAX_ATTEMPTS} commits lost"
+        )))
     }
 
     /// Uploads the files `next` has that `previous` had not.
@@ -503,49 +594,35 @@ impl TextIndex for BlobTextIndex {
             return Ok(());
         }
         let slot = self.slot(user);
-        let mut opened = slot.lock().await;
-        for _ in 0..MAX_ATTEMPTS {
-            let previous = self.pointer(user).await?;
-            let (folder, next) = self
-                .commit(user, previous.as_ref(), changes.clone())
-                .await?;
-            let moved = async {
-                self.upload(user, &folder, previous.as_ref(), &next).await?;
-                self.advance(user, previous.as_ref(), &next).await
+        let number = {
+            let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.changes.extend(changes);
+            queue.queued += 1;
+            queue.queued
+        };
+        let mut opened = slot.opened.lock().await;
+        // Committed meanwhile with another writer's batch?
+        let (batch, from, through) = {
+            let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(outcome) = queue.outcome(number) {
+                return outcome;
             }
-            .await;
-            match moved {
-                Ok(true) => {
-                    self.settle_files(user, &folder, previous.as_ref(), &next)
-                        .await;
-                    // The folder just committed is the new generation's: search it next.
-                    let used = self.uses.fetch_add(1, Ordering::Relaxed);
-                    *opened = open_reader(&folder).ok().map(|reader| Opened {
-                        generation: next.generation,
-                        reader,
-                        folder: Some(folder),
-                        used,
-                    });
-                    return Ok(());
-                }
-                Ok(false) => {
-                    // Files uploaded for the lost generation are unreferenced: remove them.
-                    for file in &next.files {
-                        if previous.as_ref().is_none_or(|p| !p.files.contains(file)) {
-                            let _ = self.blobs.delete(&blob_key(user, file)).await;
-                        }
-                    }
-                    let _ = tokio::fs::remove_dir_all(&folder).await;
-                }
-                Err(e) => {
-                    let _ = tokio::fs::remove_dir_all(&folder).await;
-                    return Err(e);
-                }
+            (
+                std::mem::take(&mut queue.changes),
+                queue.done + 1,
+                queue.queued,
+            )
+        };
+        let committed = self.commit_batch(user, &mut opened, batch).await;
+        let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.done = through;
+        if let Err(e) = &committed {
+            queue.failed.push_back((from, through, e.to_string()));
+            if queue.failed.len() > 64 {
+                queue.failed.pop_front();
             }
         }
-        Err(backend(format!(
-            "{user}'s search index kept moving: {MAX_ATTEMPTS} commits lost"
-        )))
+        committed
     }
 
     async fn placements(
