@@ -42,8 +42,9 @@ const WRITER_MEMORY: usize = 20_000_000;
 const MAX_ATTEMPTS: usize = 8;
 /// Files downloaded or uploaded at the same time.
 const TRANSFERS: usize = 8;
-/// Users whose open index stays cached in one process (each holds its files in the cache).
-const OPEN_USERS: usize = 64;
+/// Users whose open index and files stay cached in one process (Lambda's /tmp holds their
+/// files: template.yaml gives the functions that search 2 GB of it).
+const OPEN_USERS: usize = 32;
 /// The pointer's counter.
 const GENERATION: &str = "generation";
 /// The label of a lost commit race.
@@ -179,6 +180,8 @@ impl BlobTextIndex {
                 .min_by_key(|(_, used)| *used);
             if let Some((u, _)) = idle {
                 users.remove(&u);
+                // Its cached files too: the cache holds at most this many users' indexes.
+                let _ = std::fs::remove_dir_all(self.user_folder(&u));
             }
         }
         users.entry(*user).or_default().clone()
