@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::names;
-use super::paging::{
-    PageRequest, PageResult, bucket_names, estimate_total, walk_buckets, walk_buckets_counted,
-};
+use super::paging::{PageRequest, PageResult, bucket_names, bucketed_page, walk_buckets};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::users::{self, StoredUser, profile_touch, profile_update};
 use super::webhooks;
@@ -568,43 +566,16 @@ pub async fn list_all(state: &AppState, request: &ListAddresses) -> DomainResult
     let buckets = bucket_names(keys::ADDRS_BUCKET_PREFIX);
     let keep = |item: &Item| listed_from_item(item).is_ok_and(|a| request.matches(&a));
     let population = stats::total(state.table.as_ref(), stats::ADDRESSES).await?;
-    if !request.is_filtered() {
-        let page = walk_buckets(
-            state.table.as_ref(),
-            Index::Gsi1,
-            &buckets,
-            &request.page,
-            &keep,
-        )
-        .await?;
-        return Ok(AddressListing {
-            total: population,
-            page: page.decode(listed_from_item)?,
-        });
-    }
-    if population == 0 {
-        // Nothing to read (the counter changes in every create's and delete's transaction).
-        return Ok(AddressListing {
-            total: 0,
-            page: PageResult {
-                items: Vec::new(),
-                next: None,
-                previous: None,
-            },
-        });
-    }
-    // A filtered page reads buckets only until it is full; `total` is estimated from what it
-    // read (exact when it read everything), not counted over the whole listing.
-    let (page, walked) = walk_buckets_counted(
+    let (total, page) = bucketed_page(
         state.table.as_ref(),
-        Index::Gsi1,
         &buckets,
         &request.page,
-        &keep,
+        request.is_filtered().then_some(&keep),
+        population,
     )
     .await?;
     Ok(AddressListing {
-        total: estimate_total(&request.page, walked, population),
+        total,
         page: page.decode(listed_from_item)?,
     })
 }

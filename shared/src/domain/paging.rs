@@ -375,6 +375,34 @@ pub fn estimate_total(request: &PageRequest, stats: WalkStats, population: u64) 
     estimate.max(at_least)
 }
 
+/// A page of a listing over the gsi1 `buckets` and its `total`, for a listing of `population`
+/// items (its counter). Unfiltered, the counter is the total. With a filter (`keep`), the page
+/// reads buckets only until it is full and the total is [`estimate_total`]; with nothing in
+/// the listing at all, nothing is read.
+pub async fn bucketed_page(
+    table: &dyn Table,
+    buckets: &[String],
+    request: &PageRequest,
+    filter: Option<&(dyn Fn(&Item) -> bool + Sync)>,
+    population: u64,
+) -> DomainResult<(u64, PageResult)> {
+    let Some(keep) = filter else {
+        let page = walk_buckets(table, Index::Gsi1, buckets, request, &|_| true).await?;
+        return Ok((population, page));
+    };
+    if population == 0 {
+        // The counter changes in the transaction of every create and delete.
+        let empty = PageResult {
+            items: Vec::new(),
+            next: None,
+            previous: None,
+        };
+        return Ok((0, empty));
+    }
+    let (page, walked) = walk_buckets_counted(table, Index::Gsi1, buckets, request, keep).await?;
+    Ok((estimate_total(request, walked, population), page))
+}
+
 /// One page of a listing inside one partition of the table: the items of `pk` whose sort key
 /// starts with `prefix`, in sort-key order (`descending`: newest first for time-ordered ids),
 /// keeping only items that pass `keep`. A cursor outside that range is refused, so a cursor

@@ -16,9 +16,7 @@ use super::addresses::{self, StoredAddress};
 use super::authlog::{AuthlogEntry, Session};
 use super::mailboxes::{CustomNames, default_mailboxes};
 use super::names::{self, normalize_address, uview};
-use super::paging::{
-    PageRequest, PageResult, bucket_names, estimate_total, walk_buckets, walk_buckets_counted,
-};
+use super::paging::{PageRequest, PageResult, bucket_names, bucketed_page};
 use super::retry::{Attempt, USER_CONTENDED, retry_on_conflict};
 use super::tokens::{self, Grant};
 use super::webhooks;
@@ -702,43 +700,16 @@ pub async fn list(state: &AppState, request: &ListUsers) -> DomainResult<UserLis
         serde_json::from_value::<User>(item.body.clone()).is_ok_and(|u| request.matches(&u))
     };
     let population = stats::total(state.table.as_ref(), stats::USERS).await?;
-    if !request.is_filtered() {
-        let page = walk_buckets(
-            state.table.as_ref(),
-            Index::Gsi1,
-            &buckets,
-            &request.page,
-            &keep,
-        )
-        .await?;
-        return Ok(UserListing {
-            total: population,
-            page: page.decode(StoredUser::from_item)?,
-        });
-    }
-    if population == 0 {
-        // Nothing to read (the counter changes in every create's and delete's transaction).
-        return Ok(UserListing {
-            total: 0,
-            page: PageResult {
-                items: Vec::new(),
-                next: None,
-                previous: None,
-            },
-        });
-    }
-    // A filtered page reads buckets only until it is full; `total` is estimated from what it
-    // read (exact when it read everything), not counted over the whole listing.
-    let (page, walked) = walk_buckets_counted(
+    let (total, page) = bucketed_page(
         state.table.as_ref(),
-        Index::Gsi1,
         &buckets,
         &request.page,
-        &keep,
+        request.is_filtered().then_some(&keep),
+        population,
     )
     .await?;
     Ok(UserListing {
-        total: estimate_total(&request.page, walked, population),
+        total,
         page: page.decode(StoredUser::from_item)?,
     })
 }
