@@ -220,8 +220,8 @@ pub fn cloud_search_table(index: &SizeResult, terms: &SizeResult) -> Table {
     row("GET one message (ms)", index.get.ms, terms.get.ms);
     table.note(
         "eider-local with EIDER_STORE=aws on a fresh moto table and bucket for each design: the \
-         index written after each change here (one commit per message, users' commits in \
-         line), where in Lambda eider-indexer commits a user's changes of a stream batch at \
+         index written after each change here (a user's concurrent changes grouped into one \
+         commit), where in Lambda eider-indexer commits a user's changes of a stream batch at \
          once; term items are written by each upload itself (one item per distinct word). \
          moto is a Python server on the same cores: its times are not DynamoDB's, the ratios \
          and the request counts in docs/data-model.md are what carry over.",
