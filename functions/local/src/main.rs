@@ -16,6 +16,11 @@ use eider_shared::store::blob_fs::FsBlobStore;
 use eider_shared::store::embedded::EmbeddedTable;
 use eider_shared::store::{BlobStore, Table};
 
+// Many small allocations per request (JSON trees of items and answers) across threads:
+// mimalloc serves them faster than glibc's malloc (profiled on a listing under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The local server's default request body limit (`EIDER_BODY_LIMIT` overrides it).
 const LOCAL_BODY_LIMIT: usize = 96 * 1024 * 1024;
 

@@ -30,7 +30,7 @@ pub struct Correspondent {
 }
 
 fn from_item(item: &Item) -> Option<Correspondent> {
-    serde_json::from_value(item.body.clone()).ok()
+    item.body_as().ok()
 }
 
 /// The correspondents of a message just stored in `mailbox`, as WildDuck picks them.

@@ -96,7 +96,7 @@ impl StoredAddress {
 }
 
 fn from_item(item: &Item) -> DomainResult<StoredAddress> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("address", &item.sk, e))
 }
 

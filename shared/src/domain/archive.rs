@@ -29,7 +29,7 @@ fn not_found() -> DomainError {
 }
 
 fn from_item(item: &Item) -> DomainResult<Archived> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("archived message", &item.sk, e))
 }
 
@@ -49,7 +49,7 @@ pub async fn list(
 ) -> DomainResult<ArchiveListing> {
     let owner = users::load(state, user).await?;
     let pk = keys::archive_pk(user);
-    let result = walk_partition(state.table.as_ref(), &pk, "", !ascending, page, &|_| true).await?;
+    let result = walk_partition(state.table.as_ref(), &pk, "", !ascending, page, None).await?;
     Ok(ArchiveListing {
         total: owner.archived,
         page: result.decode(from_item)?,
@@ -257,7 +257,8 @@ pub async fn restore_step(state: &AppState, key: &Key, limit: usize) -> DomainRe
             done: true,
         });
     };
-    let mut task: RestoreTask = serde_json::from_value(item.body.clone())
+    let mut task: RestoreTask = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("restore task", &item.pk, e))?;
     let query = Query::table(keys::archive_pk(&task.user))
         .limit(limit)

@@ -125,7 +125,8 @@ fn generate_password() -> String {
 }
 
 fn from_item(item: &Item) -> DomainResult<Asp> {
-    serde_json::from_value(item.body.clone()).map_err(|e| DomainError::corrupt("ASP", &item.sk, e))
+    item.body_as()
+        .map_err(|e| DomainError::corrupt("ASP", &item.sk, e))
 }
 
 /// Every live ASP of a user, oldest first.

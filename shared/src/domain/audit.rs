@@ -134,7 +134,7 @@ impl Audit {
 }
 
 fn from_item(item: &Item) -> DomainResult<Audit> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("audit", &item.pk, e))
 }
 
@@ -452,7 +452,7 @@ pub async fn entries(
         .items
         .iter()
         .map(|i| {
-            serde_json::from_value(i.body.clone())
+            i.body_as()
                 .map_err(|e| DomainError::corrupt("audit entry", &i.sk, e))
         })
         .collect::<DomainResult<_>>()?;

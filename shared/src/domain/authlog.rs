@@ -129,12 +129,12 @@ pub async fn list(
         keys::AUTHLOG_SK_PREFIX,
         true,
         &request.page,
-        &keep,
+        Some(&keep),
     )
     .await?;
     let total = count_partition(table, &pk, keys::AUTHLOG_SK_PREFIX, &keep).await?;
     let page = page.decode(|item| {
-        serde_json::from_value(item.body.clone())
+        item.body_as()
             .map_err(|e| DomainError::corrupt("authlog entry", &item.sk, e))
     })?;
     Ok(AuthlogListing { total, page })
@@ -152,6 +152,6 @@ pub async fn get(
         .get(&keys::authlog(user, event))
         .await?
         .ok_or(DomainError::EventNotFound)?;
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("authlog entry", &item.sk, e))
 }

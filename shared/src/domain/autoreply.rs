@@ -194,7 +194,7 @@ pub async fn get(state: &AppState, user: &ObjectId) -> DomainResult<Option<Autor
     Ok(items
         .iter()
         .find(|i| i.key() == keys::autoreply(user))
-        .and_then(|i| serde_json::from_value(i.body.clone()).ok()))
+        .and_then(|i| i.body_as().ok()))
 }
 
 /// `DELETE /users/{user}/autoreply` (spec "Disable Autoreply", §2.44): removes the settings

@@ -108,7 +108,7 @@ impl DkimKey {
 }
 
 fn from_item(item: &Item) -> DomainResult<DkimKey> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("DKIM key", &item.sk, e))
 }
 

@@ -42,7 +42,7 @@ pub struct DomainAccess {
 }
 
 fn from_item(item: &Item) -> DomainResult<DomainAccess> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("domain access entry", &item.sk, e))
 }
 

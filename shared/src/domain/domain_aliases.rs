@@ -30,7 +30,7 @@ pub struct DomainAlias {
 }
 
 fn from_item(item: &Item) -> DomainResult<DomainAlias> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("domain alias", &item.sk, e))
 }
 

@@ -255,7 +255,7 @@ impl Filter {
 }
 
 fn from_item(item: &Item) -> DomainResult<Filter> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("filter", format!("{}/{}", item.pk, item.sk), e))
 }
 

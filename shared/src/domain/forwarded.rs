@@ -104,7 +104,7 @@ impl ForwardedAddress {
 }
 
 pub(crate) fn from_item(item: &Item) -> DomainResult<ForwardedAddress> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("forwarded address", &item.pk, e))
 }
 

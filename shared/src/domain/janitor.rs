@@ -363,7 +363,7 @@ impl Run<'_> {
     async fn purge_archived(&mut self, keys: &[Key]) -> DomainResult<()> {
         let mut groups: BTreeMap<ObjectId, Vec<Archived>> = BTreeMap::new();
         for item in self.reread(keys).await? {
-            let archived: Archived = match serde_json::from_value(item.body.clone()) {
+            let archived: Archived = match item.body_as() {
                 Ok(archived) => archived,
                 Err(_) => {
                     tracing::warn!(pk = %item.pk, sk = %item.sk, "unreadable archived message in the purge schedule; skipped");

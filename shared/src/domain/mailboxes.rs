@@ -160,7 +160,8 @@ pub struct StoredMailbox {
 
 impl StoredMailbox {
     pub fn from_item(item: &Item) -> DomainResult<StoredMailbox> {
-        let mailbox: Mailbox = serde_json::from_value(item.body.clone())
+        let mailbox: Mailbox = item
+            .body_as()
             .map_err(|e| DomainError::corrupt("mailbox", format!("{}/{}", item.pk, item.sk), e))?;
         Ok(StoredMailbox {
             mailbox,

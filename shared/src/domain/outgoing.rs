@@ -216,7 +216,8 @@ async fn claim(state: &AppState, key: &Key) -> DomainResult<Option<QueuedMail>> 
     let Some(item) = state.table.get(key).await? else {
         return Ok(None);
     };
-    let mail: QueuedMail = serde_json::from_value(item.body.clone())
+    let mail: QueuedMail = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("queued mail", &item.sk, e))?;
     if mail.status != QueueStatus::Queued {
         return Ok(None);

@@ -413,7 +413,7 @@ pub async fn walk_partition(
     prefix: &str,
     descending: bool,
     request: &PageRequest,
-    keep: &(dyn Fn(&Item) -> bool + Sync),
+    keep: Option<&(dyn Fn(&Item) -> bool + Sync)>,
 ) -> DomainResult<PageResult> {
     let positions = Positions {
         index: None,
@@ -429,14 +429,20 @@ pub async fn walk_partition(
     let mut fetched = Vec::new();
     let mut after = start;
     loop {
+        // Unfiltered, a page reads exactly what it shows (plus one to know there is more);
+        // filtered, at least 50 at a time, as some will be left out.
+        let batch = match keep {
+            None => want - fetched.len(),
+            Some(_) => (want - fetched.len()).max(50),
+        };
         let query = Query::table(pk)
             .range(SortRange::BeginsWith(prefix.to_string()))
             .forward(forward)
-            .limit((want - fetched.len()).max(50))
+            .limit(batch)
             .start_after(after.take());
         let page = table.query(&query).await?;
         for item in page.items {
-            if keep(&item) {
+            if keep.is_none_or(|keep| keep(&item)) {
                 fetched.push(item);
                 if fetched.len() == want {
                     break;
@@ -482,7 +488,7 @@ pub async fn page_and_total<T>(
     keep: &(dyn Fn(&Item) -> bool + Sync),
     decode: impl Fn(&Item) -> DomainResult<T>,
 ) -> DomainResult<(u64, PageResult<T>)> {
-    let page = walk_partition(table, pk, prefix, false, request, keep).await?;
+    let page = walk_partition(table, pk, prefix, false, request, Some(keep)).await?;
     let total = count_partition(table, pk, prefix, keep).await?;
     Ok((total, page.decode(decode)?))
 }

@@ -58,7 +58,8 @@ pub async fn step(state: &AppState, key: &Key) -> DomainResult<bool> {
     let Some(item) = state.table.get(key).await? else {
         return Ok(true);
     };
-    let mut task: QuotaTask = serde_json::from_value(item.body.clone())
+    let mut task: QuotaTask = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("quota task", &item.pk, e))?;
     let buckets = bucket_names(keys::USERS_BUCKET_PREFIX);
     while let Some(bucket) = buckets.get(task.bucket) {

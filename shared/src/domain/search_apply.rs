@@ -96,7 +96,8 @@ pub async fn step(state: &AppState, key: &Key) -> DomainResult<bool> {
     let Some(item) = state.table.get(key).await? else {
         return Ok(true);
     };
-    let mut task: SearchTask = serde_json::from_value(item.body.clone())
+    let mut task: SearchTask = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("search task", &item.pk, e))?;
     let page = PageRequest {
         limit: STEP,

@@ -156,10 +156,10 @@ pub async fn list(
         })
     };
     let table = state.table.as_ref();
-    let result = walk_partition(table, &pk, "", false, page, &keep).await?;
+    let result = walk_partition(table, &pk, "", false, page, Some(&keep)).await?;
     let total = count_partition(table, &pk, "", &keep).await?;
     let page = result.decode(|item| {
-        serde_json::from_value(item.body.clone())
+        item.body_as()
             .map_err(|e| DomainError::corrupt("storage file", &item.sk, e))
     })?;
     Ok(FileListing { total, page })

@@ -161,7 +161,8 @@ pub struct StoredUser {
 
 impl StoredUser {
     pub fn from_item(item: &Item) -> DomainResult<StoredUser> {
-        let user: User = serde_json::from_value(item.body.clone())
+        let user: User = item
+            .body_as()
             .map_err(|e| DomainError::corrupt("user", &item.pk, e))?;
         Ok(StoredUser {
             user,

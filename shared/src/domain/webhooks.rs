@@ -123,7 +123,7 @@ pub fn type_matches(pattern: &str, ev: &str) -> bool {
 }
 
 fn from_item(item: &Item) -> DomainResult<Webhook> {
-    serde_json::from_value(item.body.clone())
+    item.body_as()
         .map_err(|e| DomainError::corrupt("webhook", &item.sk, e))
 }
 
@@ -388,7 +388,7 @@ impl Delivery {
     }
 
     pub fn from_item(item: &Item) -> DomainResult<Delivery> {
-        serde_json::from_value(item.body.clone())
+        item.body_as()
             .map_err(|e| DomainError::corrupt("webhook delivery", &item.sk, e))
     }
 }

@@ -103,6 +103,10 @@ impl Item {
     pub fn key(&self) -> Key {
         Key::new(self.pk.clone(), self.sk.clone())
     }
+    /// The body read as `T`, straight from the JSON tree (no copy of the tree first).
+    pub fn body_as<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        T::deserialize(&self.body)
+    }
     pub fn with_counter(mut self, name: &str, value: i64) -> Self {
         self.counters.insert(name.to_string(), value);
         self

@@ -326,7 +326,8 @@ impl Message {
 }
 
 pub fn from_item(item: &Item) -> DomainResult<Message> {
-    let mut message: Message = serde_json::from_value(item.body.clone())
+    let mut message: Message = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("message", format!("{}/{}", item.pk, item.sk), e))?;
     message.revision = item.counter(REVISION);
     Ok(message)

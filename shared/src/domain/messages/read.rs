@@ -65,8 +65,8 @@ pub async fn list(
     request: &ListMessages,
 ) -> DomainResult<MessageListing> {
     let mailbox = mailboxes::load(state, user, mailbox_id).await?;
-    let unseen_only = request.unseen_only;
-    let keep = |item: &Item| !unseen_only || item.body["seen"] != Value::Bool(true);
+    let unseen = |item: &Item| item.body["seen"] != Value::Bool(true);
+    let keep: Option<&(dyn Fn(&Item) -> bool + Sync)> = request.unseen_only.then_some(&unseen);
     let pk = keys::messages_pk(user, mailbox_id);
     let page = walk_partition(
         state.table.as_ref(),
@@ -74,10 +74,10 @@ pub async fn list(
         "",
         !request.ascending,
         &request.page,
-        &keep,
+        keep,
     )
     .await?;
-    let total = if unseen_only {
+    let total = if request.unseen_only {
         mailbox.unseen
     } else {
         mailbox.total

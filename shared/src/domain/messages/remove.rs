@@ -363,7 +363,8 @@ pub async fn empty_step(
             ..Default::default()
         });
     };
-    let task: ClearTask = serde_json::from_value(item.body.clone())
+    let task: ClearTask = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("clear task", &item.pk, e))?;
     let emptied =
         match empty_mailbox(state, &task.user, &task.mailbox, task.skip_archive, budget).await {
