@@ -171,6 +171,13 @@ async fn operate(app: &TestApp, user: &str, rng: &mut StdRng, sources: &Sources,
 }
 
 async fn random_concurrent_changes_leave_the_account_consistent(app: TestApp) {
+    // A 500 shows only its generic answer; the server's log line says why (errors only).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .try_init();
     let seed = seed();
     println!("randomized test seed: {seed} (EIDER_RANDOM_SEED={seed} replays it)");
     let app = Arc::new(app);

@@ -64,7 +64,7 @@ impl Bridge {
 
     /// The management API client of the WebSocket stage at `endpoint`
     /// (`https://<api id>.execute-api.<region>.amazonaws.com/<stage>`, `EIDER_WS_ENDPOINT`).
-    pub fn client(config: &aws_config::SdkConfig, endpoint: &str) -> Client {
+    pub fn client(config: &aws_types::SdkConfig, endpoint: &str) -> Client {
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint)
             .build();

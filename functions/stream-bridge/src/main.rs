@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .filter(|e| !e.trim().is_empty())
         .context("EIDER_WS_ENDPOINT must be set")?;
     let state = eider_shared::http::cloud_state().await?;
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = eider_shared::store::aws_env::sdk_config();
     let bridge = Bridge::new(state.table, Bridge::client(&config, &endpoint));
     let bridge = &bridge;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {

@@ -56,7 +56,7 @@ pub async fn cloud_state() -> anyhow::Result<AppState> {
     let started = std::time::Instant::now();
     let config = Config::from_env()?;
     let cloud = crate::config::CloudConfig::from_env()?;
-    let (dynamo, s3) = crate::store::dynamo::aws_clients_from_env().await;
+    let (dynamo, s3) = crate::store::aws_env::clients();
     let table = Arc::new(crate::store::dynamo::DynamoTable::new(dynamo, cloud.table));
     let blobs = Arc::new(crate::store::s3::S3BlobStore::new(s3, cloud.bucket));
     let clients_ready = started.elapsed();

@@ -36,6 +36,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
+#[cfg(feature = "aws-chain")]
 pub use super::s3::aws_clients_from_env;
 
 use super::rules::{apply_update, check_key, check_query, check_writes, condition_holds, now};

@@ -12,6 +12,7 @@
 //! Backends: [`embedded`] (redb file + blob folder, the local default) and [`dynamo`]
 //! (DynamoDB + S3). Both pass the same contract suite in `tests/`.
 
+pub mod aws_env;
 pub mod blob_fs;
 #[cfg(feature = "text-index")]
 pub mod blob_text_index;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
@@ -18,6 +17,7 @@ use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_types::SdkConfig;
 use bytes::Bytes;
 
 use super::rules::check_blob_key;
@@ -57,10 +57,12 @@ impl S3BlobStore {
     }
 }
 
-/// Loads the AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`)
-/// and builds the DynamoDB and S3 clients.
+/// Loads the AWS configuration through aws-config's whole provider chain (environment,
+/// profiles, SSO, ...; the local server with `EIDER_STORE=aws`) and builds the DynamoDB and S3
+/// clients. Lambda functions use `aws_env::clients` instead.
+#[cfg(feature = "aws-chain")]
 pub async fn aws_clients_from_env() -> (aws_sdk_dynamodb::Client, Client) {
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let path_style = config.endpoint_url().is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
