@@ -193,9 +193,10 @@ pub struct ParsedMessage {
     /// converted), `cid:` links rewritten to `attachment:ATTnnnnn`, at most
     /// [`MAX_HTML_BYTES`] together.
     pub html: Vec<String>,
-    /// Numbered parts, listed or not, in number order.
+    /// Numbered parts, listed or not, in number order (none from [`parse_for_display`]).
     pub attachments: Vec<AttachmentInfo>,
-    /// A listed attachment outside `multipart/related` exists (WildDuck's `ha`).
+    /// A listed attachment outside `multipart/related` exists (WildDuck's `ha`; always
+    /// `false` from [`parse_for_display`]).
     pub has_attachments: bool,
     /// The top-level Content-Type; `text/plain` when the header is missing, as in WildDuck.
     pub content_type: ContentTypeInfo,
@@ -221,17 +222,28 @@ pub struct ParsedMessage {
 pub fn parse(raw: &[u8]) -> ParsedMessage {
     // The parser is written not to panic; this guard keeps a bug in it (or in a dependency)
     // from failing a whole delivery. The caught panic is still logged by the panic hook.
-    std::panic::catch_unwind(|| parse_with(raw, true)).unwrap_or_else(|_| fallback(raw))
+    std::panic::catch_unwind(|| parse_with(raw, Purpose::Store)).unwrap_or_else(|_| fallback(raw))
 }
 
-/// [`parse`] without the search terms (empty): what showing a stored message needs.
+/// [`parse`] for showing a stored message (whose item already lists its attachments): no
+/// search terms, and no attachments (they are only numbered, for `cid:` links). Decoding and
+/// hashing every attachment was two thirds of a `GET` of a message with a 60 KB PDF.
 pub fn parse_for_display(raw: &[u8]) -> ParsedMessage {
-    std::panic::catch_unwind(|| parse_with(raw, false)).unwrap_or_else(|_| fallback(raw))
+    std::panic::catch_unwind(|| parse_with(raw, Purpose::Display)).unwrap_or_else(|_| fallback(raw))
+}
+
+/// What a parse is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Storing a message: search terms, and every attachment decoded for its size and hashes.
+    Store,
+    /// Showing a stored one: neither.
+    Display,
 }
 
 #[cfg(test)]
 fn parse_inner(raw: &[u8]) -> ParsedMessage {
-    parse_with(raw, true)
+    parse_with(raw, Purpose::Store)
 }
 
 /// `raw` without the top-level header fields named in `names` (any case), their folded
@@ -326,7 +338,7 @@ pub fn search_terms(text: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // The parse itself
 
-fn parse_with(raw: &[u8], with_terms: bool) -> ParsedMessage {
+fn parse_with(raw: &[u8], purpose: Purpose) -> ParsedMessage {
     let parts = split(raw);
     let root = &parts[0];
     let fields = &root.fields;
@@ -368,7 +380,7 @@ fn parse_with(raw: &[u8], with_terms: bool) -> ParsedMessage {
     ]);
     let thread_subject = normalize_subject(&subject);
 
-    let body = walk(raw, &parts);
+    let body = walk(raw, &parts, purpose);
 
     let content_type = ContentTypeInfo {
         value: root.mime.ctype.clone(),
@@ -382,7 +394,7 @@ fn parse_with(raw: &[u8], with_terms: bool) -> ParsedMessage {
     let list_unsubscribe = non_empty(last_raw(fields, "list-unsubscribe"));
 
     let mut terms = Terms::default();
-    if with_terms {
+    if purpose == Purpose::Store {
         add_header_terms(
             &mut terms,
             &subject,
@@ -929,8 +941,9 @@ struct Body {
 /// Walks the parts depth first. Unlike WildDuck, the top part of an encapsulated message is
 /// walked like any other part: WildDuck only walks its children, so a forwarded single-part
 /// message gives no text, and a forwarded `multipart/alternative` loses its alternative flag.
-fn walk(raw: &[u8], parts: &[Part]) -> Body {
+fn walk(raw: &[u8], parts: &[Part], purpose: Purpose) -> Body {
     let mut attachments = Vec::new();
+    let mut numbered = 0;
     let mut cids: HashMap<String, String> = HashMap::new();
     let mut html_parts: Vec<String> = Vec::new();
     let mut text_parts: Vec<String> = Vec::new();
@@ -972,16 +985,12 @@ fn walk(raw: &[u8], parts: &[Part]) -> Body {
                 }
             }
             if !body.is_empty() && (!inline_text || body.len() > LARGE_INLINE_TEXT_BYTES) {
-                let info = attachment_info(
-                    raw,
-                    part,
-                    ctype,
-                    attachments.len() + 1,
-                    related,
-                    !inline_text,
-                );
-                cids.insert(part.mime.content_id.clone(), info.id.clone());
-                attachments.push(info);
+                numbered += 1;
+                let id = format!("ATT{numbered:05}");
+                cids.insert(part.mime.content_id.clone(), id.clone());
+                if purpose == Purpose::Store {
+                    attachments.push(attachment_info(raw, part, ctype, id, related, !inline_text));
+                }
             }
         }
         for &child in part.children.iter().rev() {
@@ -1035,7 +1044,7 @@ fn attachment_info(
     raw: &[u8],
     part: &Part,
     ctype: &str,
-    number: usize,
+    id: String,
     related: bool,
     listed: bool,
 ) -> AttachmentInfo {
@@ -1053,7 +1062,7 @@ fn attachment_info(
         .clone()
         .unwrap_or_else(|| if related { "inline" } else { "attachment" }.to_string());
     AttachmentInfo {
-        id: format!("ATT{number:05}"),
+        id,
         filename,
         content_type: ctype.to_string(),
         disposition,
@@ -2308,6 +2317,17 @@ mod tests {
             "Our logo is attached. See attachment:ATT00001 for details."
         );
         check_invariants(RELATED, &p);
+    }
+
+    #[test]
+    fn display_parse_shows_the_same_text_and_links_without_decoding_attachments() {
+        let stored = parse(RELATED);
+        let shown = parse_for_display(RELATED);
+        assert_eq!((&shown.html, &shown.text), (&stored.html, &stored.text));
+        assert_eq!(shown.intro, stored.intro);
+        assert!(shown.html[0].contains(r#"<img src="attachment:ATT00001" alt="Logo">"#));
+        assert!(shown.attachments.is_empty() && shown.search_terms.is_empty());
+        assert!(!stored.attachments.is_empty());
     }
 
     #[test]
