@@ -287,7 +287,14 @@ async fn find_by_id(state: &AppState, id: &ObjectId) -> DomainResult<Option<Stor
         direction: super::paging::Direction::First,
         page: 1,
     };
-    let page = walk_buckets(state.table.as_ref(), Index::Gsi1, &buckets, &request, &keep).await?;
+    let page = walk_buckets(
+        state.table.as_ref(),
+        Index::Gsi1,
+        &buckets,
+        &request,
+        Some(&keep),
+    )
+    .await?;
     page.items.first().map(from_item).transpose()
 }
 

@@ -645,7 +645,7 @@ pub async fn list_all(
         crate::store::Index::Gsi1,
         &[keys::FILTERS_LISTING_PK.to_string()],
         &request.page,
-        &keep,
+        Some(&keep),
     )
     .await?;
     page.decode(from_item)

@@ -226,6 +226,13 @@ pub async fn finish_page(
     })
 }
 
+/// How many items a page's next query asks for when it still misses `missing`: unfiltered,
+/// exactly those (the page's last one tells whether there is more); filtered, at least 50, as
+/// some will be left out.
+fn batch_size(missing: usize, filtered: bool) -> usize {
+    if filtered { missing.max(50) } else { missing }
+}
+
 /// What a bucket walk read on its way: how many items, how many passed `keep`, and whether it
 /// reached the end of the listing (in its direction) before the page was full.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +250,7 @@ pub async fn walk_buckets(
     index: Index,
     buckets: &[String],
     request: &PageRequest,
-    keep: &(dyn Fn(&Item) -> bool + Sync),
+    keep: Option<&(dyn Fn(&Item) -> bool + Sync)>,
 ) -> DomainResult<PageResult> {
     Ok(walk_buckets_counted(table, index, buckets, request, keep)
         .await?
@@ -258,7 +265,7 @@ pub async fn walk_buckets_counted(
     index: Index,
     buckets: &[String],
     request: &PageRequest,
-    keep: &(dyn Fn(&Item) -> bool + Sync),
+    keep: Option<&(dyn Fn(&Item) -> bool + Sync)>,
 ) -> DomainResult<(PageResult, WalkStats)> {
     let positions = Positions {
         index: Some(index),
@@ -289,7 +296,7 @@ pub async fn walk_buckets_counted(
         Query::index(index, buckets[bucket].clone())
             .range(SortRange::All)
             .forward(forward)
-            .limit(limit.max(50))
+            .limit(batch_size(limit, keep.is_some()))
             .start_after(after)
     };
     let mut stats = WalkStats::default();
@@ -317,7 +324,7 @@ pub async fn walk_buckets_counted(
             loop {
                 for item in page.items {
                     stats.scanned += 1;
-                    if keep(&item) {
+                    if keep.is_none_or(|keep| keep(&item)) {
                         stats.matched += 1;
                         if fetched.len() < want {
                             fetched.push(item);
@@ -387,7 +394,7 @@ pub async fn bucketed_page(
     population: u64,
 ) -> DomainResult<(u64, PageResult)> {
     let Some(keep) = filter else {
-        let page = walk_buckets(table, Index::Gsi1, buckets, request, &|_| true).await?;
+        let page = walk_buckets(table, Index::Gsi1, buckets, request, None).await?;
         return Ok((population, page));
     };
     if population == 0 {
@@ -399,7 +406,8 @@ pub async fn bucketed_page(
         };
         return Ok((0, empty));
     }
-    let (page, walked) = walk_buckets_counted(table, Index::Gsi1, buckets, request, keep).await?;
+    let (page, walked) =
+        walk_buckets_counted(table, Index::Gsi1, buckets, request, Some(keep)).await?;
     Ok((estimate_total(request, walked, population), page))
 }
 
@@ -429,16 +437,10 @@ pub async fn walk_partition(
     let mut fetched = Vec::new();
     let mut after = start;
     loop {
-        // Unfiltered, a page reads exactly what it shows (plus one to know there is more);
-        // filtered, at least 50 at a time, as some will be left out.
-        let batch = match keep {
-            None => want - fetched.len(),
-            Some(_) => (want - fetched.len()).max(50),
-        };
         let query = Query::table(pk)
             .range(SortRange::BeginsWith(prefix.to_string()))
             .forward(forward)
-            .limit(batch)
+            .limit(batch_size(want - fetched.len(), keep.is_some()))
             .start_after(after.take());
         let page = table.query(&query).await?;
         for item in page.items {
