@@ -61,10 +61,10 @@ async fn list_messages(
     State(state): State<AppState>,
     Ids((user, mailbox)): Ids<(UserId, MailboxId)>,
     Params(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (request, meta_data) = wire::list_messages(params)?;
     let listing = messages::list(&state, &user, &mailbox, &request).await?;
-    Ok(Json(wire::list_json(&request, meta_data, &listing)))
+    Ok(Json(wire::list_json(&request, meta_data, &listing)).into_response())
 }
 
 /// `POST /users/{user}/mailboxes/{mailbox}/messages` (WildDuck's "Upload Message"): `raw`

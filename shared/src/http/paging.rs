@@ -3,7 +3,8 @@
 //! in responses (`false` when there is no such page). The walks themselves are
 //! `crate::domain::paging`'s.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::validate::{Str, Validator};
 pub use crate::domain::paging::{Direction, PageRequest, PageResult};
@@ -49,27 +50,47 @@ pub fn page_request(v: &mut Validator) -> PageRequest {
 
 /// Adds the paging fields of a listing (`page`, `previousCursor`, `nextCursor`) to `body`.
 pub fn add_paging<T>(body: &mut Value, result: &PageResult<T>, request: &PageRequest) {
-    if let (Value::Object(out), Value::Object(paging)) = (body, paging_json(result, request)) {
+    if let (Value::Object(out), Ok(Value::Object(paging))) =
+        (body, serde_json::to_value(Paging::new(result, request)))
+    {
         out.extend(paging);
     }
 }
 
-/// The paging fields of a listing response.
-fn paging_json<T>(result: &PageResult<T>, request: &PageRequest) -> Value {
-    let cursor = |c: &Option<String>| match c {
-        Some(c) => Value::String(c.clone()),
-        None => Value::Bool(false),
-    };
-    let page = if result.previous.is_some() {
-        request.page.max(1)
-    } else {
-        1
-    };
-    json!({
-        "page": page,
-        "previousCursor": cursor(&result.previous),
-        "nextCursor": cursor(&result.next),
-    })
+/// The paging fields of a listing response; a cursor is `false` when there is no such page.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paging<'a> {
+    pub page: u64,
+    #[serde(serialize_with = "cursor_or_false")]
+    pub previous_cursor: &'a Option<String>,
+    #[serde(serialize_with = "cursor_or_false")]
+    pub next_cursor: &'a Option<String>,
+}
+
+impl<'a> Paging<'a> {
+    pub fn new<T>(result: &'a PageResult<T>, request: &PageRequest) -> Self {
+        let page = if result.previous.is_some() {
+            request.page.max(1)
+        } else {
+            1
+        };
+        Paging {
+            page,
+            previous_cursor: &result.previous,
+            next_cursor: &result.next,
+        }
+    }
+}
+
+fn cursor_or_false<S: serde::Serializer>(
+    cursor: &&Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match cursor {
+        Some(c) => serializer.serialize_str(c),
+        None => serializer.serialize_bool(false),
+    }
 }
 
 #[cfg(test)]
