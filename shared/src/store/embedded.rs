@@ -8,6 +8,9 @@
 //!
 //! redb serializes write transactions, so a [`Table::transact`] call reads, checks its
 //! conditions and writes inside one transaction: atomic and isolated, as on DynamoDB.
+//! Calls that arrive while a commit is under way share the next redb transaction (group
+//! commit): each still checks its conditions against the state the calls before it left, and
+//! fails or succeeds alone, but the batch pays one sync to disk instead of one per call.
 //! Expired items stay in the file until [`EmbeddedTable::purge_expired`] removes them (the
 //! emulation of DynamoDB's TTL sweeper); until then every read hides them.
 //!
@@ -17,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
@@ -48,10 +51,31 @@ const GSI2: IndexDef = TableDefinition::new("gsi2");
 /// (DynamoDB enforces it itself).
 const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 
+/// At most this many waiting write calls share one redb transaction.
+const MAX_BATCH_CALLS: usize = 128;
+
 /// The [`Table`] port on a redb file. Cheap to clone (the database is shared).
 #[derive(Clone)]
 pub struct EmbeddedTable {
     db: Arc<Database>,
+    commits: Arc<Mutex<CommitQueue>>,
+}
+
+/// Write calls waiting for a commit, and whether a committer is draining them.
+#[derive(Default)]
+struct CommitQueue {
+    waiting: Vec<WriteCall>,
+    draining: bool,
+    /// Batches taken so far (calls per batch = calls ÷ batches).
+    batches: u64,
+}
+
+/// One `transact` or `update` call.
+struct WriteCall {
+    writes: Vec<Write>,
+    /// `update` answers the item as written.
+    read_back: Option<Key>,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Option<Item>>>,
 }
 
 /// What the `items` table stores for one item (its key is the redb key).
@@ -100,7 +124,10 @@ impl EmbeddedTable {
         txn.open_table(GSI1)?;
         txn.open_table(GSI2)?;
         txn.commit()?;
-        Ok(EmbeddedTable { db: Arc::new(db) })
+        Ok(EmbeddedTable {
+            db: Arc::new(db),
+            commits: Arc::default(),
+        })
     }
 
     /// Physically removes every expired item and its index entries (what DynamoDB's TTL
@@ -139,6 +166,29 @@ impl EmbeddedTable {
         } else {
             self.blocking(f).await
         }
+    }
+
+    /// Queues a write call and waits for the commit that takes it. The first call to find
+    /// no committer running starts one on a blocking thread; it drains the queue batch by
+    /// batch (see [`commit_batch`]) and stops when the queue is empty.
+    async fn write(&self, writes: Vec<Write>, read_back: Option<Key>) -> StoreResult<Option<Item>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut queue = lock(&self.commits);
+            queue.waiting.push(WriteCall {
+                writes,
+                read_back,
+                reply,
+            });
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            let (db, commits) = (self.db.clone(), self.commits.clone());
+            tokio::task::spawn_blocking(move || drain_commits(&db, &commits));
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Backend(anyhow!("the store's commit was interrupted")))?
     }
 
     /// Runs `f` on a blocking thread: redb is synchronous.
@@ -198,13 +248,7 @@ impl Table for EmbeddedTable {
         if writes.is_empty() {
             return Ok(());
         }
-        self.blocking(move |db| {
-            in_write_txn(db, |tables| {
-                apply_writes(tables, &writes, now())?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(writes, None).await.map(|_| ())
     }
 
     async fn update(&self, key: &Key, update: Update, guard: Option<Guard>) -> StoreResult<Item> {
@@ -214,16 +258,9 @@ impl Table for EmbeddedTable {
             guard,
         };
         check_writes(std::slice::from_ref(&write))?;
-        let key = key.clone();
-        self.blocking(move |db| {
-            in_write_txn(db, |tables| {
-                apply_writes(tables, std::slice::from_ref(&write), now())?;
-                // The item exists now: it was just written.
-                load(&tables.items, &key)?
-                    .ok_or_else(|| StoreError::Backend(anyhow!("updated item vanished")))
-            })
-        })
-        .await
+        self.write(vec![write], Some(key.clone()))
+            .await?
+            .ok_or_else(|| StoreError::Backend(anyhow!("updated item vanished")))
     }
 }
 
@@ -256,6 +293,70 @@ fn in_write_txn<T>(
         Err(e) => {
             txn.abort().map_err(backend)?;
             Err(e)
+        }
+    }
+}
+
+fn lock(commits: &Mutex<CommitQueue>) -> MutexGuard<'_, CommitQueue> {
+    // The queue stays consistent even if a holder panicked: it is only pushed to and taken.
+    commits
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The committer: commits batches of waiting calls until none is left.
+fn drain_commits(db: &Database, commits: &Mutex<CommitQueue>) {
+    loop {
+        let batch = {
+            let mut queue = lock(commits);
+            if queue.waiting.is_empty() {
+                queue.draining = false;
+                return;
+            }
+            let take = queue.waiting.len().min(MAX_BATCH_CALLS);
+            queue.batches += 1;
+            queue.waiting.drain(..take).collect::<Vec<_>>()
+        };
+        // A panic must not stop the committer: the batch's callers get an error (their reply
+        // senders are dropped) and later calls are still committed.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(db, batch)));
+    }
+}
+
+/// Commits `batch` in one write transaction, the calls in queue order. A call whose
+/// conditions fail, or that is invalid, has written nothing when it fails ([`apply_writes`]
+/// checks everything first), so it fails alone. A backend error leaves the transaction in an
+/// unknown state: then nothing is committed and every call of the batch gets the error.
+fn commit_batch(db: &Database, batch: Vec<WriteCall>) {
+    let now = now();
+    let mut answers = Vec::with_capacity(batch.len());
+    let committed = in_write_txn(db, |tables| {
+        for call in &batch {
+            let answer =
+                apply_writes(tables, &call.writes, now).and_then(|()| match &call.read_back {
+                    Some(key) => load(&tables.items, key),
+                    None => Ok(None),
+                });
+            if let Err(StoreError::Backend(e)) = answer {
+                return Err(StoreError::Backend(e));
+            }
+            answers.push(answer);
+        }
+        Ok(())
+    });
+    match committed {
+        Ok(()) => {
+            for (call, answer) in batch.into_iter().zip(answers) {
+                let _ = call.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            for call in batch {
+                let _ = call
+                    .reply
+                    .send(Err(StoreError::Backend(anyhow!("{message}"))));
+            }
         }
     }
 }
@@ -582,6 +683,7 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
 #[cfg(test)]
 mod tests {
     use redb::ReadableTableMetadata;
+    use serde_json::json;
 
     use super::*;
 
@@ -639,6 +741,78 @@ mod tests {
         assert_eq!(txn.open_table(ITEMS).unwrap().len().unwrap(), 1);
         assert_eq!(txn.open_table(GSI1).unwrap().len().unwrap(), 0);
         assert_eq!(table.get(&live.key()).await.unwrap(), Some(live));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_writes_share_commits_and_each_keeps_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = EmbeddedTable::open(&dir.path().join("t.redb")).unwrap();
+        let counter = Key::new("p", "counter");
+        let calls = 200;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..calls {
+            let (table, counter) = (table.clone(), counter.clone());
+            tasks.spawn(async move {
+                match i % 4 {
+                    // Allocations: each must see a distinct value.
+                    0 | 1 => table
+                        .update(&counter, Update::default().add("n", 1), None)
+                        .await
+                        .map(|item| Some(item.counter("n"))),
+                    // Everyone creates the same item: exactly one wins.
+                    2 => table
+                        .transact(vec![Write::put_new(
+                            Item::new(Key::new("p", "once"), json!({ "by": i })),
+                            "exists",
+                        )])
+                        .await
+                        .map(|()| None),
+                    // Larger than 4 MB together, found only inside the commit: fails alone.
+                    _ if i < 40 => table
+                        .transact(
+                            (0..11)
+                                .map(|j| {
+                                    let key = Key::new("p", format!("big{i}-{j}"));
+                                    Write::put(Item::new(key, json!("x".repeat(390 * 1024))))
+                                })
+                                .collect(),
+                        )
+                        .await
+                        .map(|()| None),
+                    _ => table
+                        .transact(vec![Write::put(Item::new(
+                            Key::new("p", format!("small{i}")),
+                            json!(i),
+                        ))])
+                        .await
+                        .map(|()| None),
+                }
+            });
+        }
+        let (mut allocated, mut created, mut exists, mut invalid) = (Vec::new(), 0, 0, 0);
+        while let Some(result) = tasks.join_next().await {
+            match result.unwrap() {
+                Ok(Some(n)) => allocated.push(n),
+                Ok(None) => created += 1,
+                Err(StoreError::ConditionFailed { label: "exists" }) => exists += 1,
+                Err(StoreError::Invalid(_)) => invalid += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        allocated.sort();
+        assert_eq!(allocated, (1..=calls as i64 / 2).collect::<Vec<_>>());
+        assert_eq!((created, exists, invalid), (1 + 40, 49, 10));
+        let item = table.get(&counter).await.unwrap().unwrap();
+        assert_eq!(item.counter("n"), calls as i64 / 2);
+        for i in (3..40).step_by(4) {
+            let big = Key::new("p", format!("big{i}-0"));
+            assert_eq!(table.get(&big).await.unwrap(), None);
+        }
+        let batches = lock(&table.commits).batches;
+        assert!(
+            batches < calls as u64,
+            "{batches} commits for {calls} calls"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::{Paging, add_paging, page_request};
 use crate::http::validate::{MAX_DATA_BYTES, Str, Validator, parse_date};
 use crate::id::ObjectId;
-use crate::mail::parse::{Address, AttachmentInfo};
 use crate::mail::parse::search_terms;
+use crate::mail::parse::{Address, AttachmentInfo};
 use crate::time::iso;
 
 // ---------------------------------------------------------------------------------------------
