@@ -297,8 +297,12 @@ async fn try_move(
     let now = Utc::now();
     let mut moved = Vec::new();
     let mut after = Vec::with_capacity(chunk.len());
-    let first_uid = allocate_uids(state, target, chunk.len()).await?;
-    let seq = journal::reserve(state.table.as_ref(), &user, chunk.len() * 2).await?;
+    // Independent counters, asked for together (see `upload::commit_new_message`).
+    let (first_uid, seq) = tokio::join!(
+        allocate_uids(state, target, chunk.len()),
+        journal::reserve(state.table.as_ref(), &user, chunk.len() * 2),
+    );
+    let (first_uid, seq) = (first_uid?, seq?);
     let mut writes = Vec::new();
     let (mut src, mut dst) = ((0, 0, 0), (0, 0, 0));
     for (i, message) in chunk.iter().enumerate() {
