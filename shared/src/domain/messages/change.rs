@@ -297,7 +297,7 @@ async fn try_move(
     let now = Utc::now();
     let mut moved = Vec::new();
     let mut after = Vec::with_capacity(chunk.len());
-    // Independent counters, asked for together (see `upload::store`).
+    // Independent counters, asked for together (see `upload::commit_new_message`).
     let (first_uid, seq) = tokio::join!(
         allocate_uids(state, target, chunk.len()),
         journal::reserve(state.table.as_ref(), &user, chunk.len() * 2),

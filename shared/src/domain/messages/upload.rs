@@ -129,37 +129,15 @@ pub async fn store(
     let id = ObjectId::new();
     let blob = keys::message_blob(user, &id);
     // The marker goes first: if the process dies before the commit, the janitor finds the
-    // blob through it. The UID, the journal sequence and the thread are asked for at the same
-    // time: on the embedded store the two counters share the marker's commit (group commit),
-    // on DynamoDB the requests overlap. A failure leaves at most a gap in UIDs or in the
-    // journal, as a failed commit does.
+    // blob through it.
     let pending = keys::pending_blob(user, &id);
-    let (marked, thread, uid, seq) = tokio::join!(
-        state.table.transact(vec![Write::put_new(
+    state
+        .table
+        .transact(vec![Write::put_new(
             pending_blob_marker(&pending, &blob, now),
             UPLOAD_SETTLED,
-        )]),
-        resolve_thread(state, user, &parsed),
-        allocate_uids(state, &mailbox, 1),
-        journal::reserve(state.table.as_ref(), user, 1),
-    );
-    marked?;
-    let allocated = (|| -> DomainResult<Allocated> {
-        let (thread, thread_writes) = thread?;
-        Ok(Allocated {
-            thread,
-            thread_writes,
-            uid: uid?,
-            seq: seq?,
-        })
-    })();
-    let allocated = match allocated {
-        Ok(allocated) => allocated,
-        Err(e) => {
-            let _ = state.table.transact(vec![Write::delete(pending)]).await;
-            return Err(e);
-        }
-    };
+        )])
+        .await?;
     // A cheap copy (shared bytes), for the audits that keep this message.
     let kept = raw.clone();
     if let Err(e) = state.blobs.put(&blob, raw).await {
@@ -180,7 +158,6 @@ pub async fn store(
         idempotency.as_ref(),
         allowed,
         &kept,
-        allocated,
     )
     .await;
     match result {
@@ -253,15 +230,6 @@ impl From<StoreError> for Commit {
     }
 }
 
-/// What a new message is given before its blob is written: its thread (with the writes
-/// that create or extend it), its UID and its journal sequence.
-struct Allocated {
-    thread: ObjectId,
-    thread_writes: Vec<Write>,
-    uid: u32,
-    seq: i64,
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn commit_new_message(
     state: &AppState,
@@ -276,15 +244,17 @@ async fn commit_new_message(
     idempotency: Option<&Key>,
     allowed: i64,
     raw: &Bytes,
-    allocated: Allocated,
 ) -> Result<Stored, Commit> {
     let user = &owner.user.id;
-    let Allocated {
-        thread,
-        thread_writes,
-        uid,
-        seq,
-    } = allocated;
+    // Independent: asked for together, the two counters share a commit of the embedded store
+    // (and, on DynamoDB, one round trip's time). A failure leaves at most a gap in UIDs or in
+    // the journal, as a failed commit does.
+    let (thread, uid, seq) = tokio::join!(
+        resolve_thread(state, user, parsed),
+        allocate_uids(state, mailbox, 1),
+        journal::reserve(state.table.as_ref(), user, 1),
+    );
+    let ((thread, thread_writes), uid, seq) = (thread?, uid?, seq?);
     let now = Utc::now();
     let mut message = Message {
         id,
