@@ -11,9 +11,10 @@
 #   CARGO_INCREMENTAL 0 by default here (no incremental caches: they fill the disk per clone path)
 #   EIDER_FUZZ_SECONDS the schemathesis run's time budget (default 120)
 #
-# Steps: cargo fmt --check; cargo clippy -D warnings; moto_server on a free loopback port
-# (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER, CARGO_LAMBDA); cargo test --workspace; schemathesis against
-# eider-local from docs/openapi.json (scripts/api-fuzz/run.sh); cfn-lint; sam validate --lint.
+# Steps: prune the workspace's own build artifacts unused for 12 hours; cargo fmt --check;
+# cargo clippy -D warnings; moto_server on a free loopback port (EIDER_TEST_AWS_ENDPOINT,
+# EIDER_MOTO_SERVER, CARGO_LAMBDA); cargo test --workspace; schemathesis against eider-local
+# from docs/openapi.json (scripts/api-fuzz/run.sh); cfn-lint; sam validate --lint.
 set -euo pipefail
 
 setup_only=0
@@ -146,6 +147,23 @@ if [ "$setup_only" = 1 ]; then
 fi
 
 # ------------------------------------------------------------------------ checks
+# Each clone path compiles the workspace's own crates and test binaries anew in the shared
+# target dir (about 2.3 GB per run from a fresh clone): those not touched for 12 hours belong
+# to clones gone by. Third-party artifacts (lib<crate>-*) are kept: they are shared.
+step "prune the workspace's stale build artifacts in $CARGO_TARGET_DIR/debug/deps"
+deps_dir=$CARGO_TARGET_DIR/debug/deps
+if [ -d "$deps_dir" ]; then
+    stale_names=(eider_ libeider_)
+    for t in "$repo_root"/tests/tests/*.rs "$repo_root"/functions/*/tests/*.rs; do
+        stale_names+=("$(basename "$t" .rs)-")
+    done
+    before_kb=$(du -sk "$deps_dir" | cut -f1)
+    for name in "${stale_names[@]}"; do
+        find "$deps_dir" -maxdepth 1 -type f -name "$name*" -mmin +720 -delete 2>/dev/null || true
+    done
+    echo "freed $(((before_kb - $(du -sk "$deps_dir" | cut -f1)) / 1024)) MB"
+fi
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
