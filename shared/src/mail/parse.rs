@@ -1665,8 +1665,6 @@ fn decoded_size_and_digest(encoded: &[u8], transfer_encoding: &str) -> (u64, Vec
 /// bytes up to the next `=` or line end are copied whole: byte by byte, this decoder was a
 /// quarter of a `GET` of a quoted-printable message.
 fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
-    let hex_value = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let is_blank = |b: &u8| *b == b' ' || *b == b'\t';
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
@@ -1675,7 +1673,7 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
         if next < input.len() && input[next] == b'=' {
             // Blanks before an `=` are not at the end of a line: kept.
             out.extend_from_slice(run);
-            i = decode_qp_escape(input, next, &mut out, hex_value);
+            i = decode_qp_escape(input, next, &mut out);
             continue;
         }
         // The run ends a line (before `\n` or `\r\n`) or the input: its trailing blanks go.
@@ -1683,7 +1681,11 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
             Some((b'\r', before)) if next < input.len() => (before, &run[before.len()..]),
             _ => (run, &run[run.len()..]),
         };
-        let kept = content.len() - content.iter().rev().take_while(|b| is_blank(b)).count();
+        let blanks = content
+            .iter()
+            .rev()
+            .take_while(|b| matches!(b, b' ' | b'\t'));
+        let kept = content.len() - blanks.count();
         out.extend_from_slice(&content[..kept]);
         out.extend_from_slice(cr);
         if next < input.len() {
@@ -1696,12 +1698,8 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
 
 /// Decodes the `=` at `input[at]`: a soft line break (blanks allowed before it), an escape
 /// `=XX`, or a literal `=` when neither. Returns where decoding goes on.
-fn decode_qp_escape(
-    input: &[u8],
-    at: usize,
-    out: &mut Vec<u8>,
-    hex_value: impl Fn(u8) -> Option<u8>,
-) -> usize {
+fn decode_qp_escape(input: &[u8], at: usize, out: &mut Vec<u8>) -> usize {
+    let hex_value = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut j = at + 1;
     while j < input.len() && (input[j] == b' ' || input[j] == b'\t') {
         j += 1;
