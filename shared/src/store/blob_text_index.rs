@@ -494,7 +494,11 @@ impl BlobTextIndex {
 }
 
 fn empty_reader() -> StoreResult<IndexReader> {
-    let index = Index::create_in_ram(tantivy_docs::schema().0);
+    let index = Index::builder()
+        .schema(tantivy_docs::schema().0)
+        .settings(tantivy_docs::settings())
+        .create_in_ram()
+        .map_err(backend)?;
     tantivy_docs::prepare(&index);
     index.reader().map_err(backend)
 }
@@ -523,7 +527,7 @@ fn write_generation(
         Index::create(
             directory,
             tantivy_docs::schema().0,
-            tantivy::IndexSettings::default(),
+            tantivy_docs::settings(),
         )
     } else {
         Index::open(directory)

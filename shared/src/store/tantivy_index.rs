@@ -43,16 +43,16 @@ pub struct TantivyIndex {
 }
 
 impl TantivyIndex {
-    /// Opens the index in `folder`, creating it when missing.
+    /// Opens the index in `folder`, creating it when missing. An index made before segments
+    /// were sorted is rebuilt sorted from its own stored documents first (once).
     pub fn open(folder: &Path) -> anyhow::Result<TantivyIndex> {
-        std::fs::create_dir_all(folder)
-            .with_context(|| format!("cannot create {}", folder.display()))?;
-        let (schema, fields) = tantivy_docs::schema();
-        let directory = MmapDirectory::open(folder)
-            .with_context(|| format!("cannot open the search index in {}", folder.display()))?;
-        let index = Index::open_or_create(directory, schema)
-            .with_context(|| format!("cannot open the search index in {}", folder.display()))?;
-        tantivy_docs::prepare(&index);
+        let (_, fields) = tantivy_docs::schema();
+        let mut index = open_folder(folder)?;
+        if !tantivy_docs::sorted_newest_first(&index) {
+            drop(index);
+            sort_once(folder, fields)?;
+            index = open_folder(folder)?;
+        }
         let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY).context(
             "cannot lock the search index (is another eider-local using this data folder?)",
         )?;
@@ -148,6 +148,69 @@ impl TextIndex for TantivyIndex {
     }
 }
 
+/// Opens (or creates, sorted) the index in `folder`.
+fn open_folder(folder: &Path) -> anyhow::Result<Index> {
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let directory = MmapDirectory::open(folder)
+        .with_context(|| format!("cannot open the search index in {}", folder.display()))?;
+    let index = Index::builder()
+        .schema(tantivy_docs::schema().0)
+        .settings(tantivy_docs::settings())
+        .open_or_create(directory)
+        .with_context(|| format!("cannot open the search index in {}", folder.display()))?;
+    tantivy_docs::prepare(&index);
+    Ok(index)
+}
+
+/// Rebuilds the unsorted index in `folder` as a sorted one: its documents are copied into
+/// `<folder>.sorting`, which replaces it once committed. A crash leaves either the old index
+/// (this runs again) or no index (the start-up reconciliation rebuilds it from the store).
+fn sort_once(folder: &Path, fields: Fields) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let sibling = |suffix: &str| {
+        let mut name = folder.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (sorting, unsorted) = (sibling(".sorting"), sibling(".unsorted"));
+    for stale in [&sorting, &unsorted] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("cannot remove {}", stale.display()))?;
+        }
+    }
+    let copied = {
+        let old = open_folder(folder)?;
+        let reader: IndexReader = old.reader().context("cannot read the search index")?;
+        let new = open_folder(&sorting)?;
+        let mut writer: IndexWriter = new
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .context("cannot write the sorted search index")?;
+        let copied = tantivy_docs::copy_all(&reader.searcher(), fields, &writer)
+            .context("cannot copy the search index")?;
+        writer
+            .commit()
+            .context("cannot commit the sorted search index")?;
+        writer
+            .wait_merging_threads()
+            .context("cannot finish the sorted search index")?;
+        copied
+    };
+    std::fs::rename(folder, &unsorted)
+        .with_context(|| format!("cannot move {} aside", folder.display()))?;
+    std::fs::rename(&sorting, folder)
+        .with_context(|| format!("cannot move the sorted index to {}", folder.display()))?;
+    std::fs::remove_dir_all(&unsorted)
+        .with_context(|| format!("cannot remove {}", unsorted.display()))?;
+    tracing::info!(
+        documents = copied,
+        seconds = started.elapsed().as_secs_f64(),
+        "search index sorted newest first"
+    );
+    Ok(())
+}
+
 /// Owns the writer: applies queued changes in batches, one commit each.
 struct Worker {
     writer: IndexWriter,
@@ -189,5 +252,96 @@ impl Worker {
         self.writer.commit()?;
         self.reader.reload()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::text_index::IndexedMessage;
+
+    fn message(user: ObjectId, n: u32) -> IndexedMessage {
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(&(1_700_000_000 + n / 10).to_be_bytes());
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        IndexedMessage {
+            user,
+            id: ObjectId::from_bytes(id),
+            mailbox: ObjectId::from_bytes([1; 12]),
+            thread: ObjectId::from_bytes([2; 12]),
+            idate: i64::from(n),
+            size: 10,
+            attachments: n % 2 == 0,
+            deleted: false,
+            terms: vec!["word".into(), format!("n{n}")],
+        }
+    }
+
+    #[tokio::test]
+    async fn an_index_made_before_sorting_is_sorted_once_with_every_document() {
+        let data = tempfile::tempdir().unwrap();
+        let folder = data.path().join("search-v1");
+        let user = ObjectId::from_bytes([9; 12]);
+        // An index as made before the sort setting: several commits, one document replaced.
+        {
+            std::fs::create_dir_all(&folder).unwrap();
+            let (schema, fields) = tantivy_docs::schema();
+            let index = Index::create_in_dir(&folder, schema).unwrap();
+            tantivy_docs::prepare(&index);
+            let reader: IndexReader = index.reader().unwrap();
+            let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+            for chunk in (0..300u32).collect::<Vec<_>>().chunks(70) {
+                let changes = chunk
+                    .iter()
+                    .rev()
+                    .map(|n| IndexChange::Put(message(user, *n)))
+                    .collect();
+                tantivy_docs::apply(&writer, &reader.searcher(), fields, changes).unwrap();
+                writer.commit().unwrap();
+                reader.reload().unwrap();
+            }
+            let mut moved = message(user, 5);
+            moved.mailbox = ObjectId::from_bytes([3; 12]);
+            let changes = vec![IndexChange::Put(moved)];
+            tantivy_docs::apply(&writer, &reader.searcher(), fields, changes).unwrap();
+            writer.commit().unwrap();
+            writer.wait_merging_threads().unwrap();
+            assert!(!tantivy_docs::sorted_newest_first(&index));
+        }
+        let index = TantivyIndex::open(&folder).unwrap();
+        assert!(tantivy_docs::sorted_newest_first(
+            index.reader.searcher().index()
+        ));
+        let mut names: Vec<String> = std::fs::read_dir(data.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["search-v1"], "nothing left beside the index");
+        let query = TextQuery {
+            all: vec!["word".into()],
+            ..Default::default()
+        };
+        assert_eq!(index.count(&user, &query).await.unwrap(), 300);
+        let page = IndexPage {
+            after: None,
+            newest_first: true,
+            limit: 1000,
+        };
+        let ids = index.page(&user, &query, page).await.unwrap();
+        let expected: Vec<ObjectId> = (0..300).rev().map(|n| message(user, n).id).collect();
+        assert_eq!(ids, expected);
+        let placed = index
+            .placements(&user, &[message(user, 5).id])
+            .await
+            .unwrap();
+        assert_eq!(
+            placed[&message(user, 5).id].mailbox,
+            ObjectId::from_bytes([3; 12])
+        );
+        // What a later start opens is sorted already (no copy again).
+        assert!(tantivy_docs::sorted_newest_first(
+            &open_folder(&folder).unwrap()
+        ));
     }
 }
