@@ -550,7 +550,7 @@ mod tests {
 
     fn indexed(rng: &mut Lcg, id: ObjectId) -> IndexedMessage {
         let mut terms = vec!["every".to_string()];
-        if rng.next() % 10 == 0 {
+        if rng.next().is_multiple_of(10) {
             terms.push("rare".into());
         }
         IndexedMessage {
@@ -591,7 +591,7 @@ mod tests {
             let ids: Vec<ObjectId> = live.keys().copied().collect();
             for _ in 0..20 {
                 let id = ids[rng.next() as usize % ids.len()];
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     live.remove(&id);
                     batch.push(IndexChange::Remove(id));
                 } else if let Some(m) = live.get_mut(&id) {

@@ -271,7 +271,7 @@ mod tests {
             thread: ObjectId::from_bytes([2; 12]),
             idate: i64::from(n),
             size: 10,
-            attachments: n % 2 == 0,
+            attachments: n.is_multiple_of(2),
             deleted: false,
             terms: vec!["word".into(), format!("n{n}")],
         }
