@@ -572,7 +572,8 @@ fn text_query(query: &SearchQuery, boxes: &BTreeMap<ObjectId, StoredMailbox>) ->
     (text, exact)
 }
 
-/// Candidates read from the index per round (a page usually needs one).
+/// Candidates read from the index per round when the table decides some conditions (a page
+/// usually needs one).
 const INDEX_BATCH: usize = 100;
 
 /// One page of a search through the full-text index: candidates in id order, each checked
@@ -649,10 +650,13 @@ async fn run_indexed(
         ),
         None => None,
     };
+    // When the index decides every condition, each candidate is a match: read no more than
+    // the page (a message read from the table per candidate is most of a search's cost).
+    let batch = if exact { 1 } else { INDEX_BATCH };
     let walk = IndexPage {
         after: None,
         newest_first: newest_first != backwards,
-        limit: (page.limit + 1).max(INDEX_BATCH),
+        limit: (page.limit + 1).max(batch),
     };
     let want = page.limit + 1;
     let mut hits = Vec::new();
