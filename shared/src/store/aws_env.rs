@@ -7,9 +7,12 @@
 //! the STS client it links out of every function: a smaller binary and a shorter init.
 //! `AWS_ENDPOINT_URL` (moto, DynamoDB Local, the cloud shape on one machine) is honoured too.
 //! The local server keeps the full chain (`s3::aws_clients_from_env`, feature `aws-chain`).
+//! Both give the clients [`http_client`].
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::SdkConfig;
+use aws_types::sdk_config::SharedHttpClient;
 
 /// Where a value comes from: the process environment, or a map in tests.
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -23,7 +26,9 @@ pub fn sdk_config() -> SdkConfig {
 /// built all the same and their requests fail with the SDK's "no credentials" error.
 pub fn sdk_config_with(lookup: Lookup<'_>) -> SdkConfig {
     let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-    let mut builder = SdkConfig::builder().behavior_version(BehaviorVersion::latest());
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http_client());
     if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
         builder = builder.region(Region::new(region));
     }
@@ -36,6 +41,15 @@ pub fn sdk_config_with(lookup: Lookup<'_>) -> SdkConfig {
         builder = builder.endpoint_url(endpoint);
     }
     builder.build()
+}
+
+/// The HTTP client of every AWS client: the SDK's own (hyper, connection pool, the system's
+/// trusted roots) with rustls on ring rather than its default aws-lc, the crypto library the
+/// rest of Eider already links (reqwest's rustls).
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// The DynamoDB and S3 clients of a Lambda function (S3 path-style when an endpoint is set).

@@ -62,7 +62,10 @@ impl S3BlobStore {
 /// clients. Lambda functions use `aws_env::clients` instead.
 #[cfg(feature = "aws-chain")]
 pub async fn aws_clients_from_env() -> (aws_sdk_dynamodb::Client, Client) {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(super::aws_env::http_client())
+        .load()
+        .await;
     let path_style = config.endpoint_url().is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
