@@ -29,7 +29,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher};
 
 use super::tantivy_docs::{self, Fields, backend};
 use super::text_index::{IndexChange, IndexPage, Placement, TextIndex, TextQuery};
@@ -514,6 +514,51 @@ fn open_reader(folder: &Path) -> StoreResult<IndexReader> {
         .map_err(backend)
 }
 
+/// Replaces a generation made before segments were sorted (its files in `folder`) by a sorted
+/// index of the same documents, copied from their stored fields, before a write goes on top:
+/// every user's index in the bucket becomes sorted with its next change. The old files stay in
+/// the bucket until the new generation's pointer replaces theirs, like any merged file.
+fn sort_if_unsorted(folder: &Path, fields: Fields) -> StoreResult<()> {
+    let directory = MmapDirectory::open(folder).map_err(backend)?;
+    let old = Index::open(directory).map_err(backend)?;
+    if tantivy_docs::sorted_newest_first(&old) {
+        return Ok(());
+    }
+    tantivy_docs::prepare(&old);
+    let mut name = folder.as_os_str().to_owned();
+    name.push(".sorting");
+    let sorting = PathBuf::from(name);
+    let _ = std::fs::remove_dir_all(&sorting);
+    std::fs::create_dir_all(&sorting).map_err(io)?;
+    {
+        let new = Index::create(
+            MmapDirectory::open(&sorting).map_err(backend)?,
+            tantivy_docs::schema().0,
+            tantivy_docs::settings(),
+        )
+        .map_err(backend)?;
+        tantivy_docs::prepare(&new);
+        let mut writer: IndexWriter = new
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(backend)?;
+        let searcher = old.reader().map_err(backend)?.searcher();
+        tantivy_docs::copy_all(&searcher, fields, &writer).map_err(backend)?;
+        writer.commit().map_err(backend)?;
+        writer.wait_merging_threads().map_err(backend)?;
+    }
+    drop(old);
+    // The folder's files are links into the local cache: unlinking them here loses nothing.
+    for entry in std::fs::read_dir(folder).map_err(io)? {
+        std::fs::remove_file(entry.map_err(io)?.path()).map_err(io)?;
+    }
+    for entry in std::fs::read_dir(&sorting).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        std::fs::rename(entry.path(), folder.join(entry.file_name())).map_err(io)?;
+    }
+    std::fs::remove_dir_all(&sorting).map_err(io)?;
+    Ok(())
+}
+
 /// Applies `changes` to the generation in `folder` (a new index when `fresh`) and commits:
 /// the new `meta.json` and the names of every file it needs.
 fn write_generation(
@@ -522,6 +567,9 @@ fn write_generation(
     fields: Fields,
     changes: Vec<IndexChange>,
 ) -> StoreResult<(String, BTreeSet<String>)> {
+    if !fresh {
+        sort_if_unsorted(folder, fields)?;
+    }
     let directory = MmapDirectory::open(folder).map_err(backend)?;
     let index = if fresh {
         Index::create(
@@ -660,5 +708,83 @@ impl TextIndex for BlobTextIndex {
 
     async fn ids_in(&self, user: &ObjectId, mailbox: &ObjectId) -> StoreResult<Vec<ObjectId>> {
         tantivy_docs::ids_in(&self.searcher(user).await?, self.fields, user, mailbox)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::text_index::IndexedMessage;
+
+    fn message(n: u32) -> IndexedMessage {
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(&(1_700_000_000 + n / 7).to_be_bytes());
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        IndexedMessage {
+            user: ObjectId::from_bytes([9; 12]),
+            id: ObjectId::from_bytes(id),
+            mailbox: ObjectId::from_bytes([1; 12]),
+            thread: ObjectId::from_bytes([2; 12]),
+            idate: i64::from(n),
+            size: 10,
+            attachments: false,
+            deleted: false,
+            terms: vec!["word".into()],
+        }
+    }
+
+    #[test]
+    fn a_generation_made_before_sorting_is_written_sorted() {
+        let folder = tempfile::tempdir().unwrap();
+        let (schema, fields) = tantivy_docs::schema();
+        // A generation as written before the sort setting, in two commits.
+        {
+            let index = Index::create_in_dir(folder.path(), schema).unwrap();
+            tantivy_docs::prepare(&index);
+            let reader: IndexReader = index.reader().unwrap();
+            let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+            for range in [0..60u32, 60..120] {
+                let changes = range.rev().map(|n| IndexChange::Put(message(n))).collect();
+                tantivy_docs::apply(&writer, &reader.searcher(), fields, changes).unwrap();
+                writer.commit().unwrap();
+                reader.reload().unwrap();
+            }
+            assert!(!tantivy_docs::sorted_newest_first(&index));
+        }
+        let changes = vec![
+            IndexChange::Put(message(120)),
+            IndexChange::Remove(message(3).id),
+        ];
+        let (meta, files) = write_generation(folder.path(), false, fields, changes).unwrap();
+        assert!(meta.contains("sort_by_field"), "{meta}");
+        for file in &files {
+            assert!(folder.path().join(file).exists(), "{file}");
+        }
+        let reader = open_reader(folder.path()).unwrap();
+        let searcher = reader.searcher();
+        assert!(tantivy_docs::sorted_newest_first(searcher.index()));
+        let user = ObjectId::from_bytes([9; 12]);
+        let query = TextQuery {
+            all: vec!["word".into()],
+            ..Default::default()
+        };
+        let page = IndexPage {
+            after: None,
+            newest_first: true,
+            limit: 500,
+        };
+        let ids = tantivy_docs::page(&searcher, fields, &user, &query, page).unwrap();
+        let expected: Vec<ObjectId> = (0..=120)
+            .rev()
+            .filter(|n| *n != 3)
+            .map(|n| message(n).id)
+            .collect();
+        assert_eq!(ids, expected);
+        let mut sorting = folder.path().as_os_str().to_owned();
+        sorting.push(".sorting");
+        assert!(
+            !PathBuf::from(sorting).exists(),
+            "the copy's folder is removed"
+        );
     }
 }
