@@ -8,8 +8,10 @@
 //! documents sorted by `hi`, newest first (the index's sort setting), so a page of the newest
 //! matches stops reading a segment once the rest of it is older than the page: its cost does
 //! not grow with the number of matches. Oldest-first pages, and indexes made before the sort
-//! setting existed, take a top-k over every match. Words are Eider's own search terms (folded, addresses kept whole and split), joined
-//! by spaces and indexed with a whitespace tokenizer: a query term matches exactly what the
+//! setting existed, take a top-k over every match.
+//!
+//! Words are Eider's own search terms (folded, addresses kept whole and split), joined by
+//! spaces and indexed with a whitespace tokenizer: a query term matches exactly what the
 //! message was indexed with.
 
 use std::cmp::Reverse;
@@ -293,7 +295,7 @@ fn newest_first(
 ) -> tantivy::Result<Vec<ObjectId>> {
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     // The kept keys, lowest on top.
-    let mut kept: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::with_capacity(limit + 1);
+    let mut kept: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::with_capacity(limit.min(1024));
     for segment in searcher.segment_readers() {
         let mut matches = weight.scorer(segment, 1.0)?;
         let hi = segment.fast_fields().u64("hi")?.first_or_default_col(0);

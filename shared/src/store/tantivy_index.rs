@@ -9,7 +9,7 @@
 //! wrote.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 
@@ -47,6 +47,7 @@ impl TantivyIndex {
     /// were sorted is rebuilt sorted from its own stored documents first (once).
     pub fn open(folder: &Path) -> anyhow::Result<TantivyIndex> {
         let (_, fields) = tantivy_docs::schema();
+        finish_interrupted_sort(folder)?;
         let mut index = open_folder(folder)?;
         if !tantivy_docs::sorted_newest_first(&index) {
             drop(index);
@@ -163,17 +164,36 @@ fn open_folder(folder: &Path) -> anyhow::Result<Index> {
     Ok(index)
 }
 
-/// Rebuilds the unsorted index in `folder` as a sorted one: its documents are copied into
-/// `<folder>.sorting`, which replaces it once committed. A crash leaves either the old index
-/// (this runs again) or no index (the start-up reconciliation rebuilds it from the store).
-fn sort_once(folder: &Path, fields: Fields) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+/// `<folder>.sorting` and `<folder>.unsorted`: the sorted copy [`sort_once`] builds, and the
+/// old index it moves aside.
+fn sort_folders(folder: &Path) -> (PathBuf, PathBuf) {
     let sibling = |suffix: &str| {
         let mut name = folder.as_os_str().to_owned();
         name.push(suffix);
-        std::path::PathBuf::from(name)
+        PathBuf::from(name)
     };
-    let (sorting, unsorted) = (sibling(".sorting"), sibling(".unsorted"));
+    (sibling(".sorting"), sibling(".unsorted"))
+}
+
+/// A crash between the two renames of [`sort_once`] leaves no index in `folder`, the old one
+/// moved aside and the committed sorted copy beside it: the copy takes its place.
+fn finish_interrupted_sort(folder: &Path) -> anyhow::Result<()> {
+    let (sorting, unsorted) = sort_folders(folder);
+    if !folder.exists() && sorting.exists() && unsorted.exists() {
+        std::fs::rename(&sorting, folder)
+            .with_context(|| format!("cannot move the sorted index to {}", folder.display()))?;
+        std::fs::remove_dir_all(&unsorted)
+            .with_context(|| format!("cannot remove {}", unsorted.display()))?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the unsorted index in `folder` as a sorted one: its documents are copied into
+/// `<folder>.sorting`, which replaces it once committed. A crash before that leaves the old
+/// index (this runs again); one between the renames is finished at the next start.
+fn sort_once(folder: &Path, fields: Fields) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let (sorting, unsorted) = sort_folders(folder);
     for stale in [&sorting, &unsorted] {
         if stale.exists() {
             std::fs::remove_dir_all(stale)
@@ -339,9 +359,16 @@ mod tests {
             placed[&message(user, 5).id].mailbox,
             ObjectId::from_bytes([3; 12])
         );
+        // A crash between the renames: the sorted copy beside the old index, no index.
+        drop(index);
+        let (sorting, unsorted) = sort_folders(&folder);
+        std::fs::rename(&folder, &sorting).unwrap();
+        std::fs::create_dir_all(&unsorted).unwrap();
+        finish_interrupted_sort(&folder).unwrap();
+        assert!(folder.exists() && !sorting.exists() && !unsorted.exists());
         // What a later start opens is sorted already (no copy again).
-        assert!(tantivy_docs::sorted_newest_first(
-            &open_folder(&folder).unwrap()
-        ));
+        let reopened = open_folder(&folder).unwrap();
+        assert!(tantivy_docs::sorted_newest_first(&reopened));
+        assert_eq!(reopened.reader().unwrap().searcher().num_docs(), 300);
     }
 }
