@@ -13,8 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .ok()
         .filter(|e| !e.trim().is_empty())
         .context("EIDER_WS_ENDPOINT must be set")?;
-    let state = eider_shared::http::cloud_state().await?;
-    let config = eider_shared::store::aws_env::sdk_config();
+    let (state, config) = eider_shared::http::cloud_state_and_config().await?;
     let bridge = Bridge::new(state.table, Bridge::client(&config, &endpoint));
     let bridge = &bridge;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {

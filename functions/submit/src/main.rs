@@ -10,9 +10,8 @@ use eider_shared::mail::outbound::Outbound;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     eider_shared::http::init_tracing(true);
-    let state = eider_shared::http::cloud_state().await?;
+    let (state, aws) = eider_shared::http::cloud_state_and_config().await?;
     let config = DeliveryConfig::from_env()?;
-    let aws = eider_shared::store::aws_env::sdk_config();
     let outbound = Outbound::Ses {
         client: aws_sdk_sesv2::Client::new(&aws),
         configuration_set: config.ses_configuration_set.clone(),

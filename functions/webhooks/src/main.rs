@@ -13,8 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .ok()
         .filter(|u| !u.trim().is_empty())
         .context("EIDER_WEBHOOK_QUEUE_URL must be set")?;
-    let state = eider_shared::http::cloud_state().await?;
-    let config = eider_shared::store::aws_env::sdk_config();
+    let (state, config) = eider_shared::http::cloud_state_and_config().await?;
     let function = WebhookFunction::new(state, aws_sdk_sqs::Client::new(&config), queue_url)?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

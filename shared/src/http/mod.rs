@@ -53,10 +53,17 @@ pub fn init_tracing(json: bool) {
 /// The state of a Lambda function: DynamoDB and S3 clients built once per instance, their
 /// connections opened.
 pub async fn cloud_state() -> anyhow::Result<AppState> {
+    Ok(cloud_state_and_config().await?.0)
+}
+
+/// [`cloud_state`] and the AWS configuration its clients were built from, for a function's
+/// other AWS clients (SES, SQS, API Gateway): one configuration and one HTTP client per instance.
+pub async fn cloud_state_and_config() -> anyhow::Result<(AppState, aws_types::SdkConfig)> {
     let started = std::time::Instant::now();
     let config = Config::from_env()?;
     let cloud = crate::config::CloudConfig::from_env()?;
-    let (dynamo, s3) = crate::store::aws_env::clients();
+    let aws = crate::store::aws_env::sdk_config();
+    let (dynamo, s3) = crate::store::aws_env::clients(&aws);
     let table = Arc::new(crate::store::dynamo::DynamoTable::new(dynamo, cloud.table));
     let blobs = Arc::new(crate::store::s3::S3BlobStore::new(s3, cloud.bucket));
     let clients_ready = started.elapsed();
@@ -69,7 +76,7 @@ pub async fn cloud_state() -> anyhow::Result<AppState> {
         "function state ready"
     );
     let state = AppState::new(table.clone(), blobs.clone(), config);
-    Ok(cloud_search(state, table, blobs))
+    Ok((cloud_search(state, table, blobs), aws))
 }
 
 /// How a Lambda function's search is kept (`EIDER_SEARCH_INDEX`): by default per-user text

@@ -52,11 +52,11 @@ pub fn http_client() -> SharedHttpClient {
         .build_https()
 }
 
-/// The DynamoDB and S3 clients of a Lambda function (S3 path-style when an endpoint is set).
-pub fn clients() -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
-    let config = sdk_config();
+/// The DynamoDB and S3 clients of a Lambda function for `config` (S3 path-style when an
+/// endpoint is set).
+pub fn clients(config: &SdkConfig) -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
     let path_style = config.endpoint_url().is_some();
-    super::s3::clients_from_config(&config, path_style)
+    super::s3::clients_from_config(config, path_style)
 }
 
 #[cfg(test)]
