@@ -29,7 +29,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 use super::tantivy_docs::{self, Fields, backend};
 use super::text_index::{IndexChange, IndexPage, Placement, TextIndex, TextQuery};
@@ -518,7 +518,7 @@ fn open_reader(folder: &Path) -> StoreResult<IndexReader> {
 /// index of the same documents, copied from their stored fields, before a write goes on top:
 /// every user's index in the bucket becomes sorted with its next change. The old files stay in
 /// the bucket until the new generation's pointer replaces theirs, like any merged file.
-fn sort_if_unsorted(folder: &Path, fields: Fields) -> StoreResult<()> {
+fn sort_if_unsorted(folder: &Path) -> StoreResult<()> {
     let directory = MmapDirectory::open(folder).map_err(backend)?;
     let old = Index::open(directory).map_err(backend)?;
     if tantivy_docs::sorted_newest_first(&old) {
@@ -530,22 +530,7 @@ fn sort_if_unsorted(folder: &Path, fields: Fields) -> StoreResult<()> {
     let sorting = PathBuf::from(name);
     let _ = std::fs::remove_dir_all(&sorting);
     std::fs::create_dir_all(&sorting).map_err(io)?;
-    {
-        let new = Index::create(
-            MmapDirectory::open(&sorting).map_err(backend)?,
-            tantivy_docs::schema().0,
-            tantivy_docs::settings(),
-        )
-        .map_err(backend)?;
-        tantivy_docs::prepare(&new);
-        let mut writer: IndexWriter = new
-            .writer_with_num_threads(1, WRITER_MEMORY)
-            .map_err(backend)?;
-        let searcher = old.reader().map_err(backend)?.searcher();
-        tantivy_docs::copy_all(&searcher, fields, &writer).map_err(backend)?;
-        writer.commit().map_err(backend)?;
-        writer.wait_merging_threads().map_err(backend)?;
-    }
+    tantivy_docs::sorted_copy(&old, &sorting, WRITER_MEMORY).map_err(backend)?;
     drop(old);
     // The folder's files are links into the local cache: unlinking them here loses nothing.
     for entry in std::fs::read_dir(folder).map_err(io)? {
@@ -568,7 +553,7 @@ fn write_generation(
     changes: Vec<IndexChange>,
 ) -> StoreResult<(String, BTreeSet<String>)> {
     if !fresh {
-        sort_if_unsorted(folder, fields)?;
+        sort_if_unsorted(folder)?;
     }
     let directory = MmapDirectory::open(folder).map_err(backend)?;
     let index = if fresh {
@@ -742,7 +727,8 @@ mod tests {
             let index = Index::create_in_dir(folder.path(), schema).unwrap();
             tantivy_docs::prepare(&index);
             let reader: IndexReader = index.reader().unwrap();
-            let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+            let mut writer: tantivy::IndexWriter =
+                index.writer_with_num_threads(1, 15_000_000).unwrap();
             for range in [0..60u32, 60..120] {
                 let changes = range.rev().map(|n| IndexChange::Put(message(n))).collect();
                 tantivy_docs::apply(&writer, &reader.searcher(), fields, changes).unwrap();

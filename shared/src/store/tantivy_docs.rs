@@ -502,9 +502,26 @@ fn indexed_message(f: Fields, doc: &TantivyDocument) -> Option<IndexedMessage> {
     })
 }
 
+/// Creates a sorted index in the empty `folder` holding every live document of `from` (an
+/// index made before the sort setting), committed, merges done. Returns the count.
+pub(super) fn sorted_copy(
+    from: &Index,
+    folder: &std::path::Path,
+    writer_memory: usize,
+) -> tantivy::Result<u64> {
+    let directory = tantivy::directory::MmapDirectory::open(folder)?;
+    let index = Index::create(directory, schema().0, settings())?;
+    prepare(&index);
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, writer_memory)?;
+    let copied = copy_all(&from.reader()?.searcher(), schema().1, &writer)?;
+    writer.commit()?;
+    writer.wait_merging_threads()?;
+    Ok(copied)
+}
+
 /// Adds every live document `from` holds to `writer` (not committed), rebuilt from its stored
-/// fields: how an index made before the sort setting becomes a sorted one. Returns the count.
-pub(super) fn copy_all(from: &Searcher, f: Fields, writer: &IndexWriter) -> tantivy::Result<u64> {
+/// fields. Returns the count.
+fn copy_all(from: &Searcher, f: Fields, writer: &IndexWriter) -> tantivy::Result<u64> {
     let mut copied = 0;
     for (ordinal, segment) in from.segment_readers().iter().enumerate() {
         for doc in segment.doc_ids_alive() {

@@ -51,7 +51,7 @@ impl TantivyIndex {
         let mut index = open_folder(folder)?;
         if !tantivy_docs::sorted_newest_first(&index) {
             drop(index);
-            sort_once(folder, fields)?;
+            sort_once(folder)?;
             index = open_folder(folder)?;
         }
         let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY).context(
@@ -191,7 +191,7 @@ fn finish_interrupted_sort(folder: &Path) -> anyhow::Result<()> {
 /// Rebuilds the unsorted index in `folder` as a sorted one: its documents are copied into
 /// `<folder>.sorting`, which replaces it once committed. A crash before that leaves the old
 /// index (this runs again); one between the renames is finished at the next start.
-fn sort_once(folder: &Path, fields: Fields) -> anyhow::Result<()> {
+fn sort_once(folder: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (sorting, unsorted) = sort_folders(folder);
     for stale in [&sorting, &unsorted] {
@@ -200,23 +200,10 @@ fn sort_once(folder: &Path, fields: Fields) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot remove {}", stale.display()))?;
         }
     }
-    let copied = {
-        let old = open_folder(folder)?;
-        let reader: IndexReader = old.reader().context("cannot read the search index")?;
-        let new = open_folder(&sorting)?;
-        let mut writer: IndexWriter = new
-            .writer_with_num_threads(1, WRITER_MEMORY)
-            .context("cannot write the sorted search index")?;
-        let copied = tantivy_docs::copy_all(&reader.searcher(), fields, &writer)
-            .context("cannot copy the search index")?;
-        writer
-            .commit()
-            .context("cannot commit the sorted search index")?;
-        writer
-            .wait_merging_threads()
-            .context("cannot finish the sorted search index")?;
-        copied
-    };
+    std::fs::create_dir_all(&sorting)
+        .with_context(|| format!("cannot create {}", sorting.display()))?;
+    let copied = tantivy_docs::sorted_copy(&open_folder(folder)?, &sorting, WRITER_MEMORY)
+        .context("cannot copy the search index into a sorted one")?;
     std::fs::rename(folder, &unsorted)
         .with_context(|| format!("cannot move {} aside", folder.display()))?;
     std::fs::rename(&sorting, folder)
