@@ -518,13 +518,7 @@ fn open_reader(folder: &Path) -> StoreResult<IndexReader> {
 /// index of the same documents, copied from their stored fields, before a write goes on top:
 /// every user's index in the bucket becomes sorted with its next change. The old files stay in
 /// the bucket until the new generation's pointer replaces theirs, like any merged file.
-fn sort_if_unsorted(folder: &Path) -> StoreResult<()> {
-    let directory = MmapDirectory::open(folder).map_err(backend)?;
-    let old = Index::open(directory).map_err(backend)?;
-    if tantivy_docs::sorted_newest_first(&old) {
-        return Ok(());
-    }
-    tantivy_docs::prepare(&old);
+fn replace_with_sorted_copy(folder: &Path, old: Index) -> StoreResult<()> {
     let mut name = folder.as_os_str().to_owned();
     name.push(".sorting");
     let sorting = PathBuf::from(name);
@@ -552,20 +546,24 @@ fn write_generation(
     fields: Fields,
     changes: Vec<IndexChange>,
 ) -> StoreResult<(String, BTreeSet<String>)> {
-    if !fresh {
-        sort_if_unsorted(folder)?;
-    }
-    let directory = MmapDirectory::open(folder).map_err(backend)?;
+    let open = || Index::open(MmapDirectory::open(folder).map_err(backend)?).map_err(backend);
     let index = if fresh {
+        let directory = MmapDirectory::open(folder).map_err(backend)?;
         Index::create(
             directory,
             tantivy_docs::schema().0,
             tantivy_docs::settings(),
         )
+        .map_err(backend)?
     } else {
-        Index::open(directory)
-    }
-    .map_err(backend)?;
+        let index = open()?;
+        if tantivy_docs::sorted_newest_first(&index) {
+            index
+        } else {
+            replace_with_sorted_copy(folder, index)?;
+            open()?
+        }
+    };
     tantivy_docs::prepare(&index);
     let reader = index
         .reader_builder()
