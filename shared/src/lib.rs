@@ -6,7 +6,7 @@
 //! * [`http`]: the HTTP plumbing every router uses: state, parameters, validation, errors,
 //!   the finishing layer (access token, tracing, body limit, JSON 404).
 //! * [`config`]: configuration read once from the environment; [`time`]: timestamps as
-//!   WildDuck's clients read them.
+//!   WildDuck's clients read them; [`tls`]: whom outgoing HTTPS trusts.
 
 pub mod config;
 pub mod domain;
@@ -15,6 +15,7 @@ pub mod id;
 pub mod mail;
 pub mod store;
 pub mod time;
+pub mod tls;
 
 /// An error with its causes, `outer: inner: innermost`, for logs and failure reasons.
 pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {

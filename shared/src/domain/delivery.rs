@@ -344,7 +344,11 @@ impl Delivery {
             state,
             outbound: Arc::new(outbound),
             config: Arc::new(config),
-            http: reqwest::Client::new(),
+            // As reqwest::Client::new(), with Eider's TLS configuration (crate::tls).
+            http: reqwest::Client::builder()
+                .use_preconfigured_tls(crate::tls::client_config().as_ref().clone())
+                .build()
+                .expect("an HTTP client with a rustls configuration"),
         }
     }
 

@@ -109,6 +109,7 @@ impl Sender {
             .connect_timeout(policy.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("eider/", env!("CARGO_PKG_VERSION")))
+            .use_preconfigured_tls(crate::tls::client_config().as_ref().clone())
             .dns_resolver(Arc::new(CheckedResolver { policy }))
             .build()?;
         Ok(Sender { state, http })

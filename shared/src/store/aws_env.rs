@@ -10,7 +10,6 @@
 //! Both give the clients [`http_client`].
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::SdkConfig;
 use aws_types::sdk_config::SharedHttpClient;
 
@@ -43,13 +42,10 @@ pub fn sdk_config_with(lookup: Lookup<'_>) -> SdkConfig {
     builder.build()
 }
 
-/// The HTTP client of every AWS client: the SDK's own (hyper, connection pool, the system's
-/// trusted roots) with rustls on ring rather than its default aws-lc, the crypto library the
-/// rest of Eider already links (reqwest's rustls).
+/// The HTTP client of every AWS client ([`super::sdk_http`]: hyper's pool, rustls on ring,
+/// compiled-in roots).
 pub fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    super::sdk_http::http_client()
 }
 
 /// The DynamoDB and S3 clients of a Lambda function for `config` (S3 path-style when an

@@ -22,6 +22,7 @@ pub mod dynamo;
 pub mod embedded;
 mod rules;
 pub mod s3;
+pub mod sdk_http;
 #[cfg(feature = "text-index")]
 mod tantivy_docs;
 #[cfg(feature = "text-index")]
