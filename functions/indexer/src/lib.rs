@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use eider_shared::domain::AppState;
 use eider_shared::domain::keys::MESSAGES_PK_PREFIX;
 use eider_shared::domain::messages::indexing;
 use eider_shared::id::ObjectId;
 use eider_shared::store::dynamo::item_from_stream_image;
+use eider_shared::store::stream_batch::{self, record_id};
 use eider_shared::store::text_index::TextIndex;
 use futures::StreamExt;
 
@@ -95,23 +96,8 @@ impl Indexer {
             .into_iter()
             .flatten()
             .collect();
-        let mut response = DynamoDbEventResponse::default();
-        for record in failed {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(record);
-            response.batch_item_failures.push(failure);
-        }
-        response
+        stream_batch::retry(failed)
     }
-}
-
-/// What a batch item failure names: the record's sequence number.
-fn record_id(record: &EventRecord) -> String {
-    record
-        .change
-        .sequence_number
-        .clone()
-        .unwrap_or_else(|| record.event_id.clone())
 }
 
 /// The user and message a stream record is about: `Ok(None)` for records of other items,

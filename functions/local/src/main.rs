@@ -246,9 +246,9 @@ async fn create_resources(
     Ok(())
 }
 
-/// Runs the janitor (the same purge as the cloud's scheduled function) every `every`. Each
-/// run may work for most of the interval, so a backlog (a large deleted user) is worked off
-/// over several runs without one run holding on for long; `janitor::run` logs what it removed.
+/// Checks the full-text index against the table once, in the background after start (a crash
+/// between a message's commit and its indexing, an index folder removed to be rebuilt), and
+/// logs what it repaired.
 async fn reconcile_search_index(state: AppState) {
     let started = Instant::now();
     match eider_shared::domain::messages::reconcile(&state).await {
@@ -264,6 +264,9 @@ async fn reconcile_search_index(state: AppState) {
     }
 }
 
+/// Runs the janitor (the same purge as the cloud's scheduled function) every `every`. Each
+/// run may work for most of the interval, so a backlog (a large deleted user) is worked off
+/// over several runs without one run holding on for long; `janitor::run` logs what it removed.
 async fn janitor_loop(state: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use eider_shared::domain::connections;
@@ -27,6 +27,7 @@ use eider_shared::domain::updates::JournalEvent;
 use eider_shared::id::ObjectId;
 use eider_shared::store::Table;
 use eider_shared::store::dynamo::inserted_item;
+use eider_shared::store::stream_batch;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -96,13 +97,7 @@ impl Bridge {
             .into_iter()
             .flatten()
             .collect();
-        let mut response = DynamoDbEventResponse::default();
-        for record in failed {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(record);
-            response.batch_item_failures.push(failure);
-        }
-        response
+        stream_batch::retry(failed)
     }
 
     /// Pushes one user's events, in order, to each of the user's connections; returns the
@@ -200,15 +195,10 @@ fn journal_push(record: &EventRecord) -> Result<Option<(ObjectId, Push)>, String
     if let Value::Object(fields) = &mut message {
         fields.insert("id".into(), Value::from(event.seq));
     }
-    let record_id = record
-        .change
-        .sequence_number
-        .clone()
-        .unwrap_or_else(|| record.event_id.clone());
     Ok(Some((
         user,
         Push {
-            record: record_id,
+            record: stream_batch::record_id(record),
             seq: event.seq,
             message: message.to_string(),
         },

@@ -17,7 +17,7 @@
 
 use aws_lambda_events::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::Utc;
 use eider_shared::domain::AppState;
@@ -25,6 +25,7 @@ use eider_shared::domain::webhook_send::Sender;
 use eider_shared::domain::webhooks::Delivery;
 use eider_shared::store::Key;
 use eider_shared::store::dynamo::inserted_item;
+use eider_shared::store::stream_batch::{self, record_id};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -132,13 +133,7 @@ impl WebhookFunction {
                 }
             }
         }
-        let mut response = DynamoDbEventResponse::default();
-        for record in failed {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(record);
-            response.batch_item_failures.push(failure);
-        }
-        response
+        stream_batch::retry(failed)
     }
 
     /// A queue batch: one attempt at each delivery.
@@ -181,11 +176,6 @@ impl WebhookFunction {
         self.sender.attempt(delivery).await?;
         Ok(())
     }
-}
-
-/// What a batch item failure names for a stream record.
-fn record_id(record: &EventRecord) -> String {
-    record.change.sequence_number.clone().unwrap_or_default()
 }
 
 /// The delivery a stream record inserted: `Ok(None)` for any other record.

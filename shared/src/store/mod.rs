@@ -23,6 +23,8 @@ pub mod embedded;
 mod rules;
 pub mod s3;
 pub mod sdk_http;
+#[cfg(feature = "streams")]
+pub mod stream_batch;
 #[cfg(feature = "text-index")]
 mod tantivy_docs;
 #[cfg(feature = "text-index")]
