@@ -11,10 +11,11 @@
 #   CARGO_INCREMENTAL 0 by default here (no incremental caches: they fill the disk per clone path)
 #   EIDER_FUZZ_SECONDS the schemathesis run's time budget (default 120)
 #
-# Steps: prune the workspace's own build artifacts unused for 12 hours; cargo fmt --check;
-# cargo clippy -D warnings; moto_server on a free loopback port (EIDER_TEST_AWS_ENDPOINT,
-# EIDER_MOTO_SERVER, CARGO_LAMBDA); cargo test --workspace; schemathesis against eider-local
-# from docs/openapi.json (scripts/api-fuzz/run.sh); cfn-lint; sam validate --lint.
+# Steps: prune the workspace's own build artifacts unused for 12 hours and any artifact unread
+# for two days; cargo fmt --check; cargo clippy -D warnings; moto_server on a free loopback
+# port (EIDER_TEST_AWS_ENDPOINT, EIDER_MOTO_SERVER, CARGO_LAMBDA); cargo test --workspace;
+# schemathesis against eider-local from docs/openapi.json (scripts/api-fuzz/run.sh); cfn-lint;
+# sam validate --lint.
 set -euo pipefail
 
 setup_only=0
@@ -150,7 +151,7 @@ fi
 # Each clone path compiles the workspace's own crates and test binaries anew in the shared
 # target dir (about 2.3 GB per run from a fresh clone): those not touched for 12 hours belong
 # to clones gone by. Third-party artifacts (lib<crate>-*) are kept: they are shared.
-step "prune the workspace's stale build artifacts in $CARGO_TARGET_DIR/debug/deps"
+step "prune stale build artifacts in $CARGO_TARGET_DIR"
 deps_dir=$CARGO_TARGET_DIR/debug/deps
 if [ -d "$deps_dir" ]; then
     stale_names=(eider_ libeider_)
@@ -163,6 +164,17 @@ if [ -d "$deps_dir" ]; then
     done
     echo "freed $(((before_kb - $(du -sk "$deps_dir" | cut -f1)) / 1024)) MB"
 fi
+# Any artifact not read for two days (dependencies' old versions and feature sets, the release
+# and profiling builds of benches, incremental caches): without this the shared target dir grew
+# to 72 GB and filled the disk (2026-12-07). Cargo rebuilds whatever it still needs.
+before_kb=$(du -sk "$CARGO_TARGET_DIR" | cut -f1)
+for dir in "$CARGO_TARGET_DIR"/*/deps; do
+    find "$dir" -maxdepth 1 -type f -atime +1 -delete 2>/dev/null || true
+done
+for dir in "$CARGO_TARGET_DIR"/*/incremental; do
+    find "$dir" -mindepth 1 -maxdepth 1 -type d -mtime +1 -exec rm -rf {} + 2>/dev/null || true
+done
+echo "freed $(((before_kb - $(du -sk "$CARGO_TARGET_DIR" | cut -f1)) / 1024)) MB unread for two days"
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
