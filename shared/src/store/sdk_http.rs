@@ -33,12 +33,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A new client trusting [`crate::tls::client_config`]'s roots.
 pub fn http_client() -> SharedHttpClient {
-    http_client_with(crate::tls::client_config())
-}
-
-/// A new client with the TLS configuration `tls`.
-pub fn http_client_with(tls: Arc<rustls::ClientConfig>) -> SharedHttpClient {
-    SharedHttpClient::new(PooledClient::new(tls))
+    SharedHttpClient::new(PooledClient::new(crate::tls::client_config()))
 }
 
 /// Hands the SDK a connector per set of timeouts; the SDK asks on every request, so they are
@@ -47,15 +42,6 @@ pub fn http_client_with(tls: Arc<rustls::ClientConfig>) -> SharedHttpClient {
 struct PooledClient {
     tls: Arc<rustls::ClientConfig>,
     connectors: Mutex<Vec<(Timeouts, SharedHttpConnector)>>,
-}
-
-impl PooledClient {
-    fn new(tls: Arc<rustls::ClientConfig>) -> PooledClient {
-        PooledClient {
-            tls,
-            connectors: Mutex::new(Vec::new()),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +64,14 @@ impl HttpClient for PooledClient {
 }
 
 impl PooledClient {
+    fn new(tls: Arc<rustls::ClientConfig>) -> PooledClient {
+        PooledClient {
+            tls,
+            connectors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The connector for `timeouts`, made on first use.
     fn connector(&self, timeouts: Timeouts) -> SharedHttpConnector {
         let mut connectors = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, connector)) = connectors.iter().find(|(t, _)| *t == timeouts) {
