@@ -62,7 +62,7 @@ async fn sdk_config() -> aws_config::SdkConfig {
 /// The AWS configuration of a moto server at `endpoint`.
 pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(eider_shared::store::aws_env::http_client())
+        .http_client(eider_shared::store::sdk_http::http_client())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))

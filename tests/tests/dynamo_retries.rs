@@ -111,7 +111,7 @@ async fn table_behind_proxy() -> (DynamoTable, Arc<Proxy>) {
     });
     let endpoint = serve(Router::new().fallback(forward).with_state(proxy.clone())).await;
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(eider_shared::store::aws_env::http_client())
+        .http_client(eider_shared::store::sdk_http::http_client())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))

@@ -305,7 +305,7 @@ async fn bridge(table: Arc<dyn eider_shared::store::Table>, api: &ManagementApi)
         .with_state(api.clone());
     let endpoint = format!("{}/live", serve(router).await);
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(eider_shared::store::aws_env::http_client())
+        .http_client(eider_shared::store::sdk_http::http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "eider-tests"))
         .load()

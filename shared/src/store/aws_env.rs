@@ -7,11 +7,10 @@
 //! the STS client it links out of every function: a smaller binary and a shorter init.
 //! `AWS_ENDPOINT_URL` (moto, DynamoDB Local, the cloud shape on one machine) is honoured too.
 //! The local server keeps the full chain (`s3::aws_clients_from_env`, feature `aws-chain`).
-//! Both give the clients [`http_client`].
+//! Both give the clients [`super::sdk_http::http_client`].
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_types::SdkConfig;
-use aws_types::sdk_config::SharedHttpClient;
 
 /// Where a value comes from: the process environment, or a map in tests.
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -27,7 +26,7 @@ pub fn sdk_config_with(lookup: Lookup<'_>) -> SdkConfig {
     let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .http_client(http_client());
+        .http_client(super::sdk_http::http_client());
     if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
         builder = builder.region(Region::new(region));
     }
@@ -40,12 +39,6 @@ pub fn sdk_config_with(lookup: Lookup<'_>) -> SdkConfig {
         builder = builder.endpoint_url(endpoint);
     }
     builder.build()
-}
-
-/// The HTTP client of every AWS client ([`super::sdk_http`]: hyper's pool, rustls on ring,
-/// compiled-in roots).
-pub fn http_client() -> SharedHttpClient {
-    super::sdk_http::http_client()
 }
 
 /// The DynamoDB and S3 clients of a Lambda function for `config` (S3 path-style when an

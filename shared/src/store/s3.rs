@@ -63,7 +63,7 @@ impl S3BlobStore {
 #[cfg(feature = "aws-chain")]
 pub async fn aws_clients_from_env() -> (aws_sdk_dynamodb::Client, Client) {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(super::aws_env::http_client())
+        .http_client(super::sdk_http::http_client())
         .load()
         .await;
     let path_style = config.endpoint_url().is_some()
