@@ -88,14 +88,19 @@ pub async fn restore(
     let owner = users::load(state, user).await?;
     let archived = load(state, user, id).await?;
     let allowed = messages::allowed_storage(state, &owner);
-    let mailbox = match target {
-        Some(target) => mailboxes::load(state, user, &target).await?,
-        None => match mailboxes::load(state, user, &archived.message.mailbox).await {
-            Ok(original) => original,
-            Err(_) => mailboxes::inbox(state, user).await?,
-        },
-    };
-    restore_into(state, &archived, &mailbox, allowed).await
+    if let Some(target) = target {
+        let mailbox = mailboxes::load(state, user, &target).await?;
+        return restore_into(state, &archived, &mailbox, allowed).await;
+    }
+    if let Ok(original) = mailboxes::load(state, user, &archived.message.mailbox).await {
+        match restore_into(state, &archived, &original, allowed).await {
+            // Deleted between the read and the write: INBOX, as if it had been gone before.
+            Err(DomainError::MailboxNotFound(_)) => {}
+            other => return other,
+        }
+    }
+    let inbox = mailboxes::inbox(state, user).await?;
+    restore_into(state, &archived, &inbox, allowed).await
 }
 
 /// Puts an archived message back into `mailbox`, if it fits into the quota (`allowed` bytes).
@@ -106,20 +111,12 @@ async fn restore_into(
     allowed: i64,
 ) -> DomainResult<Message> {
     let user = mailbox.mailbox.user;
-    let uid = state
-        .table
-        .update(
-            &keys::mailbox(&user, &mailbox.mailbox.id),
-            Update::default().add(mailboxes::UID_NEXT, 1),
-            Some(Condition::Exists.labeled(mailboxes::MAILBOX_GONE)),
-        )
-        .await?
-        .counter(mailboxes::UID_NEXT)
-        - 1;
+    // A mailbox deleted since it was read answers MailboxNotFound here, as in the commit.
+    let uid = messages::allocate_uids(state, mailbox, 1).await?;
     let seq = journal::reserve(state.table.as_ref(), &user, 1).await?;
     let mut message = archived.message.clone();
     message.mailbox = mailbox.mailbox.id;
-    message.uid = uid as u32;
+    message.uid = uid;
     message.expires = messages::retention_expiry(mailbox, chrono::Utc::now());
     let size = message.size as i64;
     let writes = vec![
@@ -361,4 +358,49 @@ pub async fn reset_quota(state: &AppState, user: &ObjectId) -> DomainResult<Reco
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::mailboxes::NewMailbox;
+    use crate::domain::messages::tests::{fixture, raw};
+
+    /// A restore whose mailbox is deleted between its read and the write (the randomized test
+    /// once met this as a 500): no such mailbox, nothing changed; a restore without a target
+    /// then lands in INBOX.
+    #[tokio::test]
+    async fn a_restore_into_a_mailbox_deleted_meanwhile_changes_nothing() {
+        let f = fixture(None).await;
+        let new_folder = NewMailbox {
+            path: "Work".into(),
+            hidden: false,
+            retention: None,
+            encrypt_messages: false,
+        };
+        let work = mailboxes::create(&f.state, &f.user, new_folder)
+            .await
+            .unwrap();
+        let stored = f.store(&work, raw("kept", ""), false).await.unwrap();
+        messages::delete(&f.state, &f.user, &work, stored.uid)
+            .await
+            .unwrap();
+        let stale = mailboxes::load(&f.state, &f.user, &work).await.unwrap();
+        mailboxes::delete(&f.state, &f.user, &work).await.unwrap();
+        let archived = load(&f.state, &f.user, &stored.id).await.unwrap();
+        let used = f.storage_used().await;
+
+        let refused = restore_into(&f.state, &archived, &stale, i64::MAX).await;
+        assert!(
+            matches!(refused, Err(DomainError::MailboxNotFound(_))),
+            "{refused:?}"
+        );
+        assert!(load(&f.state, &f.user, &stored.id).await.is_ok());
+        assert_eq!(f.storage_used().await, used);
+
+        let restored = restore(&f.state, &f.user, &stored.id, None).await.unwrap();
+        assert_eq!(restored.mailbox, f.inbox);
+        assert!(load(&f.state, &f.user, &stored.id).await.is_err());
+        assert_eq!(f.storage_used().await, used + stored.size as i64);
+    }
 }

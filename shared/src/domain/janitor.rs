@@ -307,7 +307,12 @@ impl Run<'_> {
             let count = batch.len();
             let drafts = batch.iter().filter(|m| m.draft).count();
             let derived: usize = batch.iter().map(|m| m.terms.len()).sum();
-            let removed = messages::remove_messages(self.state, &mailbox, batch, true).await?;
+            let removed = match messages::remove_messages(self.state, &mailbox, batch, true).await {
+                Ok(removed) => removed,
+                // Deleted since it was read: as above.
+                Err(DomainError::MailboxNotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
             self.report.messages_expired += removed;
             if removed == count {
                 // Each: its item, its pointer and its search terms; drafts lose their blob.

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{
-    MESSAGE_GONE, Message, REVISION, UID_TAKEN, allocate_uids, from_item, mailbox_counters, reload,
-    retention_expiry,
+    MESSAGE_GONE, Message, REVISION, UID_TAKEN, allocate_uids, from_item, mailbox_counters,
+    mailbox_gone, reload, retention_expiry,
 };
 use crate::domain::mailboxes::{self, StoredMailbox};
 use crate::domain::webhooks;
@@ -250,6 +250,9 @@ async fn try_flags(
             webhooks::publish_all(state, after.iter().map(webhooks::message_flags).collect()).await;
             Ok(true)
         }
+        Err(StoreError::ConditionFailed {
+            label: mailboxes::MAILBOX_GONE,
+        }) => Err(mailbox_gone()),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
@@ -362,6 +365,9 @@ async fn try_move(
             events.extend(webhooks::marked(source, target, &after));
             webhooks::publish_all(state, events).await;
         }
+        Err(StoreError::ConditionFailed {
+            label: mailboxes::MAILBOX_GONE,
+        }) => return Err(mailbox_gone()),
         // Some message changed or vanished meanwhile: this batch moved nothing.
         Err(StoreError::ConditionFailed { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -24,7 +24,7 @@ pub mod threads;
 pub mod upload;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -346,6 +346,12 @@ pub(crate) async fn reload(state: &AppState, messages: &[Message]) -> DomainResu
     Ok(fresh)
 }
 
+/// A mailbox deleted while its messages were being changed (its counters' guard failed):
+/// retrying cannot help.
+fn mailbox_gone() -> DomainError {
+    DomainError::MailboxNotFound("This mailbox does not exist")
+}
+
 fn message_not_found() -> DomainError {
     DomainError::MessageNotFound("This message does not exist")
 }
@@ -377,7 +383,7 @@ pub(crate) fn retention_expiry(
 
 /// Allocates `count` UIDs in a mailbox; returns the first. UIDs are never reused, even when
 /// the write that was to use them fails.
-async fn allocate_uids(
+pub(crate) async fn allocate_uids(
     state: &AppState,
     mailbox: &StoredMailbox,
     count: usize,
@@ -391,9 +397,7 @@ async fn allocate_uids(
         )
         .await
         .map_err(|e| match e {
-            StoreError::ConditionFailed { .. } => {
-                DomainError::MailboxNotFound("This mailbox does not exist")
-            }
+            StoreError::ConditionFailed { .. } => mailbox_gone(),
             other => other.into(),
         })?;
     Ok((item.counter(UID_NEXT) - count as i64) as u32)

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::change::BATCH;
-use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters, reload};
+use super::{MESSAGE_GONE, Message, from_item, load, mailbox_counters, mailbox_gone, reload};
 use crate::domain::mailboxes::{self, StoredMailbox};
 use crate::domain::users::{self, ARCHIVED_COUNT, STORAGE_USED};
 use crate::domain::webhooks;
@@ -129,6 +129,9 @@ async fn try_remove(
     .await
     {
         Ok(()) => {}
+        Err(StoreError::ConditionFailed {
+            label: mailboxes::MAILBOX_GONE,
+        }) => return Err(mailbox_gone()),
         Err(StoreError::ConditionFailed { .. }) => return Ok(false),
         Err(e) => return Err(e.into()),
     }

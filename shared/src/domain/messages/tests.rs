@@ -12,14 +12,15 @@ use crate::domain::users::{self, NewUser, ProfileChanges};
 use crate::store::blob_fs::FsBlobStore;
 use crate::store::embedded::EmbeddedTable;
 
-struct Fixture {
+/// A user with default folders on a fresh embedded store (also used by the archive's tests).
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    state: AppState,
-    user: ObjectId,
-    inbox: ObjectId,
+    pub(crate) state: AppState,
+    pub(crate) user: ObjectId,
+    pub(crate) inbox: ObjectId,
 }
 
-async fn fixture(quota: Option<u64>) -> Fixture {
+pub(crate) async fn fixture(quota: Option<u64>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let table = EmbeddedTable::open(&dir.path().join("t.redb")).unwrap();
     let blobs = FsBlobStore::new(dir.path().join("blobs")).unwrap();
@@ -52,13 +53,18 @@ async fn fixture(quota: Option<u64>) -> Fixture {
     }
 }
 
-fn raw(subject: &str, headers: &str) -> Vec<u8> {
+pub(crate) fn raw(subject: &str, headers: &str) -> Vec<u8> {
     format!("From: a@example.com\r\nSubject: {subject}\r\n{headers}\r\nbody of {subject}\r\n")
         .into_bytes()
 }
 
 impl Fixture {
-    async fn store(&self, mailbox: &ObjectId, raw: Vec<u8>, seen: bool) -> DomainResult<Stored> {
+    pub(crate) async fn store(
+        &self,
+        mailbox: &ObjectId,
+        raw: Vec<u8>,
+        seen: bool,
+    ) -> DomainResult<Stored> {
         let upload = Upload {
             raw: raw.into(),
             seen,
@@ -75,7 +81,7 @@ impl Fixture {
         (m.total, m.unseen, m.size)
     }
 
-    async fn storage_used(&self) -> i64 {
+    pub(crate) async fn storage_used(&self) -> i64 {
         users::load(&self.state, &self.user)
             .await
             .unwrap()
