@@ -246,10 +246,18 @@ pub async fn run_local(state: AppState, stop: impl std::future::Future<Output = 
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
-                let (sender, running) = (sender.clone(), running.clone());
+                let (sender, running, state) = (sender.clone(), running.clone(), state.clone());
                 tokio::spawn(async move {
                     let id = delivery.id.clone();
-                    if let Err(e) = sender.attempt(delivery).await {
+                    // This pass read the queue before an earlier pass's task settled the
+                    // delivery and left `running`: only a delivery still queued now is sent,
+                    // or it would go out twice.
+                    let result = match state.table.get(&delivery.key()).await {
+                        Ok(Some(_)) => sender.attempt(delivery).await.map(drop),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = result {
                         tracing::warn!(error = %e, delivery = %id, "webhook delivery not settled; tried again");
                     }
                     running
