@@ -801,3 +801,95 @@ async fn purge_rate() {
         );
     }
 }
+
+/// What `GET /users/{user}/search?query=harbour` counts.
+async fn harbour_matches(app: &TestApp, user: &str) -> u64 {
+    let (status, found) = app
+        .get(&format!("/users/{user}/search?query=harbour"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    found["total"].as_u64().unwrap()
+}
+
+/// Messages stored while nothing indexed them (records the stream indexer gave up on): the
+/// cloud's bucket index lacks them until an operator invokes the janitor with
+/// `reconcileSearch`, for one user, or for all of them over as many invocations as it takes.
+#[tokio::test]
+async fn the_lambda_handler_repairs_search_indexes_on_request() {
+    let app = TestApp::moto().await;
+    let index = app.state.text_index.clone().expect("moto's bucket index");
+    let unindexed = app.with_state(|mut state| {
+        state.text_index = None;
+        state
+    });
+    let mut users = Vec::new();
+    for (name, count) in [("alice", 3), ("bob", 2), ("carol", 1)] {
+        let user = new_user(&unindexed, json!({"username": name, "password": "pw"})).await;
+        let inbox = unindexed.mailbox_id(&user, "INBOX").await;
+        for n in 0..count {
+            let raw = format!(
+                "From: a@example.com\r\nSubject: Note {n}\r\n\r\nThe harbour at dawn, {n}.\r\n"
+            );
+            unindexed.upload_ok(&user, &inbox, &raw, json!({})).await;
+        }
+        users.push(user);
+    }
+    let app = unindexed.with_state(|mut state| {
+        state.text_index = Some(index);
+        state
+    });
+    for user in &users {
+        assert_eq!(harbour_matches(&app, user).await, 0);
+    }
+    let invoke = |payload: Value, seconds_left: u64| {
+        let event = lambda_runtime::LambdaEvent::new(payload, lambda_context(seconds_left));
+        eider_janitor::dispatch(&app.state, event)
+    };
+
+    // One user.
+    let answer = invoke(json!({"reconcileSearch": {"user": users[0]}}), 300)
+        .await
+        .unwrap();
+    assert_eq!(
+        (&answer["users"], &answer["added"], &answer["next"]),
+        (&json!(1), &json!(3), &Value::Null),
+        "{answer}"
+    );
+    assert_eq!(harbour_matches(&app, &users[0]).await, 3);
+    assert_eq!(harbour_matches(&app, &users[1]).await, 0);
+
+    // Everyone, with no time left: one user per invocation, each answer saying where to go on.
+    let mut after = Value::Null;
+    let mut added = 0;
+    for _ in 0..users.len() {
+        let answer = invoke(json!({"reconcileSearch": {"after": after}}), 0)
+            .await
+            .unwrap();
+        assert_eq!(answer["users"], 1, "{answer}");
+        added += answer["added"].as_u64().unwrap();
+        after = answer["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    assert!(
+        after.is_null(),
+        "every user done within {} calls",
+        users.len()
+    );
+    // Alice was in line already; Bob and Carol were not.
+    assert_eq!(added, 3);
+    for (user, want) in users.iter().zip([3, 2, 1]) {
+        assert_eq!(harbour_matches(&app, user).await, want);
+    }
+
+    // All at once changes nothing more; a bad id is refused without touching anything.
+    let answer = invoke(json!({"reconcileSearch": {}}), 300).await.unwrap();
+    assert_eq!(
+        (&answer["users"], &answer["added"], &answer["removed"]),
+        (&json!(3), &json!(0), &json!(0)),
+        "{answer}"
+    );
+    let refused = invoke(json!({"reconcileSearch": {"user": "nobody"}}), 300).await;
+    assert!(refused.unwrap_err().to_string().contains("not a user id"));
+}

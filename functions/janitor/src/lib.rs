@@ -2,13 +2,19 @@
 //! it runs [`janitor::run`] with a budget that ends well before the invocation's deadline and
 //! answers the [`Report`] as JSON. The work itself lives in `eider_shared::domain::janitor`, so
 //! the local server runs the very same purge.
+//!
+//! Invoked by an operator with `{"reconcileSearch": {...}}` instead, it repairs the users'
+//! search indexes ([`reconcile_search`]), for instance after the stream indexer gave records up
+//! (the failed-events alarm).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eider_shared::domain::janitor::{self, Budget, Report};
+use eider_shared::domain::messages::indexing;
 use eider_shared::http::AppState;
+use eider_shared::id::ObjectId;
 use lambda_runtime::LambdaEvent;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Table items one invocation deletes at most. The deadline is what normally ends a run; this
 /// caps the write bill of one run if the table is much faster than expected.
@@ -60,6 +66,63 @@ pub async fn handle(
             tracing::error!(error = format!("{e:#}"), "janitor run failed");
             lambda_runtime::Error::from(e)
         })
+}
+
+/// Handles one invocation: a search repair when the payload asks for one
+/// ([`reconcile_search`]), else a scheduled run ([`handle`]).
+pub async fn dispatch(
+    state: &AppState,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
+    if let Some(request) = event.payload.get("reconcileSearch") {
+        let request = request.clone();
+        return reconcile_search(state, &request, event.context.deadline).await;
+    }
+    let report = handle(state, event).await?;
+    Ok(serde_json::to_value(report)?)
+}
+
+/// `{"reconcileSearch": {"user": id}}` makes that user's search index agree with the table;
+/// `{"reconcileSearch": {}}` every user's, in id order, as far as the invocation's time allows,
+/// and `{"reconcileSearch": {"after": id}}` goes on from where an answer's `next` said. The
+/// answer counts what was repaired; `next` is null once every user was done.
+pub async fn reconcile_search(
+    state: &AppState,
+    request: &Value,
+    deadline_ms: u64,
+) -> Result<Value, lambda_runtime::Error> {
+    let started = Instant::now();
+    let id = |field: &str| -> Result<Option<ObjectId>, lambda_runtime::Error> {
+        match request.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| format!("reconcileSearch.{field} is not a user id: {value}").into()),
+        }
+    };
+    let (user, after) = (id("user")?, id("after")?);
+    let Some(index) = state.text_index.clone() else {
+        return Err(
+            "this function has no search index to repair (EIDER_SEARCH_INDEX=terms?)".into(),
+        );
+    };
+    let (report, next) = match user {
+        Some(user) => {
+            let report = indexing::reconcile_user(state, index.as_ref(), &user).await?;
+            index.settle().await?;
+            (report, None)
+        }
+        None => {
+            let deadline = budget_for(deadline_ms, started).deadline;
+            indexing::reconcile_users(state, after, deadline).await?
+        }
+    };
+    tracing::info!(?report, next = ?next, ms = started.elapsed().as_millis() as u64, "search index reconciled");
+    let mut answer = serde_json::to_value(report)?;
+    answer["next"] = json!(next.map(|id| id.to_string()));
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The janitor Lambda: runs the purges on each EventBridge schedule tick, and sends queued
 //! mail that is due (scheduled sends, retries): local users through the delivery pipeline,
-//! everyone else through SES.
+//! everyone else through SES. Invoked with `{"reconcileSearch": ...}`, it repairs search
+//! indexes instead (`eider_janitor::dispatch`).
 
 use std::sync::Arc;
 
@@ -19,6 +20,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let delivery = Delivery::new(state.clone(), outbound, config);
     let state = state.with_dispatcher(Arc::new(delivery));
-    let handler = lambda_runtime::service_fn(|event| eider_janitor::handle(&state, event));
+    let handler = lambda_runtime::service_fn(|event| eider_janitor::dispatch(&state, event));
     lambda_runtime::run(handler).await
 }

@@ -6,7 +6,8 @@
 //! Every hook runs after the message's own transaction committed and is best effort: a
 //! failure is logged, the message stays stored and listed, and search checks every page
 //! against the table, so a stale index entry can only hide or add a match, never show wrong
-//! data. On the local server, `reconcile` repairs the index at start-up.
+//! data. On the local server, `reconcile` repairs the index at start-up; in Lambda, the janitor
+//! does when invoked with `reconcileSearch` (docs/deploy.md).
 
 use super::Message;
 use std::sync::Arc;
@@ -179,75 +180,133 @@ async fn write_term_items(state: &AppState, message: &Message, add: bool) {
 }
 
 /// What [`reconcile`] repaired.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Reconciled {
+    /// Users looked at.
+    pub users: u64,
     pub messages: u64,
     pub added: u64,
     pub removed: u64,
     pub moved: u64,
 }
 
-/// Makes the full-text index agree with the table, user by user and folder by folder: adds
-/// what it misses (a crash between a message's commit and its indexing, or an index folder
-/// removed to be rebuilt), forgets what is gone, fixes folders. Reads every message pointer
-/// and each folder's ids from the index; parses only the sources of messages to add.
+impl Reconciled {
+    fn absorb(&mut self, other: Reconciled) {
+        self.users += other.users;
+        self.messages += other.messages;
+        self.added += other.added;
+        self.removed += other.removed;
+        self.moved += other.moved;
+    }
+}
+
+/// Makes the full-text index agree with the table for every user ([`reconcile_user`]); the
+/// local server runs it at start-up.
 pub async fn reconcile(state: &AppState) -> DomainResult<Reconciled> {
+    let (report, _) = reconcile_users(state, None, None).await?;
+    Ok(report)
+}
+
+/// [`reconcile_user`] for each user in id order after `after`, until `deadline` (at least one
+/// user, so repeated calls always progress). Also answers, when users are left, the last one
+/// done: the `after` of the next call. Nothing to do without a full-text index.
+pub async fn reconcile_users(
+    state: &AppState,
+    after: Option<ObjectId>,
+    deadline: Option<std::time::Instant>,
+) -> DomainResult<(Reconciled, Option<ObjectId>)> {
     let Some(index) = state.text_index.clone() else {
-        return Ok(Reconciled::default());
+        return Ok((Reconciled::default(), None));
     };
+    let mut ids = users::all_ids(state).await?;
+    ids.sort();
+    ids.retain(|id| after.is_none_or(|after| *id > after));
     let mut report = Reconciled::default();
-    for user in users::all_ids(state).await? {
-        // Where the table says each message is.
-        let mut places = std::collections::BTreeMap::new();
-        let mut after = None;
-        loop {
-            let q = Query::table(keys::message_pointers_pk(&user))
-                .limit(1000)
-                .start_after(after.take());
-            let batch = state.table.query(&q).await?;
-            for item in &batch.items {
-                let mailbox: Option<ObjectId> =
-                    serde_json::from_value(item.body["mailbox"].clone()).ok();
-                if let (Ok(id), Some(mailbox)) = (item.sk.parse::<ObjectId>(), mailbox) {
-                    places.insert(id, mailbox);
-                }
-            }
-            match batch.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+    let mut last = None;
+    for user in ids {
+        let out_of_time = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if out_of_time && last.is_some() {
+            index.settle().await?;
+            return Ok((report, last));
         }
-        report.messages += places.len() as u64;
-        // Where the index says they are.
-        let mut indexed_in = std::collections::BTreeMap::new();
-        for mailbox in mailboxes::load_all(state, &user).await? {
-            for id in index.ids_in(&user, &mailbox.mailbox.id).await? {
-                indexed_in.insert(id, mailbox.mailbox.id);
-            }
-        }
-        let mut missing = Vec::new();
-        let mut moved = Vec::new();
-        for (id, mailbox) in &places {
-            match indexed_in.remove(id) {
-                None => missing.push(*id),
-                Some(m) if m != *mailbox => moved.push((*id, Relocation::Mailbox(*mailbox))),
-                Some(_) => {}
-            }
-        }
-        // Left in `indexed_in`: indexed but no longer in the table.
-        let gone: Vec<ObjectId> = indexed_in.into_keys().collect();
-        report.removed += gone.len() as u64;
-        report.moved += moved.len() as u64;
-        index.remove(&user, gone).await?;
-        index.relocate(&user, moved).await?;
-        for chunk in missing.chunks(100) {
-            for message in super::resolve_ids(state, &user, chunk).await? {
-                reindex(state, &message).await;
-                report.added += 1;
-            }
-        }
+        report.absorb(reconcile_user(state, index.as_ref(), &user).await?);
+        last = Some(user);
     }
     index.settle().await?;
+    Ok((report, None))
+}
+
+/// Makes `user`'s part of the index agree with the table, folder by folder: adds what it
+/// misses (a crash between a message's commit and its indexing, records the stream indexer
+/// gave up on, an index folder removed to be rebuilt), forgets what is gone, fixes folders.
+/// Reads every message pointer and each folder's ids from the index; parses only the sources
+/// of messages to add. Writes the index itself, whoever writes it otherwise (in Lambda the
+/// stream indexer: the bucket index's commits are safe from any number of writers).
+pub async fn reconcile_user(
+    state: &AppState,
+    index: &dyn TextIndex,
+    user: &ObjectId,
+) -> DomainResult<Reconciled> {
+    let mut report = Reconciled {
+        users: 1,
+        ..Default::default()
+    };
+    // Where the table says each message is.
+    let mut places = std::collections::BTreeMap::new();
+    let mut after = None;
+    loop {
+        let q = Query::table(keys::message_pointers_pk(user))
+            .limit(1000)
+            .start_after(after.take());
+        let batch = state.table.query(&q).await?;
+        for item in &batch.items {
+            let mailbox: Option<ObjectId> =
+                serde_json::from_value(item.body["mailbox"].clone()).ok();
+            if let (Ok(id), Some(mailbox)) = (item.sk.parse::<ObjectId>(), mailbox) {
+                places.insert(id, mailbox);
+            }
+        }
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    report.messages = places.len() as u64;
+    // Where the index says they are.
+    let mut indexed_in = std::collections::BTreeMap::new();
+    for mailbox in mailboxes::load_all(state, user).await? {
+        for id in index.ids_in(user, &mailbox.mailbox.id).await? {
+            indexed_in.insert(id, mailbox.mailbox.id);
+        }
+    }
+    let mut missing = Vec::new();
+    let mut moved = Vec::new();
+    for (id, mailbox) in &places {
+        match indexed_in.remove(id) {
+            None => missing.push(*id),
+            Some(m) if m != *mailbox => moved.push((*id, Relocation::Mailbox(*mailbox))),
+            Some(_) => {}
+        }
+    }
+    // Left in `indexed_in`: indexed but no longer in the table.
+    let gone: Vec<ObjectId> = indexed_in.into_keys().collect();
+    report.removed = gone.len() as u64;
+    report.moved = moved.len() as u64;
+    index.remove(user, gone).await?;
+    index.relocate(user, moved).await?;
+    // One commit per hundred messages added.
+    for chunk in missing.chunks(100) {
+        let mut docs = Vec::with_capacity(chunk.len());
+        for message in super::resolve_ids(state, user, chunk).await? {
+            if let Some(doc) = indexed_from_source(state, &message).await {
+                docs.push(doc);
+            }
+        }
+        report.added += docs.len() as u64;
+        if !docs.is_empty() {
+            index.put(docs).await?;
+        }
+    }
     Ok(report)
 }
 
