@@ -88,7 +88,26 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            StoreError::ConditionFailed { label } => ApiError::lost_race(label),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl ApiError {
+    /// A write whose condition failed where its rule does not say what that means: a change
+    /// made meanwhile won, so nothing was written and the request may be tried again (409
+    /// `LockFail`, as a contended change). Logged with its label, to be given its own answer.
+    fn lost_race(label: &'static str) -> ApiError {
+        tracing::warn!(
+            condition = label,
+            "a write lost to a concurrent change where no answer maps its condition"
+        );
+        ApiError::conflict(
+            "LockFail",
+            "The data changed while the request ran, try again",
+        )
     }
 }
 
@@ -168,7 +187,7 @@ impl From<DomainError> for ApiError {
             E::SendingLimit { .. } => (S::FORBIDDEN, "RateLimitedError"),
             E::MessageNotDraft => (S::BAD_REQUEST, "MessageNotDraft"),
             E::QueueEntryNotFound => (S::NOT_FOUND, "NoSuchQueueEntry"),
-            E::Store(e) => return ApiError::internal(e),
+            E::Store(e) => return e.into(),
             E::Internal(e) => return ApiError::internal(e),
         };
         ApiError::new(status, code, message)
@@ -198,5 +217,30 @@ impl IntoResponse for ApiError {
             body.entry(k).or_insert(v);
         }
         (self.status, Json(Value::Object(body))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed condition no rule answered is a lost race (409, nothing written), not a fault;
+    /// other store failures stay opaque 500s.
+    #[test]
+    fn an_unmapped_failed_condition_is_a_conflict_and_other_store_errors_internal() {
+        let lost = || StoreError::ConditionFailed {
+            label: "some guard",
+        };
+        for error in [
+            ApiError::from(lost()),
+            ApiError::from(DomainError::Store(lost())),
+        ] {
+            assert_eq!(
+                (error.status, error.code),
+                (StatusCode::CONFLICT, "LockFail")
+            );
+        }
+        let fault = ApiError::from(DomainError::Store(StoreError::Invalid("x".into())));
+        assert_eq!(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
