@@ -95,6 +95,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The message of [`ApiError::lost_race`] (tests look for it: such an answer is a gap).
+pub const LOST_RACE: &str = "The data changed while the request ran, try again";
+
 impl ApiError {
     /// A write whose condition failed where its rule does not say what that means: a change
     /// made meanwhile won, so nothing was written and the request may be tried again (409
@@ -104,10 +107,7 @@ impl ApiError {
             condition = label,
             "a write lost to a concurrent change where no answer maps its condition"
         );
-        ApiError::conflict(
-            "LockFail",
-            "The data changed while the request ran, try again",
-        )
+        ApiError::conflict("LockFail", LOST_RACE)
     }
 }
 
