@@ -611,8 +611,11 @@ pub async fn delete(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainR
             .with("path", path)
     })?;
     webhooks::publish(state, deleted).await;
-    // Archive what fits in this request; the janitor finishes larger folders.
-    super::messages::drain_deleted_mailbox(state, user, id, 500).await?;
+    // Archive what fits in this request; the janitor finishes larger folders, and what this
+    // one could not do (the mailbox is deleted either way).
+    if let Err(e) = super::messages::drain_deleted_mailbox(state, user, id, 500).await {
+        tracing::warn!(%user, mailbox = %id, error = %e, "deleted mailbox not drained now; the janitor will");
+    }
     Ok(())
 }
 
