@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bench command: builds release binaries and prints figures, each against a baseline
+# The bench command: builds the binaries and prints figures, each against a baseline
 # measured in the same run (ratios hold on a noisy machine), and writes docs/benchmarks.md.
 # Not part of CI. Arguments go to eider-bench: --sizes 1000,10000 (the default), --full (adds
 # 100,000), --seed N, --runs N, --wrk-seconds N, --no-inprocess, --no-memory, --no-lambda,
@@ -20,14 +20,17 @@ if ! command -v wrk >/dev/null; then
     fi
 fi
 
-cargo build --release -q -p eider-local
-cargo build --release -q -p eider-tests --bin eider-bench --bin hello-lambda
+# The local server and the bench (with its hello-world server) built for speed: the `fast`
+# profile. The Lambda side in the release profile, which is what sam build deploys.
+cargo build --profile fast -q -p eider-local -p eider-tests --bin eider-local --bin eider-bench
 # Each function alone, as sam build / cargo lambda build it (its own features of eider-shared),
-# for the Lambda figures (skipped with --no-lambda).
+# beside a hello-world lambda_http built the same way, for the Lambda figures (skipped with
+# --no-lambda).
 case " $* " in
     *" --no-lambda "*) ;;
-    *) for f in users addresses auth mailboxes messages archive filters autoreply submit ingest ws stream-bridge indexer webhooks janitor; do
+    *) cargo build --release -q -p eider-tests --bin hello-lambda
+       for f in users addresses auth mailboxes messages archive filters autoreply submit ingest ws stream-bridge indexer webhooks janitor; do
            cargo build --release -q -p "eider-$f" --bin "eider-$f"
        done ;;
 esac
-EIDER_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" exec "$CARGO_TARGET_DIR/release/eider-bench" "$@"
+EIDER_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" exec "$CARGO_TARGET_DIR/fast/eider-bench" "$@"

@@ -120,7 +120,7 @@ fn start_local(data: &std::path::Path) -> Duration {
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
-                "{}: {e} (build it: cargo build --release -p eider-local)",
+                "{}: {e} (build it: cargo build --profile fast -p eider-local)",
                 exe.display()
             )
         });

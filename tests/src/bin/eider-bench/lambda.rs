@@ -300,16 +300,20 @@ pub async fn run(runs: usize) -> Table {
         ("AWS_SECRET_ACCESS_KEY", "bench".to_string()),
     ];
     let events = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/events");
-    let hello = server::sibling("hello-lambda");
+    let hello = server::release_binary("hello-lambda");
+    assert!(
+        hello.exists(),
+        "{} is missing: build it with cargo build --release -p eider-tests --bin hello-lambda (scripts/bench.sh does)",
+        hello.display()
+    );
     let mut rows = Vec::new();
     let mut all = vec![(
         "hello-lambda".to_string(),
         hello,
         Event::File("users-list.json"),
     )];
-    let beside = std::env::current_exe().unwrap().with_file_name("x");
     for (binary, event) in FUNCTIONS {
-        let path = beside.with_file_name(binary);
+        let path = server::release_binary(binary);
         if path.exists() {
             all.push((binary.to_string(), path, *event));
         } else {

@@ -242,7 +242,7 @@ async fn bench(args: Args) {
         tables.push(tables::load_table(load));
     }
     println!(
-        "\n== All figures (loopback: the release eider-local on 127.0.0.1, seed {}) ==\n",
+        "\n== All figures (loopback: eider-local built for speed on 127.0.0.1, seed {}) ==\n",
         args.seed
     );
     for table in &tables {

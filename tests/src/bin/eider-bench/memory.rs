@@ -59,7 +59,7 @@ pub async fn run() -> Table {
     );
 
     let mut table = Table::new(
-        format!("Memory of one large upload ({message_mb:.0} MB message), release eider-local"),
+        format!("Memory of one large upload ({message_mb:.0} MB message), eider-local"),
         &["figure", "MB", "baseline", "MB", "ratio"],
     );
     let idle = status(pid).rss;

@@ -180,7 +180,9 @@ pub fn machine() -> Vec<String> {
         format!("- CPU: {cores} cores (`nproc`), {cpu}"),
         format!("- memory: {memory}"),
         format!("- kernel: {kernel}"),
-        format!("- toolchain: {rustc}, release profile"),
+        format!(
+            "- toolchain: {rustc}; eider-local and its baselines in the `fast` profile (opt-level 3), the Lambda binaries in the release profile (opt-level \"s\", what sam build deploys)"
+        ),
         format!("- code: git commit {commit}"),
         format!("- load average when the bench started: {load}"),
     ]

@@ -56,15 +56,29 @@ impl Drop for Process {
     }
 }
 
-/// The release binaries sit next to this one (`scripts/bench.sh` builds both).
+/// The local server sits next to this binary (`scripts/bench.sh` builds both in the `fast`
+/// profile).
 pub fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap().with_file_name(name);
     assert!(
         exe.exists(),
-        "{} is missing: build it with cargo build --release -p eider-local (scripts/bench.sh does)",
+        "{} is missing: build it with cargo build --profile fast -p eider-local (scripts/bench.sh does)",
         exe.display()
     );
     exe
+}
+
+/// A Lambda binary (a function, hello-lambda): in the release profile's folder beside this
+/// binary's own (the release profile is what `sam build` deploys), or next to it when the bench
+/// itself is a release build.
+pub fn release_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap();
+    profile_dir
+        .parent()
+        .map(|target| target.join("release").join(name))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| profile_dir.join(name))
 }
 
 /// A free loopback port (bound then released: the server binds it a moment later).
