@@ -1,13 +1,21 @@
-//! What `sam build` compiles: it runs `cargo lambda build --release --bin <Binary>` for each
-//! function (template.yaml's `rust-cargolambda` build method), and cargo-lambda adds its own
-//! "release optimizations" as `--config profile.release.*` overrides for every setting the
-//! workspace's release profile leaves unsaid. One of them is `panic = "abort"`, under which
-//! the mail parser's panic fallback and the HTTP layer's catch-panic stop working. This test
-//! runs the real cargo-lambda against the real workspace with a `cargo` that records the build
-//! command instead of compiling, and checks that nothing of the release profile is overridden.
+//! What `sam build` compiles: for each function of template.yaml (`rust-cargolambda` build
+//! method) it runs `cargo lambda build --release --bin <Binary>` in the function's `CodeUri`.
+//! Two ways that went wrong, each checked here with the real cargo-lambda and the real cargo:
+//! - cargo-lambda adds its own "release optimizations" as `--config profile.release.*`
+//!   overrides for every setting the workspace's release profile leaves unsaid, among them
+//!   `panic = "abort"`, under which the mail parser's panic fallback and the HTTP layer's
+//!   catch-panic stop working;
+//! - at the workspace root, cargo looks for `--bin` only in the default member (the local
+//!   server) and fails.
+//!
+//! A `cargo` stand-in writes down the build command cargo-lambda makes and hands it to the real
+//! cargo, whose compiler wrapper stops at the first compilation: getting that far means the
+//! command chose the function's binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_yaml::Value;
 
 /// `cargo-lambda`: `CARGO_LAMBDA` (the test command sets it), else the test tools' virtualenv.
 fn cargo_lambda() -> PathBuf {
@@ -23,31 +31,67 @@ fn cargo_lambda() -> PathBuf {
     path
 }
 
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// (Binary, CodeUri) of every function SAM builds with cargo-lambda.
+fn functions() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    let template: Value = serde_yaml::from_str(&text).unwrap();
+    let global_uri = template["Globals"]["Function"]["CodeUri"].as_str();
+    let mut out = Vec::new();
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Metadata"]["BuildMethod"].as_str() != Some("rust-cargolambda") {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let uri = resource["Properties"]["CodeUri"]
+            .as_str()
+            .or(global_uri)
+            .unwrap_or(".")
+            .to_string();
+        out.push((binary, uri));
+    }
+    out
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 #[test]
-fn sam_builds_the_functions_with_the_workspace_release_profile_as_written() {
+fn sam_builds_each_function_with_the_workspace_release_profile_as_written() {
     let real_cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("build-command");
-    // The stand-in answers `cargo build` (and `cargo zigbuild`) by writing down its arguments;
-    // everything else (`cargo metadata`, `cargo --version`) goes to the real cargo.
+    let compiled = dir.path().join("compiled");
     let fake_cargo = dir.path().join("cargo");
-    std::fs::write(
+    script(
         &fake_cargo,
-        format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = build ] || [ \"$1\" = zigbuild ]; then\n  \
-               printf '%s\\n' \"$@\" > '{record}'\n  exit 3\n\
+        &format!(
+            "if [ \"$1\" = build ] || [ \"$1\" = zigbuild ]; then\n  \
+               printf '%s\\n' \"$@\" > '{record}'\n\
              fi\n\
              exec '{real_cargo}' \"$@\"\n",
             record = record.display(),
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &fake_cargo,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
+    // The compiler wrapper answers cargo's questions about the compiler and refuses to compile.
+    let stop_rustc = dir.path().join("stop-rustc");
+    script(
+        &stop_rustc,
+        &format!(
+            "case \" $* \" in *\" -vV \"*|*\" ___ \"*) exec \"$@\" ;; esac\n\
+             echo \"$*\" >> '{compiled}'\n\
+             exit 1\n",
+            compiled = compiled.display(),
+        ),
+    );
 
     let cargo_lambda = cargo_lambda();
     // cargo-lambda's own folder holds the zig it links with when installed from PyPI.
@@ -56,32 +100,41 @@ fn sam_builds_the_functions_with_the_workspace_release_profile_as_written() {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .unwrap();
-    let output = Command::new(&cargo_lambda)
-        .args(["lambda", "build", "--release", "--bin", "eider-users"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("PATH", path)
-        .env("CARGO", &fake_cargo)
-        .output()
-        .expect("cargo-lambda runs");
-    let recorded = std::fs::read_to_string(&record).unwrap_or_else(|_| {
-        panic!(
-            "cargo-lambda ran no build: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let args: Vec<&str> = recorded.lines().collect();
-    assert!(args.contains(&"--release"), "{args:?}");
-    assert!(args.contains(&"eider-users"), "{args:?}");
 
-    let overrides: Vec<&str> = args
-        .windows(2)
-        .filter(|pair| pair[0] == "--config")
-        .map(|pair| pair[1])
-        .filter(|config| config.starts_with("profile."))
-        .collect();
-    assert!(
-        overrides.is_empty(),
-        "cargo-lambda overrides the release profile of Cargo.toml with {overrides:?}: name \
-         those settings in [profile.release]"
-    );
+    let functions = functions();
+    assert!(functions.len() >= 16, "{functions:?}");
+    for (binary, code_uri) in functions {
+        let _ = std::fs::remove_file(&record);
+        let _ = std::fs::remove_file(&compiled);
+        let output = Command::new(&cargo_lambda)
+            .args(["lambda", "build", "--release", "--bin", &binary])
+            .current_dir(workspace().join(&code_uri))
+            .env("PATH", &path)
+            .env("CARGO", &fake_cargo)
+            .env("RUSTC_WRAPPER", &stop_rustc)
+            .env("CARGO_TARGET_DIR", dir.path().join("target"))
+            .output()
+            .expect("cargo-lambda runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let recorded = std::fs::read_to_string(&record)
+            .unwrap_or_else(|_| panic!("{binary}: cargo-lambda ran no build: {stderr}"));
+        let args: Vec<&str> = recorded.lines().collect();
+        assert!(args.contains(&"--release"), "{binary}: {args:?}");
+
+        let overrides: Vec<&str> = args
+            .windows(2)
+            .filter(|pair| pair[0] == "--config")
+            .map(|pair| pair[1])
+            .filter(|config| config.starts_with("profile."))
+            .collect();
+        assert!(
+            overrides.is_empty(),
+            "{binary}: cargo-lambda overrides the release profile of Cargo.toml with \
+             {overrides:?}: name those settings in [profile.release]"
+        );
+        assert!(
+            compiled.exists(),
+            "{binary}: cargo did not get to compiling from {code_uri} with {args:?}: {stderr}"
+        );
+    }
 }
