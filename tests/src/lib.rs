@@ -13,6 +13,7 @@ pub mod sinks;
 #[path = "../../functions/local/tests/common/spec.rs"]
 pub mod spec;
 pub mod sse;
+pub mod tools;
 pub mod totp;
 
 /// Runs each named `async fn` twice, as `embedded::<name>` and `moto::<name>`: with a fresh

@@ -17,20 +17,6 @@ use std::process::Command;
 
 use serde_yaml::Value;
 
-/// `cargo-lambda`: `CARGO_LAMBDA` (the test command sets it), else the test tools' virtualenv.
-fn cargo_lambda() -> PathBuf {
-    if let Some(path) = std::env::var_os("CARGO_LAMBDA") {
-        return path.into();
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let path = Path::new(&home).join(".cache/eider/venv/bin/cargo-lambda");
-    assert!(
-        path.is_file(),
-        "cargo-lambda not found (scripts/test.sh --setup-only installs it)"
-    );
-    path
-}
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -93,7 +79,7 @@ fn sam_builds_each_function_with_the_workspace_release_profile_as_written() {
         ),
     );
 
-    let cargo_lambda = cargo_lambda();
+    let cargo_lambda = eider_tests::tools::cargo_lambda().unwrap();
     // cargo-lambda's own folder holds the zig it links with when installed from PyPI.
     let tools = cargo_lambda.parent().unwrap().to_path_buf();
     let path = std::env::join_paths([dir.path().to_path_buf(), tools].into_iter().chain(

@@ -99,28 +99,6 @@ async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo-lambda`: `CARGO_LAMBDA`, else on `PATH`, else in the test tools' virtualenv.
-fn cargo_lambda() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CARGO_LAMBDA") {
-        return Ok(path.into());
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("cargo-lambda"))
-        .find(|p| p.is_file());
-    let tools = std::env::var_os("EIDER_TOOLS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/eider")));
-    on_path
-        .or_else(|| {
-            tools
-                .map(|t| t.join("venv/bin/cargo-lambda"))
-                .filter(|p| p.is_file())
-        })
-        .context("cargo-lambda not found (scripts/test.sh --setup-only installs it)")
-}
-
 /// The emulator's router: each route of the template to its function, as cargo-lambda's
 /// `[watch.router]` configuration.
 fn router_config(functions: &[template::Function], updates_routes: &[(&str, &str)]) -> String {
@@ -212,7 +190,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     std::fs::write(&config, router_config(&functions, &updates_routes))?;
     let mut children: Vec<Child> = Vec::new();
     children.push(
-        Command::new(cargo_lambda()?)
+        Command::new(eider_tests::tools::cargo_lambda()?)
             .args(["lambda", "watch", "--only-lambda-apis", "--disable-cors"])
             .args(["-A", "127.0.0.1", "-P", &port.to_string()])
             .arg("--global")
