@@ -13,6 +13,7 @@ pub mod sinks;
 #[path = "../../functions/local/tests/common/spec.rs"]
 pub mod spec;
 pub mod sse;
+pub mod template;
 pub mod tools;
 pub mod totp;
 

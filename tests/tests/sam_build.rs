@@ -15,34 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+use eider_tests::template;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// (Binary, CodeUri) of every function SAM builds with cargo-lambda.
-fn functions() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
-    let template: Value = serde_yaml::from_str(&text).unwrap();
-    let global_uri = template["Globals"]["Function"]["CodeUri"].as_str();
-    let mut out = Vec::new();
-    for (_, resource) in template["Resources"].as_mapping().unwrap() {
-        if resource["Metadata"]["BuildMethod"].as_str() != Some("rust-cargolambda") {
-            continue;
-        }
-        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let uri = resource["Properties"]["CodeUri"]
-            .as_str()
-            .or(global_uri)
-            .unwrap_or(".")
-            .to_string();
-        out.push((binary, uri));
-    }
-    out
 }
 
 fn script(path: &Path, body: &str) {
@@ -87,9 +63,12 @@ fn sam_builds_each_function_with_the_workspace_release_profile_as_written() {
     ))
     .unwrap();
 
-    let functions = functions();
+    let functions = template::functions(&workspace().join("template.yaml")).unwrap();
     assert!(functions.len() >= 16, "{functions:?}");
-    for (binary, code_uri) in functions {
+    for template::Function {
+        binary, code_uri, ..
+    } in functions
+    {
         let _ = std::fs::remove_file(&record);
         let _ = std::fs::remove_file(&compiled);
         let output = Command::new(&cargo_lambda)

@@ -21,7 +21,6 @@
 
 mod gateway;
 mod stream;
-mod template;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use eider_tests::moto;
+use eider_tests::{moto, template};
 use tokio::process::{Child, Command};
 
 /// Functions whose event sources the runner does not emulate.

@@ -10,7 +10,7 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::template;
+use eider_tests::template;
 
 /// A function subscribed to the stream, and its filter.
 pub struct Subscriber {

@@ -1,5 +1,6 @@
-//! What the runner takes from template.yaml: each function's binary, memory and literal
-//! environment, its HTTP API routes, and its DynamoDB stream subscription with the filter.
+//! What the tests take from template.yaml (the cloud-shape runner `eider-cloud`, the sam build
+//! test): each function's binary and code folder, memory and literal environment, its HTTP API
+//! routes, and its DynamoDB stream subscription with the filter.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +14,8 @@ use serde_yaml::Value;
 pub struct Function {
     /// The binary (`Metadata.BuildProperties.Binary`), also its name under the emulator.
     pub binary: String,
+    /// The folder SAM builds it in (`CodeUri`, relative to the template).
+    pub code_uri: String,
     pub memory_mb: u64,
     /// Environment variables the template gives as plain strings (not `!Ref`/`!Sub`).
     pub env: BTreeMap<String, String>,
@@ -31,6 +34,7 @@ pub fn functions(path: &Path) -> anyhow::Result<Vec<Function>> {
     let global_memory = template["Globals"]["Function"]["MemorySize"]
         .as_u64()
         .unwrap_or(256);
+    let global_code_uri = template["Globals"]["Function"]["CodeUri"].as_str();
     let global_env = literal_env(&template["Globals"]["Function"]["Environment"]["Variables"]);
     let resources = template["Resources"]
         .as_mapping()
@@ -71,6 +75,11 @@ pub fn functions(path: &Path) -> anyhow::Result<Vec<Function>> {
         }
         out.push(Function {
             binary: binary.to_string(),
+            code_uri: props["CodeUri"]
+                .as_str()
+                .or(global_code_uri)
+                .unwrap_or(".")
+                .to_string(),
             memory_mb: props["MemorySize"].as_u64().unwrap_or(global_memory),
             env,
             routes,
