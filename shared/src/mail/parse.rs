@@ -686,7 +686,7 @@ fn split(raw: &[u8]) -> Vec<Part> {
     let mut pos = 0;
 
     while pos < raw.len() {
-        let (line_end, next) = match raw[pos..].iter().position(|&b| b == b'\n') {
+        let (line_end, next) = match memchr::memchr(b'\n', &raw[pos..]) {
             Some(i) => (pos + i, pos + i + 1),
             None => (raw.len(), raw.len()),
         };
@@ -1020,7 +1020,7 @@ fn walk(raw: &[u8], parts: &[Part], purpose: Purpose) -> Body {
         .map(|t| rewrite_cids(t, &cids))
         .collect::<Vec<_>>()
         .join("\n");
-    let joined = joined.replace("\r\n", "\n");
+    let joined = crlf_to_lf(joined);
     let text = cap_str(joined.trim(), MAX_TEXT_BYTES).to_string();
 
     // WildDuck takes the intro from the HTML whenever there is HTML; Eider falls back to the
@@ -1122,11 +1122,11 @@ fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
                 .collect::<String>()
                 .to_ascii_lowercase();
             if matches!(compact.as_str(), "utf8" | "ascii" | "usascii") {
-                String::from_utf8_lossy(bytes).into_owned()
+                utf8_lossy(bytes)
             } else {
                 match charset_decoder(name.as_bytes()) {
                     Some(decode) => decode(bytes),
-                    None => String::from_utf8_lossy(bytes).into_owned(),
+                    None => utf8_lossy(bytes),
                 }
             }
         }
@@ -1135,6 +1135,33 @@ fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
         Some(rest) => rest.to_string(),
         None => text,
     }
+}
+
+/// `bytes` as UTF-8, invalid sequences replaced. Valid text (nearly all of it) is checked by
+/// `from_utf8`, which skips ASCII a word at a time; the lossy decoder goes byte by byte and was
+/// a sixth of showing a message.
+fn utf8_lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// `text` with every CRLF turned into LF, found with memchr (`str::replace` with a two-byte
+/// pattern runs a general substring search; it was a twentieth of showing a message).
+fn crlf_to_lf(text: String) -> String {
+    if memchr::memchr(b'\r', text.as_bytes()).is_none() {
+        return text;
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    for at in memchr::memmem::find_iter(bytes, b"\r\n") {
+        out.push_str(&text[start..at]);
+        start = at + 1;
+    }
+    out.push_str(&text[start..]);
+    out
 }
 
 /// RFC 3676 `format=flowed`: a line ending in a space continues on the next line (except the
@@ -1260,7 +1287,7 @@ fn is_repeated_char_line(line: &str) -> bool {
 /// WildDuck's `textToHtml`: escaped, paragraphs on blank lines, `<br/>` on single breaks.
 /// WildDuck also turns every non-ASCII character into an entity; Eider keeps UTF-8.
 fn text_to_html(text: &str) -> String {
-    let escaped = escape_html(&text.replace("\r\n", "\n"));
+    let escaped = escape_html(&crlf_to_lf(text.to_owned()));
     let trimmed_lines: Vec<&str> = escaped
         .trim()
         .split('\n')
@@ -2028,6 +2055,38 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn crlf_to_lf_matches_replace() {
+        for text in [
+            "",
+            "plain",
+            "a\r\nb\r\n",
+            "\r\n\r\n",
+            "lone\rcarriage\r",
+            "\r\r\n\n\r",
+            "é\r\nü\r\n\r\nend",
+        ] {
+            assert_eq!(
+                crlf_to_lf(text.to_string()),
+                text.replace("\r\n", "\n"),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn utf8_lossy_matches_std() {
+        for bytes in [
+            &b""[..],
+            b"ascii only",
+            "w\u{00f6}rds \u{1f600}".as_bytes(),
+            b"bad \xff byte",
+            b"cut \xe2\x82",
+        ] {
+            assert_eq!(utf8_lossy(bytes), String::from_utf8_lossy(bytes));
+        }
+    }
+
     /// The byte-by-byte decoder the run-copying one replaced: the reference it must match.
     fn decode_quoted_printable_byte_by_byte(input: &[u8]) -> Vec<u8> {
         let hex_value = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
