@@ -50,7 +50,7 @@ async fn get_archived(
 ) -> ApiResult<Json<Value>> {
     session_only(params)?;
     let (archived, details) = archive::get(&state, &user, &message).await?;
-    Ok(Json(wire::archived_json(&archived, &details)))
+    Ok(Json(wire::archived_json(&archived, details)))
 }
 
 /// `POST /users/{user}/archived/{message}/restore` (spec "Restore archived message").

@@ -128,7 +128,7 @@ async fn get_message(
 ) -> ApiResult<Json<Value>> {
     let mark_seen = wire::get_message(params)?;
     let details = messages::get(&state, &user, &mailbox, uid.0, mark_seen).await?;
-    let mut body = wire::details_json(&details);
+    let mut body = wire::details_json(details);
     body["success"] = json!(true);
     Ok(Json(body))
 }

@@ -204,7 +204,7 @@ pub async fn get(state: &AppState, id: &ObjectId) -> DomainResult<AuditView> {
     let last_audited = last
         .items
         .first()
-        .and_then(|i| serde_json::from_value::<Entry>(i.body.clone()).ok())
+        .and_then(|i| i.body_as::<Entry>().ok())
         .map(|e| e.captured);
     Ok(AuditView {
         audited: item.counter(AUDITED).max(0) as u64,

@@ -68,7 +68,7 @@ pub async fn load(state: &AppState, user: &ObjectId) -> DomainResult<Option<Auto
     let Some(item) = state.table.get(&keys::autoreply(user)).await? else {
         return Ok(None);
     };
-    serde_json::from_value(item.body)
+    item.body_as()
         .map(Some)
         .map_err(|e| DomainError::corrupt("autoreply of", user, e))
 }

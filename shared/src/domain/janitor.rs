@@ -726,7 +726,7 @@ impl Run<'_> {
             let mut readable = Vec::new();
             let mut unreadable = Vec::new();
             for item in page.items {
-                match serde_json::from_value::<Archived>(item.body.clone()) {
+                match item.body_as::<Archived>() {
                     Ok(archived) => readable.push(archived.message),
                     Err(_) => unreadable.push(item.key()),
                 }
@@ -874,7 +874,7 @@ impl Run<'_> {
                 // Exists: a concurrent run that deleted it first made its own counter change.
                 writes.push(Write::delete(item.key()).when(Condition::Exists, ADDRESS_GONE));
                 count += 1;
-                if let Ok(address) = serde_json::from_value::<StoredAddress>(item.body.clone()) {
+                if let Ok(address) = item.body_as::<StoredAddress>() {
                     let claim = keys::address_claim(&address.addrview);
                     // Only this user's own (deleted) address can release a claim that names
                     // it, so the claim can't change between this read and the delete.

@@ -728,7 +728,8 @@ async fn replay(
         .get(&keys::outbound(user, &queue))
         .await?
         .ok_or(DomainError::QueueEntryNotFound)?;
-    let mail: QueuedMail = serde_json::from_value(item.body)
+    let mail: QueuedMail = item
+        .body_as()
         .map_err(|e| DomainError::corrupt("queued mail", queue.to_string(), e))?;
     Ok(Submitted {
         stored: mail.stored,

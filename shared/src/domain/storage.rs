@@ -182,7 +182,7 @@ pub async fn find(state: &AppState, user: &ObjectId, id: &ObjectId) -> DomainRes
         .get(&Key::new(listing_pk(user), sk))
         .await?
         .ok_or_else(file_not_found)?;
-    serde_json::from_value(item.body)
+    item.body_as()
         .map_err(|e| DomainError::corrupt("storage file", id.to_string(), e))
 }
 

@@ -102,7 +102,7 @@ pub async fn check(state: &AppState, token: &str) -> DomainResult<Option<Grant>>
     let Some(item) = state.table.get(&key).await? else {
         return Ok(None);
     };
-    let Ok(stored) = serde_json::from_value::<StoredToken>(item.body.clone()) else {
+    let Ok(stored) = item.body_as::<StoredToken>() else {
         return Ok(None);
     };
     let now = unix_now();
@@ -161,7 +161,7 @@ pub async fn resign(state: &AppState, grant: &Grant, auth_version: u64) -> Domai
     let Some(item) = state.table.get(&key).await? else {
         return Ok(());
     };
-    let Ok(mut stored) = serde_json::from_value::<StoredToken>(item.body) else {
+    let Ok(mut stored) = item.body_as::<StoredToken>() else {
         return Ok(());
     };
     if stored.user != grant.user {

@@ -697,9 +697,7 @@ pub async fn all_ids(state: &AppState) -> DomainResult<Vec<ObjectId>> {
 /// `GET /users`: users in username order, one bucketed index walk per page.
 pub async fn list(state: &AppState, request: &ListUsers) -> DomainResult<UserListing> {
     let buckets = bucket_names(keys::USERS_BUCKET_PREFIX);
-    let keep = |item: &Item| {
-        serde_json::from_value::<User>(item.body.clone()).is_ok_and(|u| request.matches(&u))
-    };
+    let keep = |item: &Item| item.body_as::<User>().is_ok_and(|u| request.matches(&u));
     let population = stats::total(state.table.as_ref(), stats::USERS).await?;
     let (total, page) = bucketed_page(
         state.table.as_ref(),

@@ -1153,7 +1153,7 @@ fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> StoreResult<
         gsi2: index_key(Index::Gsi2)?,
         pk,
         sk,
-        body,
+        body: body.into(),
         counters,
         expires_at,
     })

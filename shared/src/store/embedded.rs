@@ -28,6 +28,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Body;
 use super::rules::{
     apply_update, check_item, check_key, check_query, check_writes, condition_holds, item_size, now,
 };
@@ -79,9 +80,9 @@ struct WriteCall {
 }
 
 /// What the `items` table stores for one item (its key is the redb key).
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    body: Value,
+#[derive(Serialize)]
+struct Stored<'a> {
+    body: &'a Value,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     counters: BTreeMap<String, i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +90,22 @@ struct Stored {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gsi2: Option<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+/// A stored record's fields beside its body, read eagerly; the body is only checked to be
+/// JSON here and read when used (see `Body`).
+#[derive(Deserialize)]
+struct StoredHead {
+    #[allow(dead_code)]
+    body: serde::de::IgnoredAny,
+    #[serde(default)]
+    counters: BTreeMap<String, i64>,
+    #[serde(default)]
+    gsi1: Option<(String, String)>,
+    #[serde(default)]
+    gsi2: Option<(String, String)>,
+    #[serde(default)]
     expires_at: Option<i64>,
 }
 
@@ -651,7 +668,7 @@ fn load(
 fn encode(item: &Item) -> StoreResult<Vec<u8>> {
     let pair = |k: &Option<IndexKey>| k.as_ref().map(|k| (k.pk.clone(), k.sk.clone()));
     let stored = Stored {
-        body: item.body.clone(),
+        body: &item.body,
         counters: item.counters.clone(),
         gsi1: pair(&item.gsi1),
         gsi2: pair(&item.gsi2),
@@ -661,14 +678,14 @@ fn encode(item: &Item) -> StoreResult<Vec<u8>> {
 }
 
 fn decode(pk: &str, sk: &str, bytes: &[u8]) -> StoreResult<Item> {
-    let stored: Stored = serde_json::from_slice(bytes)
+    let stored: StoredHead = serde_json::from_slice(bytes)
         .with_context(|| format!("corrupt item ({pk}, {sk})"))
         .map_err(StoreError::Backend)?;
     let key = |k: Option<(String, String)>| k.map(|(pk, sk)| IndexKey { pk, sk });
     Ok(Item {
         pk: pk.to_string(),
         sk: sk.to_string(),
-        body: stored.body,
+        body: Body::in_record(bytes.to_vec()),
         counters: stored.counters,
         gsi1: key(stored.gsi1),
         gsi2: key(stored.gsi2),

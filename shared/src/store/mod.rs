@@ -16,6 +16,7 @@ pub mod aws_env;
 pub mod blob_fs;
 #[cfg(feature = "text-index")]
 pub mod blob_text_index;
+mod body;
 pub mod decorate;
 pub mod dynamo;
 #[cfg(feature = "embedded")]
@@ -37,6 +38,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+
+pub use body::Body;
 use futures::StreamExt as _;
 use serde_json::Value;
 
@@ -84,8 +87,9 @@ impl IndexKey {
 pub struct Item {
     pub pk: String,
     pub sk: String,
-    /// The entity itself, serialized as JSON by the repository that owns it.
-    pub body: Value,
+    /// The entity itself, serialized as JSON by the repository that owns it (a [`Value`]
+    /// through `Deref`; built lazily from what the embedded store read).
+    pub body: Body,
     /// Atomic integer counters (quota used, UID allocation, version, ...).
     pub counters: BTreeMap<String, i64>,
     pub gsi1: Option<IndexKey>,
@@ -100,16 +104,16 @@ impl Item {
         Item {
             pk: key.pk,
             sk: key.sk,
-            body,
+            body: body.into(),
             ..Default::default()
         }
     }
     pub fn key(&self) -> Key {
         Key::new(self.pk.clone(), self.sk.clone())
     }
-    /// The body read as `T`, straight from the JSON tree (no copy of the tree first).
+    /// The body read as `T`, straight from the stored JSON or the tree (no tree built for it).
     pub fn body_as<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
-        T::deserialize(&self.body)
+        self.body.read_as()
     }
     pub fn with_counter(mut self, name: &str, value: i64) -> Self {
         self.counters.insert(name.to_string(), value);

@@ -33,7 +33,7 @@ pub(crate) fn apply_update(live: Option<&Item>, key: &Key, update: &Update) -> S
         .cloned()
         .unwrap_or_else(|| Item::new(key.clone(), Value::Null));
     if let Some(body) = &update.body {
-        item.body = body.clone();
+        item.body = body.clone().into();
     }
     for (name, by) in &update.add {
         let counter = item.counters.entry(name.clone()).or_insert(0);

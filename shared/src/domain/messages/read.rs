@@ -261,7 +261,7 @@ pub async fn events(
         .into_iter()
         .map(|item| MessageEvent {
             id: item.sk,
-            fields: match item.body {
+            fields: match item.body.into_value() {
                 Value::Object(fields) => fields,
                 _ => Map::new(),
             },

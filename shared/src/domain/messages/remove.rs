@@ -352,7 +352,7 @@ pub async fn schedule_empty(
         Err(StoreError::ConditionFailed { .. }) => {
             let existing = state.table.get(&key).await?;
             let id = existing
-                .and_then(|i| serde_json::from_value::<ClearTask>(i.body).ok())
+                .and_then(|i| i.body_as::<ClearTask>().ok())
                 .map_or(task.id, |t| t.id);
             Ok((id, true))
         }

@@ -101,7 +101,8 @@ pub async fn store(
     if let Some(key) = &idempotency
         && let Some(done) = state.table.get(key).await?
     {
-        return serde_json::from_value(done.body)
+        return done
+            .body_as()
             .map_err(|e| DomainError::corrupt("idempotency record", &key.sk, e));
     }
     let staged_key = upload.staged.map(|id| staged_upload_blob(user, &id));
@@ -186,7 +187,7 @@ pub async fn store(
                     let done = state.table.get(key).await?.ok_or_else(|| {
                         DomainError::Internal(anyhow::anyhow!("idempotency record vanished"))
                     })?;
-                    serde_json::from_value(done.body)
+                    done.body_as()
                         .map_err(|e| DomainError::corrupt("idempotency record", &key.sk, e))
                 }
                 (Commit::Duplicate, None) => Err(DomainError::Internal(anyhow::anyhow!(

@@ -50,7 +50,7 @@ impl JournalEvent {
         let seq = item.sk.parse::<i64>().ok()?;
         Some(JournalEvent {
             seq,
-            body: item.body.clone(),
+            body: Value::clone(&item.body),
         })
     }
 

@@ -628,9 +628,14 @@ fn envelope_json(envelope: Option<&Envelope>) -> Value {
     }
 }
 
-pub fn details_json(details: &Details) -> Value {
-    let message = &details.message;
-    let mut out = message_json(message);
+/// Takes the details to move their text and HTML (often most of the answer) into it.
+pub fn details_json(details: Details) -> Value {
+    let Details {
+        message,
+        text,
+        html,
+    } = details;
+    let mut out = message_json(&message);
     out["user"] = json!(message.user);
     out["envelope"] = envelope_json(message.envelope.as_ref());
     if !message.outbound.is_empty() {
@@ -651,10 +656,10 @@ pub fn details_json(details: &Details) -> Value {
             out[key] = json!(list);
         }
     }
-    if !details.html.is_empty() {
-        out["html"] = json!(details.html);
+    if !html.is_empty() {
+        out["html"] = Value::from(html);
     }
-    out["text"] = json!(details.text);
+    out["text"] = Value::String(text);
     out["attachments"] = message.attachments.iter().map(attachment_json).collect();
     out["hasAttachments"] = json!(message.has_attachments);
     out["metaData"] = message
@@ -747,7 +752,7 @@ pub fn archive_json(page: &PageRequest, listing: &ArchiveListing) -> Value {
 }
 
 /// `GET /users/{user}/archived/{message}`.
-pub fn archived_json(archived: &Archived, details: &Details) -> Value {
+pub fn archived_json(archived: &Archived, details: Details) -> Value {
     let mut body = archived_entry(archived, details_json(details));
     body["success"] = json!(true);
     body
