@@ -11,7 +11,7 @@ use std::io;
 use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -42,9 +42,20 @@ pub fn wanted(request: &Request) -> bool {
             t.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    // The body's own idea of its length: hyper's from Content-Length, none when chunked.
-    let length = request.body().size_hint().exact();
-    !form && length.is_none_or(|n| n > SPOOL_ABOVE)
+    !form && declared_length(request).is_none_or(|n| n > SPOOL_ABOVE)
+}
+
+/// The body's length as its Content-Length header declares it (hyper has checked that the
+/// body keeps to it), or the body's own exact size when it has no header; `None` when
+/// chunked. The header comes first because the layers in front of a handler (the body
+/// timeout) wrap the body without passing its size on: reading only the body's size made
+/// every small upload a scratch file.
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+        .or_else(|| request.body().size_hint().exact())
 }
 
 /// The whole body, spooled; at most the configured body limit (more: 413, as the limit
@@ -244,6 +255,44 @@ mod tests {
             .map(|line| std::str::from_utf8(line).unwrap().replace('/', "\\/") + "\\r\\n")
             .collect();
         assert_eq!(decode_all(&wrapped).await.unwrap(), message);
+    }
+
+    /// A body as the layers in front of the handlers hand it on: its size unknown.
+    fn request(headers: &[(&str, &str)], body: &'static [u8]) -> Request {
+        let chunks = futures::stream::iter([Ok::<_, io::Error>(Bytes::from_static(body))]);
+        let mut request = Request::new(axum::body::Body::from_stream(chunks));
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        request
+    }
+
+    #[test]
+    fn spools_by_the_declared_length_not_the_wrapped_body() {
+        let small = request(&[("content-length", "5")], b"hello");
+        assert_eq!(small.body().size_hint().exact(), None);
+        assert!(
+            !wanted(&small),
+            "a small upload with a length stays in memory"
+        );
+        let large = (SPOOL_ABOVE + 1).to_string();
+        assert!(wanted(&request(&[("content-length", &large)], b"")));
+        assert!(wanted(&request(&[], b"chunked")), "no length: spooled");
+        let form = request(
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("content-length", &large),
+            ],
+            b"",
+        );
+        assert!(!wanted(&form), "forms are read whole");
+        // Without the header, an exact size of the body itself still counts.
+        let mut sized = Request::new(axum::body::Body::from("hello"));
+        sized.headers_mut().remove(CONTENT_LENGTH);
+        assert!(!wanted(&sized));
     }
 
     #[tokio::test]

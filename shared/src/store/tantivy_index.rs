@@ -4,14 +4,18 @@
 //! queries are those of [`super::tantivy_docs`].
 //!
 //! Writes go through one worker thread that owns the `IndexWriter`: changes are queued, applied
-//! in batches (everything queued while the last commit ran) and made visible by one commit and
-//! reader reload per batch. [`TextIndex::settle`] waits for that, so a caller can read what it
-//! wrote.
+//! in batches and made visible by one commit and reader reload per batch. A batch gathers what
+//! arrives within [`COMMIT_DELAY`] of its first change, or less when a search is waiting:
+//! [`TextIndex::settle`] asks for the commit at once and waits for it, so a caller can read
+//! what it wrote. (Each commit writes a segment of several files that merges later delete; a
+//! commit per upload made creating those files a third of the server's time while mail
+//! arrived, see docs/benchmarks.md.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -28,14 +32,22 @@ const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 /// Changes applied in one commit at most (a bound on how long one batch holds the worker).
 const MAX_BATCH: usize = 20_000;
 
-/// A batch of changes with the number of its queueing.
-type Numbered = (u64, Vec<IndexChange>);
+/// How long a batch waits for more changes before its commit when no search asks for it.
+const COMMIT_DELAY: Duration = Duration::from_millis(100);
+
+/// What the worker's queue carries.
+enum Queued {
+    /// A batch of changes with the number of its queueing.
+    Changes(u64, Vec<IndexChange>),
+    /// A search waits: commit what is gathered now.
+    Commit,
+}
 
 pub struct TantivyIndex {
     fields: Fields,
     reader: IndexReader,
     /// The worker's queue; `None` once dropped (the worker then commits and ends).
-    changes: Mutex<Option<mpsc::Sender<Numbered>>>,
+    changes: Mutex<Option<mpsc::Sender<Queued>>>,
     /// The number of the last change queued.
     queued: AtomicU64,
     /// The number of the last change visible to searches.
@@ -89,7 +101,15 @@ impl TantivyIndex {
         // Numbered under the lock: the worker sees numbers in increasing order.
         let number = self.queued.fetch_add(1, Ordering::SeqCst) + 1;
         sender
-            .send((number, change))
+            .send(Queued::Changes(number, change))
+            .map_err(|_| backend("the writer stopped"))
+    }
+
+    fn ask_for_commit(&self) -> StoreResult<()> {
+        let guard = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = guard.as_ref().ok_or_else(|| backend("closed"))?;
+        sender
+            .send(Queued::Commit)
             .map_err(|_| backend("the writer stopped"))
     }
 }
@@ -124,6 +144,10 @@ impl TextIndex for TantivyIndex {
     async fn settle(&self) -> StoreResult<()> {
         let target = self.queued.load(Ordering::SeqCst);
         let mut committed = self.committed.clone();
+        if *committed.borrow() >= target {
+            return Ok(());
+        }
+        self.ask_for_commit()?;
         committed
             .wait_for(|c| *c >= target)
             .await
@@ -227,21 +251,24 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, changes: mpsc::Receiver<Numbered>) {
-        while let Ok(first) = changes.recv() {
-            let mut batch = vec![first];
-            let mut size = 0;
-            while size < MAX_BATCH {
-                match changes.try_recv() {
-                    Ok(next) => {
-                        size += next.1.len();
-                        batch.push(next);
+    fn run(mut self, queue: mpsc::Receiver<Queued>) {
+        while let Ok(first) = queue.recv() {
+            let Queued::Changes(mut last, mut changes) = first else {
+                continue; // nothing gathered: a commit asked for after the last one
+            };
+            let due = Instant::now() + COMMIT_DELAY;
+            while changes.len() < MAX_BATCH {
+                let wait = due.saturating_duration_since(Instant::now());
+                match queue.recv_timeout(wait) {
+                    Ok(Queued::Changes(number, more)) => {
+                        last = number;
+                        changes.extend(more);
                     }
-                    Err(_) => break,
+                    // A search waits, the delay is over, or the index is closing.
+                    Ok(Queued::Commit) | Err(_) => break,
                 }
             }
-            let last = batch.last().map_or(0, |(n, _)| *n);
-            if let Err(e) = self.apply(batch) {
+            if let Err(e) = self.apply(changes) {
                 tracing::error!(error = %e, "search index: changes not applied");
             }
             // Advance even after a failure: a waiting search must not hang (its page is
@@ -253,8 +280,7 @@ impl Worker {
         }
     }
 
-    fn apply(&mut self, batch: Vec<Numbered>) -> tantivy::Result<()> {
-        let changes = batch.into_iter().flat_map(|(_, c)| c).collect();
+    fn apply(&mut self, changes: Vec<IndexChange>) -> tantivy::Result<()> {
         tantivy_docs::apply(&self.writer, &self.reader.searcher(), self.fields, changes)?;
         self.writer.commit()?;
         self.reader.reload()?;
