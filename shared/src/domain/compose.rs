@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::addresses;
 use super::messages::{self, DraftInfo, Message, Reference, ReferenceAction};

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 /// WildDuck's username pattern (after lowercasing), 1 to 128 characters.

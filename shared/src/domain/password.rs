@@ -13,7 +13,7 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use regex::Regex;
+use regex_lite::Regex;
 use std::sync::LazyLock;
 use subtle::ConstantTimeEq;
 

@@ -29,25 +29,35 @@ pub use routes::Routes;
 pub use validate::{Str, Validator};
 
 /// Logs through `tracing`: JSON lines in Lambda (CloudWatch), readable text locally.
-/// `RUST_LOG` sets the filter (default `info`).
+/// `RUST_LOG` sets the filter (default `info`): a level, targets with levels or both
+/// (`warn,eider_shared::http=info`); one that cannot be read counts as `info`.
 pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colour only for a terminal: a log file or a pipe gets plain text (and NO_COLOR is honoured).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
+    use tracing_subscriber::prelude::*;
+    let lines = tracing_subscriber::fmt::layer().with_ansi(ansi);
     let _ = if json {
-        builder
-            .json()
-            .without_time()
-            .with_current_span(false)
+        let lines = lines.json().without_time().with_current_span(false);
+        tracing_subscriber::registry()
+            .with(lines.with_filter(filter))
             .try_init()
     } else {
-        builder.try_init()
+        tracing_subscriber::registry()
+            .with(lines.with_filter(filter))
+            .try_init()
     };
+}
+
+/// The filter `RUST_LOG`'s value asks for.
+fn log_filter(setting: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    match setting.map(str::trim) {
+        None | Some("") => info(),
+        Some(setting) => setting.parse().unwrap_or_else(|_| info()),
+    }
 }
 
 /// The state of a Lambda function: DynamoDB and S3 clients built once per instance, their
@@ -105,4 +115,30 @@ fn cloud_search(
         None
     };
     state.with_stream_indexing(reader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn the_log_filter_reads_levels_and_targets_and_falls_back_to_info() {
+        let enabled = |setting: Option<&str>, target: &str, level: Level| {
+            log_filter(setting).would_enable(target, &level)
+        };
+        for setting in [None, Some(""), Some("  "), Some("not a=filter=at all")] {
+            assert!(enabled(setting, "eider_shared", Level::INFO), "{setting:?}");
+            assert!(
+                !enabled(setting, "eider_shared", Level::DEBUG),
+                "{setting:?}"
+            );
+        }
+        let mixed = Some("warn,eider_shared::http=info");
+        assert!(enabled(mixed, "eider_shared::http", Level::INFO));
+        assert!(enabled(mixed, "eider_shared::http::finish", Level::INFO));
+        assert!(!enabled(mixed, "eider_shared::store", Level::INFO));
+        assert!(enabled(mixed, "hyper", Level::WARN));
+        assert!(enabled(Some("DEBUG"), "anything", Level::DEBUG));
+    }
 }

@@ -17,7 +17,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 use rand::RngCore;
-use regex::Regex;
+use regex_lite::Regex;
 
 /// A name and an address (`{name, address}` on the wire).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -125,7 +125,7 @@ pub fn extract_data_images(html: &str, host: &str) -> (String, Vec<FilePart>) {
         return (html.to_string(), Vec::new());
     }
     let mut parts = Vec::new();
-    let out = IMG_TAG.replace_all(html, |tag: &regex::Captures| {
+    let out = IMG_TAG.replace_all(html, |tag: &regex_lite::Captures| {
         let tag = &tag[0];
         let Some(src) = DATA_SRC.captures(tag) else {
             return tag.to_string();
