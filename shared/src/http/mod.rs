@@ -38,16 +38,14 @@ pub fn init_tracing(json: bool) {
         && std::env::var_os("NO_COLOR").is_none();
     use tracing_subscriber::prelude::*;
     let lines = tracing_subscriber::fmt::layer().with_ansi(ansi);
-    let _ = if json {
-        let lines = lines.json().without_time().with_current_span(false);
-        tracing_subscriber::registry()
-            .with(lines.with_filter(filter))
-            .try_init()
+    let lines = if json {
+        lines.json().without_time().with_current_span(false).boxed()
     } else {
-        tracing_subscriber::registry()
-            .with(lines.with_filter(filter))
-            .try_init()
+        lines.boxed()
     };
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .try_init();
 }
 
 /// The filter `RUST_LOG`'s value asks for.

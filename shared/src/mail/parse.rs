@@ -2011,8 +2011,8 @@ fn is_joiner(c: char) -> bool {
 ///
 /// Runs of ASCII are copied and lowercased at once: ASCII is its own decomposition, and as
 /// each ASCII character starts a new combining sequence nothing is reordered across it, so the
-/// runs between are decomposed alone with the same result (the decomposition of every
-/// character was most of a stored message's term extraction).
+/// runs between are decomposed alone with the same result (before, every character of a
+/// stored message's text went through the decomposition).
 fn fold_for_search(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
