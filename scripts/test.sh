@@ -167,6 +167,7 @@ fi
 # Any artifact not read for two days (dependencies' old versions and feature sets, the release
 # and profiling builds of benches, incremental caches): without this the shared target dir grew
 # to 72 GB and filled the disk (2026-12-07). Cargo rebuilds whatever it still needs.
+mkdir -p "$CARGO_TARGET_DIR" # a fresh machine has none yet
 before_kb=$(du -sk "$CARGO_TARGET_DIR" | cut -f1)
 for dir in "$CARGO_TARGET_DIR"/*/deps; do
     find "$dir" -maxdepth 1 -type f -atime +1 -delete 2>/dev/null || true
