@@ -78,6 +78,8 @@ pub struct LoadResults {
     pub get_message: WrkResult,
     pub list: WrkResult,
     pub get_user: WrkResult,
+    /// A path no route takes: Eider's layers, router and JSON 404, no handler, no store.
+    pub no_route: WrkResult,
 }
 
 /// The bench user in a running server.
@@ -364,9 +366,12 @@ pub async fn run_size(
 
     let load = match load {
         Some(seconds) => {
-            let run = |what: &str, url: &str| {
+            let wrk = |what: &str, url: &str| {
                 eprintln!("[{size}] wrk {seconds} s: {what}");
-                let r = load::wrk(url, seconds);
+                load::wrk(url, seconds)
+            };
+            let run = |what: &str, url: &str| {
+                let r = wrk(what, url);
                 assert_eq!(r.errors, 0, "wrk on {url}: {r:?}");
                 r
             };
@@ -377,6 +382,13 @@ pub async fn run_size(
             );
             let list_r = run("list 20 messages", &list);
             let get_user = run("GET a user", &user_url);
+            let no_route_url = format!("{}/no-such-route", mailbox.base);
+            let no_route = wrk("a path no route takes", &no_route_url);
+            // Every answer a 404 (wrk counts them with the socket errors), none lost.
+            assert!(
+                no_route.requests > 0 && no_route.errors == no_route.requests,
+                "wrk on {no_route_url}: {no_route:?}"
+            );
             Some(LoadResults {
                 size,
                 seconds,
@@ -384,6 +396,7 @@ pub async fn run_size(
                 get_message,
                 list: list_r,
                 get_user,
+                no_route,
             })
         }
         None => None,

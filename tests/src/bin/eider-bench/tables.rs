@@ -315,6 +315,11 @@ pub fn load_table(load: &LoadResults) -> Table {
         ("GET one message", &load.get_message, "≥ 0.3, p99 ≤ 5 ms"),
         ("list 20 messages", &load.list, "≥ 0.3, p99 ≤ 5 ms"),
         ("GET a user", &load.get_user, ""),
+        (
+            "a path no route takes (Eider's layers and its JSON 404 only)",
+            &load.no_route,
+            "",
+        ),
     ] {
         table.row(vec![
             name.to_string(),
@@ -327,7 +332,9 @@ pub fn load_table(load: &LoadResults) -> Table {
     }
     table.note(
         "wrk, the server under test and the bench share the machine's cores; the hello-world \
-         server (`eider-bench hello`) runs on the same tokio multi-threaded runtime as eider-local.",
+         server (`eider-bench hello`) runs on the same tokio multi-threaded runtime as eider-local. The last row is the \
+         ceiling for any endpoint: the request through Eider's layers (access, settings, \
+         limits, tracing, panic guard) and router to the JSON 404, with no handler and no store.",
     );
     table
 }
