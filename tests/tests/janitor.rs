@@ -834,7 +834,7 @@ async fn the_lambda_handler_repairs_search_indexes_on_request() {
     let app = TestApp::moto().await;
     let index = app.state.text_index.clone().expect("moto's bucket index");
     let unindexed = app.with_state(|mut state| {
-        state.text_index = None;
+        state.parts_mut().text_index = None;
         state
     });
     let mut users = Vec::new();
@@ -850,7 +850,7 @@ async fn the_lambda_handler_repairs_search_indexes_on_request() {
         users.push(user);
     }
     let app = unindexed.with_state(|mut state| {
-        state.text_index = Some(index);
+        state.parts_mut().text_index = Some(index);
         state
     });
     for user in &users {

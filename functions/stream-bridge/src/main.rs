@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .filter(|e| !e.trim().is_empty())
         .context("EIDER_WS_ENDPOINT must be set")?;
     let (state, config) = eider_shared::http::cloud_state_and_config().await?;
-    let bridge = Bridge::new(state.table, Bridge::client(&config, &endpoint));
+    let bridge = Bridge::new(state.table.clone(), Bridge::client(&config, &endpoint));
     let bridge = &bridge;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<_, lambda_runtime::Error>(bridge.handle(event.payload).await)

@@ -53,7 +53,7 @@ pub mod webhook_url;
 pub mod webhooks;
 
 pub use error::{DomainError, DomainResult};
-pub use state::{AppState, SearchWrites};
+pub use state::{AppState, SearchWrites, StateParts};
 
 /// Now as unix seconds (TTL attributes, expiry maths).
 pub fn unix_now() -> i64 {

@@ -1,7 +1,7 @@
 //! Account-wide message search (`GET /users/{user}/search`) and the flagged listing
 //! (`GET /users/{user}/flagged`), served from indexes rather than by reading every message.
 //!
-//! With a full-text index ([`AppState::text_index`], the local server) a search with words
+//! With a full-text index ([`StateParts::text_index`], the local server) a search with words
 //! asks the index for its matches in id order, a page at a time, and checks each against the
 //! table (flags and substrings live there). When the index decides every condition, `total` is
 //! its count; otherwise the candidates are checked one by one.

@@ -14,16 +14,30 @@ use crate::store::{BlobStore, Table};
 pub enum SearchWrites {
     /// One term item per word of the message in the table (no text index).
     Terms,
-    /// The change itself, into [`AppState::text_index`], right after it committed.
+    /// The change itself, into [`StateParts::text_index`], right after it committed.
     Inline,
     /// Nobody here: the stream indexer applies the table's changes to the index.
     Stream,
 }
 
 /// The storage ports and the configuration, built once per process (per Lambda instance) and
-/// cloned cheaply into each request. The HTTP routers use it as their state.
+/// cloned into each request: one shared pointer, since every request clones it several times
+/// (each layer holding state, the handler) and a clone per port was 5 % of a request's time
+/// under load. The HTTP routers use it as their state; its parts are read through it.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = StateParts;
+
+    fn deref(&self) -> &StateParts {
+        &self.0
+    }
+}
+
+/// What an [`AppState`] holds.
+#[derive(Clone)]
+pub struct StateParts {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub config: Arc<Config>,
@@ -46,7 +60,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, config: Config) -> Self {
-        AppState {
+        AppState(Arc::new(StateParts {
             table,
             blobs,
             config: Arc::new(config),
@@ -55,36 +69,44 @@ impl AppState {
             text_index: None,
             search_writes: SearchWrites::Terms,
             webhooks: Arc::default(),
-        }
+        }))
+    }
+
+    /// The parts to change, during set-up (a copy of them when another clone shares them).
+    pub fn parts_mut(&mut self) -> &mut StateParts {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Queued mail is sent by `dispatcher`.
     pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
-        self.dispatcher = Some(dispatcher);
+        self.parts_mut().dispatcher = Some(dispatcher);
         self
     }
 
     /// Search asks `index` which messages match; stored messages are indexed there (and not
     /// as term items).
     pub fn with_text_index(mut self, index: Arc<dyn TextIndex>) -> Self {
-        self.text_index = Some(index);
-        self.search_writes = SearchWrites::Inline;
+        let parts = self.parts_mut();
+        parts.text_index = Some(index);
+        parts.search_writes = SearchWrites::Inline;
         self
     }
 
     /// Stored messages are indexed by the stream indexer (`eider-indexer`), not by this
     /// process; search asks `index` (`None` in a function that never searches).
     pub fn with_stream_indexing(mut self, index: Option<Arc<dyn TextIndex>>) -> Self {
-        self.text_index = index;
-        self.search_writes = SearchWrites::Stream;
+        let parts = self.parts_mut();
+        parts.text_index = index;
+        parts.search_writes = SearchWrites::Stream;
         self
     }
 
     /// Update streams wait on `notifier` instead of polling, and the table is wrapped
     /// ([`JournalHook`]) so that every committed journal write notifies it.
     pub fn with_notifier(mut self, notifier: Arc<dyn ChangeNotifier>) -> Self {
-        self.table = Arc::new(JournalHook::watch(self.table, notifier.clone()));
-        self.notifier = Some(notifier);
+        let parts = self.parts_mut();
+        parts.table = Arc::new(JournalHook::watch(parts.table.clone(), notifier.clone()));
+        parts.notifier = Some(notifier);
         self
     }
 }

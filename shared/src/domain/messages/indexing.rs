@@ -1,4 +1,4 @@
-//! Keeping search's view of messages current ([`AppState::search_writes`]): the full-text
+//! Keeping search's view of messages current ([`StateParts::search_writes`]): the full-text
 //! index written right after each change, or one term item per word (`TERM#<user>#<word>`),
 //! or nothing here when the stream indexer does it ([`sync`], run by `eider-indexer` on the
 //! table's stream).
