@@ -63,7 +63,7 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Refuses, in WildDuck's JSON error format, a URI or a header too large to be real.
 async fn bounded_head(request: Request, next: Next) -> Response {
-    if request.uri().to_string().len() > MAX_URI_BYTES {
+    if uri_len(request.uri()) > MAX_URI_BYTES {
         return ApiError::new(
             StatusCode::URI_TOO_LONG,
             "UriTooLong",
@@ -85,6 +85,14 @@ async fn bounded_head(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
+}
+
+/// The length of `uri` as written, counted without writing it out (this runs on every
+/// request).
+fn uri_len(uri: &Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + "://".len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |pq| pq.as_str().len())
 }
 
 /// Turns an error answered by a layer or extractor in plain text (413 from the body limit, a
@@ -135,4 +143,22 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
         "Internal server error",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_length_is_that_of_the_written_uri() {
+        for written in [
+            "/users?query=a%20b&limit=5",
+            "/",
+            "http://127.0.0.1:8080/users/me/mailboxes?x=1",
+            "https://mail.example.com/health",
+        ] {
+            let uri: Uri = written.parse().unwrap();
+            assert_eq!(uri_len(&uri), uri.to_string().len(), "{written}");
+        }
+    }
 }
