@@ -125,12 +125,10 @@ async fn get_message(
     State(state): State<AppState>,
     Ids((user, mailbox, uid)): Ids<(UserId, MailboxId, MessageUid)>,
     Params(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let mark_seen = wire::get_message(params)?;
     let details = messages::get(&state, &user, &mailbox, uid.0, mark_seen).await?;
-    let mut body = wire::details_json(details);
-    body["success"] = json!(true);
-    Ok(Json(body))
+    Ok(Json(wire::MessageDetails::new(&details).answer()).into_response())
 }
 
 /// `PUT .../messages/{message}` (spec "Update message details"): one UID, a list `1,2,3` or a

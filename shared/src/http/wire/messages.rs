@@ -477,15 +477,21 @@ pub struct MessageSummary<'a> {
     mailbox: &'a ObjectId,
     thread: &'a ObjectId,
     from: &'a Option<Address>,
-    to: &'a [Address],
-    cc: &'a [Address],
-    bcc: &'a [Address],
+    // Always in listings; in a message's details only when the header exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a [Address]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cc: Option<&'a [Address]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bcc: Option<&'a [Address]>,
     message_id: &'a str,
     subject: &'a str,
     date: String,
     idate: String,
     intro: &'a str,
-    attachments: bool,
+    /// Whether it has attachments; in a message's details their list replaces it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<bool>,
     size: u64,
     seen: bool,
     deleted: bool,
@@ -507,15 +513,15 @@ impl<'a> MessageSummary<'a> {
             mailbox: &message.mailbox,
             thread: &message.thread,
             from: &message.from,
-            to: &message.to,
-            cc: &message.cc,
-            bcc: &message.bcc,
+            to: Some(&message.to),
+            cc: Some(&message.cc),
+            bcc: Some(&message.bcc),
             message_id: &message.message_id,
             subject: &message.subject,
             date: iso(&message.date),
             idate: iso(&message.idate),
             intro: &message.intro,
-            attachments: message.has_attachments,
+            attachments: Some(message.has_attachments),
             size: message.size,
             seen: message.seen,
             deleted: message.deleted,
@@ -628,52 +634,76 @@ fn envelope_json(envelope: Option<&Envelope>) -> Value {
     }
 }
 
-/// Takes the details to move their text and HTML (often most of the answer) into it.
-pub fn details_json(details: Details) -> Value {
-    let Details {
-        message,
-        text,
-        html,
-    } = details;
-    let mut out = message_json(&message);
-    out["user"] = json!(message.user);
-    out["envelope"] = envelope_json(message.envelope.as_ref());
-    if !message.outbound.is_empty() {
-        out["outbound"] = json!(message.outbound);
-    }
-    // Address lists only when the header exists, as WildDuck (clients show empty rows else).
-    for (key, list) in [
-        ("to", &message.to),
-        ("cc", &message.cc),
-        ("bcc", &message.bcc),
-        ("replyTo", &message.reply_to),
-    ] {
-        if list.is_empty() {
-            if let Value::Object(fields) = &mut out {
-                fields.remove(key);
-            }
-        } else {
-            out[key] = json!(list);
+/// The detailed shape of a message (`GET .../messages/{message}`, archived messages),
+/// serialized straight from the details: building a JSON tree first copied every field and
+/// cost a B-tree insert per key.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDetails<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+    #[serde(flatten)]
+    summary: MessageSummary<'a>,
+    user: &'a ObjectId,
+    envelope: Value,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    outbound: &'a [ObjectId],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a [Address]>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    html: &'a [String],
+    text: &'a str,
+    attachments: Vec<Value>,
+    has_attachments: bool,
+    meta_data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list: Option<Value>,
+}
+
+impl<'a> MessageDetails<'a> {
+    pub fn new(details: &'a Details) -> Self {
+        let message = &details.message;
+        // Address lists only when the header exists, as WildDuck (clients show empty rows else).
+        let present = |list: &'a [Address]| (!list.is_empty()).then_some(list);
+        let mut summary = MessageSummary::new(message);
+        summary.to = present(&message.to);
+        summary.cc = present(&message.cc);
+        summary.bcc = present(&message.bcc);
+        summary.attachments = None;
+        MessageDetails {
+            success: None,
+            summary,
+            user: &message.user,
+            envelope: envelope_json(message.envelope.as_ref()),
+            outbound: &message.outbound,
+            reply_to: present(&message.reply_to),
+            html: &details.html,
+            text: &details.text,
+            attachments: message.attachments.iter().map(attachment_json).collect(),
+            has_attachments: message.has_attachments,
+            meta_data: message
+                .meta_data
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_else(|| json!({})),
+            expires: message.expires.as_ref().map(iso),
+            list: (message.list_id.is_some() || message.list_unsubscribe.is_some())
+                .then(|| json!({ "id": message.list_id, "unsubscribe": message.list_unsubscribe })),
         }
     }
-    if !html.is_empty() {
-        out["html"] = Value::from(html);
+
+    /// The answer of `GET .../messages/{message}`: the details with `success`.
+    pub fn answer(mut self) -> Self {
+        self.success = Some(true);
+        self
     }
-    out["text"] = Value::String(text);
-    out["attachments"] = message.attachments.iter().map(attachment_json).collect();
-    out["hasAttachments"] = json!(message.has_attachments);
-    out["metaData"] = message
-        .meta_data
-        .as_deref()
-        .and_then(|m| serde_json::from_str(m).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Some(expires) = message.expires {
-        out["expires"] = json!(iso(&expires));
-    }
-    if message.list_id.is_some() || message.list_unsubscribe.is_some() {
-        out["list"] = json!({ "id": message.list_id, "unsubscribe": message.list_unsubscribe });
-    }
-    out
+}
+
+/// [`MessageDetails`] as a JSON object, for answers that add fields to it.
+pub fn details_json(details: &Details) -> Value {
+    serde_json::to_value(MessageDetails::new(details)).unwrap_or_else(|_| json!({}))
 }
 
 /// `PUT .../messages/{message}`.
@@ -753,7 +783,7 @@ pub fn archive_json(page: &PageRequest, listing: &ArchiveListing) -> Value {
 
 /// `GET /users/{user}/archived/{message}`.
 pub fn archived_json(archived: &Archived, details: Details) -> Value {
-    let mut body = archived_entry(archived, details_json(details));
+    let mut body = archived_entry(archived, details_json(&details));
     body["success"] = json!(true);
     body
 }
