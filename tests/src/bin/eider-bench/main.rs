@@ -8,7 +8,8 @@
 //!   127.0.0.1, one user filled with generated mail (`mail_gen.rs`) at each mailbox size in a
 //!   fresh data folder: ingest over HTTP and LMTP vs mail-parser alone, medians of search,
 //!   list, get, the data folder's size vs the mail's, and `wrk` throughput vs a hello-world
-//!   axum server (`eider-bench hello ADDR`, this binary) at the largest size up to 10,000;
+//!   axum server (`eider-bench hello ADDR`, this binary) at the largest size up to 10,000,
+//!   a path no route takes among them (Eider's layers alone);
 //! * the memory of large uploads (`memory.rs`): peaks while one 60 MB message is stored.
 //!
 //! ```text
