@@ -26,16 +26,37 @@ impl Drop for Server {
     }
 }
 
-fn start_on_aws(data: &std::path::Path, table: &str, bucket: &str) -> Server {
+/// How the moto server's address reaches the AWS configuration.
+#[derive(Clone, Copy)]
+enum Endpoints {
+    /// `AWS_ENDPOINT_URL`, for every service.
+    Global,
+    /// `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_S3` only.
+    PerService,
+}
+
+fn start_on_aws(data: &std::path::Path, table: &str, bucket: &str, endpoints: Endpoints) -> Server {
     let endpoint = std::env::var("EIDER_TEST_AWS_ENDPOINT")
         .expect("EIDER_TEST_AWS_ENDPOINT names the moto server (scripts/test.sh starts one)");
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eider-local"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eider-local"));
+    match endpoints {
+        Endpoints::Global => command.env("AWS_ENDPOINT_URL", &endpoint),
+        // By name: for an IP address the SDK goes path-style by itself, which would hide
+        // a wrong choice; `bucket.localhost` resolves nowhere.
+        Endpoints::PerService => {
+            let endpoint = endpoint.replace("127.0.0.1", "localhost");
+            command
+                .env_remove("AWS_ENDPOINT_URL")
+                .env("AWS_ENDPOINT_URL_DYNAMODB", &endpoint)
+                .env("AWS_ENDPOINT_URL_S3", &endpoint)
+        }
+    };
+    let mut child = command
         .env("EIDER_STORE", "aws")
         .env("EIDER_CREATE_RESOURCES", "1")
         .env("EIDER_TABLE", table)
         .env("EIDER_BUCKET", bucket)
-        .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -99,7 +120,7 @@ async fn the_local_server_serves_the_api_from_dynamodb_and_s3() {
         format!("eider-local-{suffix}"),
         format!("eider-local-{suffix}"),
     );
-    let server = start_on_aws(data.path(), &table, &bucket);
+    let server = start_on_aws(data.path(), &table, &bucket, Endpoints::Global);
     let log = server.startup_log.join("");
     assert!(log.contains(&format!("DynamoDB table {table}")), "{log}");
     assert!(
@@ -153,7 +174,7 @@ async fn the_local_server_serves_the_api_from_dynamodb_and_s3() {
 
     // Another start on the same table and bucket (its folder emptied): the data is there.
     let fresh = tempfile::tempdir().unwrap();
-    let again = start_on_aws(fresh.path(), &table, &bucket);
+    let again = start_on_aws(fresh.path(), &table, &bucket, Endpoints::Global);
     let base = again.base.clone();
     let one = call(&c, "GET", format!("{base}/users/{user}"), None).await;
     assert_eq!(one["username"], "cloudy");
@@ -174,4 +195,37 @@ fn rand_suffix() -> u64 {
         .unwrap()
         .as_nanos() as u64;
     nanos ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// An endpoint set for S3 alone (as for MinIO beside real DynamoDB) must also address the
+/// bucket path-style: moto on 127.0.0.1 has no `bucket.127.0.0.1` host, so a stored message's
+/// blob could be neither written nor read back otherwise.
+#[tokio::test]
+async fn an_endpoint_set_for_s3_alone_addresses_the_bucket_path_style() {
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("eider-local-{:x}", rand_suffix());
+    let server = start_on_aws(data.path(), &name, &name, Endpoints::PerService);
+    let (c, base) = (reqwest::Client::new(), server.base.clone());
+    let user = call(
+        &c,
+        "POST",
+        format!("{base}/users"),
+        Some(json!({"username": "servicewise", "password": "a-long-pass"})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inbox = inbox_of(&call(&c, "GET", format!("{base}/users/{user}/mailboxes"), None).await);
+    let raw = "From: a@example.com\r\nSubject: Cirrus\r\n\r\nHigh and thin.\r\n";
+    let messages = format!("{base}/users/{user}/mailboxes/{inbox}/messages");
+    let stored = call(&c, "POST", messages.clone(), Some(json!({ "raw": raw }))).await;
+    let uid = stored["message"]["id"].as_u64().unwrap();
+    let source = c
+        .get(format!("{messages}/{uid}/message.eml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(source.status(), 200);
+    assert_eq!(source.text().await.unwrap(), raw);
 }

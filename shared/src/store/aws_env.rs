@@ -87,8 +87,9 @@ impl LoadServiceConfig for ServiceEndpoints {
     }
 }
 
-/// Whether `config` sends S3 requests somewhere other than AWS.
-fn s3_endpoint_set(config: &SdkConfig) -> bool {
+/// Whether `config` sends S3 requests somewhere other than AWS (its own endpoint for S3 or one
+/// for every service), from the environment here or from aws-config's whole chain locally.
+pub(crate) fn s3_endpoint_set(config: &SdkConfig) -> bool {
     let key = ServiceConfigKey::builder()
         .service_id("S3")
         .env("AWS_ENDPOINT_URL")

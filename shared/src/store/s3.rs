@@ -66,9 +66,9 @@ pub async fn aws_clients_from_env() -> (aws_sdk_dynamodb::Client, Client) {
         .http_client(super::sdk_http::http_client())
         .load()
         .await;
-    let path_style = config.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    // The same test as the functions': an endpoint of any kind (AWS_ENDPOINT_URL,
+    // AWS_ENDPOINT_URL_S3, a profile's endpoint_url) means path-style.
+    let path_style = super::aws_env::s3_endpoint_set(&config);
     clients_from_config(&config, path_style)
 }
 
