@@ -198,8 +198,8 @@ fn rand_suffix() -> u64 {
 }
 
 /// An endpoint set for S3 alone (as for MinIO beside real DynamoDB) must also address the
-/// bucket path-style: moto on 127.0.0.1 has no `bucket.127.0.0.1` host, so a stored message's
-/// blob could be neither written nor read back otherwise.
+/// bucket path-style: the endpoint is given as `localhost`, and `bucket.localhost` resolves
+/// nowhere, so a stored message's blob could be neither written nor read back otherwise.
 #[tokio::test]
 async fn an_endpoint_set_for_s3_alone_addresses_the_bucket_path_style() {
     let data = tempfile::tempdir().unwrap();
